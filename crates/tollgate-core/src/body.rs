@@ -1,0 +1,292 @@
+//! Body helpers shared by every layer: a boxed request body, the response body layers answer
+//! with, and reading a body under a byte limit.
+
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body::{Frame, SizeHint};
+use http_body_util::combinators::UnsyncBoxBody;
+use http_body_util::{BodyExt, Full};
+use pin_project_lite::pin_project;
+
+use crate::{ErrorKind, GatewayError};
+
+/// The boxed error type bodies and services use.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A type-erased request body that can be rebuilt from buffered bytes.
+///
+/// Body-aware layers need `B: From<Bytes>` to put a buffered body back into the request.
+/// axum's body already is; for hyper's `Incoming`, map the request once with [`Body::new`].
+///
+/// ```
+/// use http_body_util::BodyExt;
+/// use tollgate_core::Body;
+///
+/// # futures_executor::block_on(async {
+/// let body = Body::from("hello");
+/// assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
+/// # });
+/// ```
+pub struct Body(UnsyncBoxBody<Bytes, BoxError>);
+
+impl Body {
+    /// Boxes any body whose data is `Bytes`.
+    pub fn new<B>(body: B) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        Body(body.map_err(Into::into).boxed_unsync())
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        Body::from(Bytes::new())
+    }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::empty()
+    }
+}
+
+impl fmt::Debug for Body {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Body").finish_non_exhaustive()
+    }
+}
+
+impl From<Bytes> for Body {
+    fn from(bytes: Bytes) -> Self {
+        Body::new(Full::new(bytes))
+    }
+}
+
+impl From<&'static str> for Body {
+    fn from(text: &'static str) -> Self {
+        Body::from(Bytes::from_static(text.as_bytes()))
+    }
+}
+
+impl From<String> for Body {
+    fn from(text: String) -> Self {
+        Body::from(Bytes::from(text))
+    }
+}
+
+impl http_body::Body for Body {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.0).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.0.size_hint()
+    }
+}
+
+pin_project! {
+    /// The response body of a layer that either forwards the inner response or answers
+    /// itself with a rendered [`GatewayError`].
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Full};
+    /// use tollgate_core::ResponseBody;
+    ///
+    /// # futures_executor::block_on(async {
+    /// let body: ResponseBody<Full<Bytes>> = ResponseBody::full(Bytes::from_static(b"{}"));
+    /// assert_eq!(body.collect().await.unwrap().to_bytes(), "{}");
+    /// # });
+    /// ```
+    pub struct ResponseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Inner { #[pin] body: B },
+        Full { body: Full<Bytes> },
+    }
+}
+
+impl<B> ResponseBody<B> {
+    /// Wraps the inner service's body, untouched.
+    pub fn inner(body: B) -> Self {
+        ResponseBody {
+            kind: Kind::Inner { body },
+        }
+    }
+
+    /// A body of known bytes the layer produced itself.
+    pub fn full(bytes: Bytes) -> Self {
+        ResponseBody::from(Full::new(bytes))
+    }
+}
+
+impl<B> From<Full<Bytes>> for ResponseBody<B> {
+    fn from(body: Full<Bytes>) -> Self {
+        ResponseBody {
+            kind: Kind::Full { body },
+        }
+    }
+}
+
+impl<B> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kind {
+            Kind::Inner { .. } => f.write_str("ResponseBody::Inner"),
+            Kind::Full { .. } => f.write_str("ResponseBody::Full"),
+        }
+    }
+}
+
+impl<B> http_body::Body for ResponseBody<B>
+where
+    B: http_body::Body<Data = Bytes>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Inner { body } => body.poll_frame(cx),
+            KindProj::Full { body } => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|result| result.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Inner { body } => body.is_end_stream(),
+            Kind::Full { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Inner { body } => body.size_hint(),
+            Kind::Full { body } => body.size_hint(),
+        }
+    }
+}
+
+/// Why a request body could not be buffered.
+#[derive(Debug)]
+pub enum BodyError {
+    /// The body is longer than the limit; reading stopped at the first frame that crossed it.
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The body stream failed (the client went away, or a timeout around the read fired).
+    Read(BoxError),
+}
+
+impl fmt::Display for BodyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BodyError::TooLarge { limit } => write!(f, "request body larger than {limit} bytes"),
+            BodyError::Read(error) => write!(f, "request body could not be read: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for BodyError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            BodyError::TooLarge { .. } => None,
+            BodyError::Read(error) => Some(&**error),
+        }
+    }
+}
+
+impl From<&BodyError> for GatewayError {
+    fn from(error: &BodyError) -> Self {
+        match error {
+            BodyError::TooLarge { limit } => GatewayError::new(
+                ErrorKind::RequestTooLarge,
+                format!(
+                    "The request body is larger than the gateway's limit of {limit} bytes. Shorten the messages or send fewer of them."
+                ),
+            )
+            .detail("limit", *limit),
+            BodyError::Read(_) => GatewayError::new(
+                ErrorKind::InvalidRequest,
+                "The request body could not be read completely. Send the request again.",
+            ),
+        }
+    }
+}
+
+/// Reads a whole body, but never more than `limit` bytes: a `Content-Length` (or any exact size
+/// hint) over the limit fails before the first read, and a streaming body stops being polled at
+/// the frame that crosses the limit. A single-frame body is returned without copying.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use tollgate_core::body::{collect_limited, BodyError};
+///
+/// # futures_executor::block_on(async {
+/// let bytes = collect_limited(Full::new(Bytes::from_static(b"{}")), 16).await.unwrap();
+/// assert_eq!(bytes, "{}");
+/// let error = collect_limited(Full::new(Bytes::from_static(b"0123456789")), 4).await.unwrap_err();
+/// assert!(matches!(error, BodyError::TooLarge { limit: 4 }));
+/// # });
+/// ```
+pub async fn collect_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let hint = body.size_hint();
+    if hint.lower() > limit as u64 {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut joined = BytesMut::new();
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| BodyError::Read(error.into()))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers carry nothing a chat request needs
+        };
+        len += data.len();
+        if len > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        if joined.is_empty() && first.is_none() {
+            first = Some(data);
+            continue;
+        }
+        if let Some(first) = first.take() {
+            let expected = hint.upper().unwrap_or(0).min(limit as u64) as usize;
+            joined.reserve(expected.max(first.len() + data.len()));
+            joined.extend_from_slice(&first);
+        }
+        joined.extend_from_slice(&data);
+    }
+    Ok(first.unwrap_or_else(|| joined.freeze()))
+}

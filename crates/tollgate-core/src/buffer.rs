@@ -1,0 +1,87 @@
+//! Reading the request body once and sharing its parse through the request extensions.
+
+use bytes::Bytes;
+use http::Request;
+use http::header::{CONTENT_LENGTH, HeaderValue};
+
+use crate::body::{BodyError, BoxError, collect_limited};
+use crate::chat::{ChatRequest, ParseError};
+
+/// A sensible default for the largest request body a gateway reads: 4 MiB holds a full
+/// 1M-token context window of text as JSON only loosely, but blocks abuse.
+pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// Returns the request's [`ChatRequest`], reading and parsing the body only if no layer did so
+/// before: the first body-aware layer reads the body (never more than `limit` bytes), parses
+/// it once and memoizes the result in the request extensions; every later layer gets the memo
+/// without touching the body.
+///
+/// The request comes back with a body rebuilt from the buffered bytes (a cheap reference
+/// count, no copy). A JSON error leaves the request usable and memoizes the [`ParseError`];
+/// only a body that cannot be read (too large, or the stream failed) consumes the request.
+///
+/// ```
+/// use http::Request;
+/// use tollgate_core::{Body, ChatRequest, buffer_chat_request};
+///
+/// # futures_executor::block_on(async {
+/// let request = Request::new(Body::from(r#"{"model":"gpt-5.4","messages":[]}"#));
+/// let (request, chat) = buffer_chat_request(request, 1024).await.unwrap();
+/// assert_eq!(chat.unwrap().model(), Some("gpt-5.4"));
+/// // A second layer gets the memo: same parse, no second read.
+/// assert!(request.extensions().get::<ChatRequest>().is_some());
+/// let (_request, again) = buffer_chat_request(request, 1024).await.unwrap();
+/// assert_eq!(again.unwrap().model(), Some("gpt-5.4"));
+/// # });
+/// ```
+pub async fn buffer_chat_request<B>(
+    request: Request<B>,
+    limit: usize,
+) -> Result<(Request<B>, Result<ChatRequest, ParseError>), BodyError>
+where
+    B: http_body::Body<Data = Bytes> + From<Bytes>,
+    B::Error: Into<BoxError>,
+{
+    if let Some(chat) = request.extensions().get::<ChatRequest>() {
+        let chat = chat.clone();
+        return Ok((request, Ok(chat)));
+    }
+    if let Some(error) = request.extensions().get::<ParseError>() {
+        let error = error.clone();
+        return Ok((request, Err(error)));
+    }
+    let (mut parts, body) = request.into_parts();
+    let bytes = collect_limited(body, limit).await?;
+    let parsed = ChatRequest::parse(bytes.clone());
+    match &parsed {
+        Ok(chat) => parts.extensions.insert(chat.clone()).map(drop),
+        Err(error) => parts.extensions.insert(error.clone()).map(drop),
+    };
+    Ok((Request::from_parts(parts, B::from(bytes)), parsed))
+}
+
+impl ChatRequest {
+    /// Makes this view the request's body: the body bytes, the memo in the extensions and the
+    /// `Content-Length` header all change together. Use it after an edit such as
+    /// [`ChatRequest::with_model`].
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http::Request;
+    /// use tollgate_core::{Body, ChatRequest};
+    ///
+    /// let chat = ChatRequest::parse(Bytes::from_static(br#"{"model":"a"}"#)).unwrap();
+    /// let mut request = Request::new(Body::empty());
+    /// chat.with_model("bb").unwrap().install(&mut request);
+    /// assert_eq!(request.headers()["content-length"], "14");
+    /// assert_eq!(request.extensions().get::<ChatRequest>().unwrap().model(), Some("bb"));
+    /// ```
+    pub fn install<B: From<Bytes>>(self, request: &mut Request<B>) {
+        let bytes = self.body().clone();
+        request
+            .headers_mut()
+            .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        *request.body_mut() = B::from(bytes);
+        request.extensions_mut().insert(self);
+    }
+}

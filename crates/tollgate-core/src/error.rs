@@ -1,0 +1,439 @@
+//! Every error a tollgate stack can return, and its one JSON rendering.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::{Response, StatusCode};
+use http_body_util::Full;
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+/// The `x-should-retry` response header that OpenAI SDKs read before their own retry rules.
+pub const X_SHOULD_RETRY: http::HeaderName = http::HeaderName::from_static("x-should-retry");
+
+/// What went wrong, at the granularity clients branch on: an HTTP status and a `type` string.
+///
+/// ```
+/// use tollgate_core::ErrorKind;
+///
+/// assert_eq!(ErrorKind::ModelRetired.status().as_u16(), 410);
+/// assert_eq!(ErrorKind::ModelRetired.type_str(), "model_retired");
+/// assert!(ErrorKind::RateLimitExceeded.is_retryable());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// 400: the request is malformed or a field is out of range.
+    InvalidRequest,
+    /// 400: the model exists but does not support the endpoint it was sent to.
+    UnsupportedOperation,
+    /// 401: the API key is missing, malformed, unknown, revoked or expired.
+    Auth,
+    /// 402: the prepaid balance does not cover the request.
+    InsufficientBalance,
+    /// 403: the caller may not use what it asked for.
+    Forbidden,
+    /// 404: the model is unknown.
+    ModelNotFound,
+    /// 408: the client sent its request too slowly.
+    RequestTimeout,
+    /// 410: the model was retired.
+    ModelRetired,
+    /// 413: the request body or the prompt is too large.
+    RequestTooLarge,
+    /// 429: a rate limit was hit.
+    RateLimitExceeded,
+    /// 500: the gateway itself failed.
+    Internal,
+    /// 502: the upstream provider answered with an error.
+    ProviderError,
+    /// 503: the upstream provider could not be reached.
+    ProviderUnavailable,
+    /// 503: a dependency of the gateway itself (such as Redis) is down.
+    ServiceUnavailable,
+    /// 504: the upstream provider did not answer in time.
+    Timeout,
+}
+
+impl ErrorKind {
+    /// Every kind, in status order.
+    pub const ALL: [ErrorKind; 15] = [
+        ErrorKind::InvalidRequest,
+        ErrorKind::UnsupportedOperation,
+        ErrorKind::Auth,
+        ErrorKind::InsufficientBalance,
+        ErrorKind::Forbidden,
+        ErrorKind::ModelNotFound,
+        ErrorKind::RequestTimeout,
+        ErrorKind::ModelRetired,
+        ErrorKind::RequestTooLarge,
+        ErrorKind::RateLimitExceeded,
+        ErrorKind::Internal,
+        ErrorKind::ProviderError,
+        ErrorKind::ProviderUnavailable,
+        ErrorKind::ServiceUnavailable,
+        ErrorKind::Timeout,
+    ];
+
+    /// The HTTP status this kind is answered with.
+    ///
+    /// ```
+    /// # use tollgate_core::ErrorKind;
+    /// assert_eq!(ErrorKind::InsufficientBalance.status(), http::StatusCode::PAYMENT_REQUIRED);
+    /// ```
+    pub const fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::InvalidRequest | ErrorKind::UnsupportedOperation => StatusCode::BAD_REQUEST,
+            ErrorKind::Auth => StatusCode::UNAUTHORIZED,
+            ErrorKind::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
+            ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+            ErrorKind::ModelNotFound => StatusCode::NOT_FOUND,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorKind::ModelRetired => StatusCode::GONE,
+            ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::ProviderError => StatusCode::BAD_GATEWAY,
+            ErrorKind::ProviderUnavailable | ErrorKind::ServiceUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        }
+    }
+
+    /// The `error.type` string of the envelope.
+    ///
+    /// ```
+    /// # use tollgate_core::ErrorKind;
+    /// assert_eq!(ErrorKind::Auth.type_str(), "auth_error");
+    /// ```
+    pub const fn type_str(self) -> &'static str {
+        match self {
+            ErrorKind::InvalidRequest => "invalid_request_error",
+            ErrorKind::UnsupportedOperation => "unsupported_operation",
+            ErrorKind::Auth => "auth_error",
+            ErrorKind::InsufficientBalance => "insufficient_balance",
+            ErrorKind::Forbidden => "forbidden",
+            ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::RequestTimeout => "request_timeout",
+            ErrorKind::ModelRetired => "model_retired",
+            ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::RateLimitExceeded => "rate_limit_exceeded",
+            ErrorKind::Internal => "internal_error",
+            ErrorKind::ProviderError => "provider_error",
+            ErrorKind::ProviderUnavailable => "provider_unavailable",
+            ErrorKind::ServiceUnavailable => "service_unavailable",
+            ErrorKind::Timeout => "timeout",
+        }
+    }
+
+    /// Whether the same request may succeed if sent again later: 429, 500, 502, 503 and 504.
+    ///
+    /// ```
+    /// # use tollgate_core::ErrorKind;
+    /// assert!(ErrorKind::Timeout.is_retryable());
+    /// assert!(!ErrorKind::InvalidRequest.is_retryable());
+    /// ```
+    pub const fn is_retryable(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::RateLimitExceeded
+                | ErrorKind::Internal
+                | ErrorKind::ProviderError
+                | ErrorKind::ProviderUnavailable
+                | ErrorKind::ServiceUnavailable
+                | ErrorKind::Timeout
+        )
+    }
+
+    /// The kind a bare error status maps to, for responses that carry no [`GatewayError`].
+    ///
+    /// ```
+    /// # use tollgate_core::ErrorKind;
+    /// assert_eq!(ErrorKind::from_status(http::StatusCode::GATEWAY_TIMEOUT), ErrorKind::Timeout);
+    /// assert_eq!(ErrorKind::from_status(http::StatusCode::IM_A_TEAPOT), ErrorKind::InvalidRequest);
+    /// ```
+    pub fn from_status(status: StatusCode) -> ErrorKind {
+        match status.as_u16() {
+            401 => ErrorKind::Auth,
+            402 => ErrorKind::InsufficientBalance,
+            403 => ErrorKind::Forbidden,
+            404 => ErrorKind::ModelNotFound,
+            408 => ErrorKind::RequestTimeout,
+            410 => ErrorKind::ModelRetired,
+            413 => ErrorKind::RequestTooLarge,
+            429 => ErrorKind::RateLimitExceeded,
+            502 => ErrorKind::ProviderError,
+            503 => ErrorKind::ServiceUnavailable,
+            504 => ErrorKind::Timeout,
+            400..=499 => ErrorKind::InvalidRequest,
+            _ => ErrorKind::Internal,
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.type_str())
+    }
+}
+
+/// An error answered to the client, rendered as the canonical envelope
+/// `{"error":{"message","type","param","code","details"?},"request_id"?}`.
+///
+/// Layers build one and return [`GatewayError::into_response`]; they never write error JSON by hand.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::{ErrorKind, GatewayError};
+///
+/// let error = GatewayError::new(ErrorKind::RateLimitExceeded, "Slow down.")
+///     .code("rate_limit_exceeded")
+///     .detail("limit", 60)
+///     .retry_after(Duration::from_millis(1200));
+/// let response = error.into_response();
+/// assert_eq!(response.status(), 429);
+/// assert_eq!(response.headers()["retry-after"], "2");
+/// assert_eq!(response.headers()["content-type"], "application/json");
+/// assert!(response.extensions().get::<GatewayError>().is_some());
+/// ```
+///
+/// The fields are public to read; build one with [`GatewayError::new`] and the consuming setters.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct GatewayError {
+    /// What went wrong; decides the status and `error.type`.
+    pub kind: ErrorKind,
+    /// The message shown to the client: what happened and what to do about it.
+    pub message: Cow<'static, str>,
+    /// The request field at fault (`error.param`).
+    pub param: Option<Cow<'static, str>>,
+    /// The fine reason OpenAI clients know (`error.code`), such as `invalid_api_key`.
+    pub code: Option<Cow<'static, str>>,
+    /// The optional, backward-compatible `error.details` object; omitted when empty.
+    pub details: Map<String, Value>,
+    /// When the client may try again (`Retry-After`).
+    pub retry_after: Option<Duration>,
+    /// Overrides the kind's retryability in `x-should-retry`.
+    pub should_retry: Option<bool>,
+}
+
+impl GatewayError {
+    /// An error of `kind` with a message that tells the client what to fix.
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        GatewayError {
+            kind,
+            message: message.into(),
+            param: None,
+            code: None,
+            details: Map::new(),
+            retry_after: None,
+            should_retry: None,
+        }
+    }
+
+    /// The 500 answered when the gateway itself failed; the cause belongs in the log, not here.
+    ///
+    /// ```
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// assert_eq!(GatewayError::internal().kind, ErrorKind::Internal);
+    /// ```
+    pub fn internal() -> Self {
+        GatewayError::new(
+            ErrorKind::Internal,
+            "The gateway had an error while processing your request. Retry after a short delay.",
+        )
+    }
+
+    /// Names the request field at fault (`error.param`).
+    ///
+    /// ```
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// let error = GatewayError::new(ErrorKind::InvalidRequest, "bad").param("temperature");
+    /// assert_eq!(error.param.as_deref(), Some("temperature"));
+    /// ```
+    pub fn param(mut self, param: impl Into<Cow<'static, str>>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// Sets the fine reason OpenAI clients know (`error.code`), such as `invalid_api_key`.
+    ///
+    /// ```
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// let error = GatewayError::new(ErrorKind::Auth, "bad key").code("invalid_api_key");
+    /// assert_eq!(error.code.as_deref(), Some("invalid_api_key"));
+    /// ```
+    pub fn code(mut self, code: impl Into<Cow<'static, str>>) -> Self {
+        self.code = Some(code.into());
+        self
+    }
+
+    /// Adds one entry to `error.details`, the optional, backward-compatible object.
+    ///
+    /// ```
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// let error = GatewayError::new(ErrorKind::ModelRetired, "gone")
+    ///     .detail("replacement_model", "b");
+    /// assert_eq!(error.details["replacement_model"], "b");
+    /// ```
+    pub fn detail(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.details.insert(key.into(), value.into());
+        self
+    }
+
+    /// Replaces `error.details` as a whole.
+    ///
+    /// ```
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// let mut details = serde_json::Map::new();
+    /// details.insert("hint".into(), "use /v1/embeddings".into());
+    /// let error = GatewayError::new(ErrorKind::UnsupportedOperation, "wrong endpoint").details(details);
+    /// assert_eq!(error.details.len(), 1);
+    /// ```
+    pub fn details(mut self, details: Map<String, Value>) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// Tells the client when to try again: a `Retry-After` header in whole seconds, rounded up, at least 1.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// let response = GatewayError::new(ErrorKind::RateLimitExceeded, "wait")
+    ///     .retry_after(Duration::ZERO)
+    ///     .into_response();
+    /// assert_eq!(response.headers()["retry-after"], "1");
+    /// ```
+    pub fn retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// Overrides whether clients should retry (`x-should-retry`); by default the kind decides.
+    ///
+    /// ```
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// let error = GatewayError::new(ErrorKind::RateLimitExceeded, "can never fit").should_retry(false);
+    /// assert!(!error.is_retryable());
+    /// assert_eq!(error.into_response().headers()["x-should-retry"], "false");
+    /// ```
+    pub fn should_retry(mut self, retry: bool) -> Self {
+        self.should_retry = Some(retry);
+        self
+    }
+
+    /// The HTTP status of the response.
+    pub fn status(&self) -> StatusCode {
+        self.kind.status()
+    }
+
+    /// Whether a client should send the same request again.
+    pub fn is_retryable(&self) -> bool {
+        self.should_retry.unwrap_or(self.kind.is_retryable())
+    }
+
+    /// The canonical JSON envelope, with `request_id` when one is known.
+    ///
+    /// ```
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// let body = GatewayError::new(ErrorKind::Forbidden, "No access.").to_json(Some("req-1"));
+    /// assert_eq!(
+    ///     body,
+    ///     r#"{"error":{"message":"No access.","type":"forbidden","param":null,"code":null},"request_id":"req-1"}"#
+    /// );
+    /// ```
+    pub fn to_json(&self, request_id: Option<&str>) -> Bytes {
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            error: Body<'a>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            request_id: Option<&'a str>,
+        }
+        #[derive(Serialize)]
+        struct Body<'a> {
+            message: &'a str,
+            #[serde(rename = "type")]
+            kind: &'static str,
+            param: Option<&'a str>,
+            code: Option<&'a str>,
+            #[serde(skip_serializing_if = "Map::is_empty")]
+            details: &'a Map<String, Value>,
+        }
+        let envelope = Envelope {
+            error: Body {
+                message: &self.message,
+                kind: self.kind.type_str(),
+                param: self.param.as_deref(),
+                code: self.code.as_deref(),
+                details: &self.details,
+            },
+            request_id,
+        };
+        // Serializing borrowed strings and a JSON map into a Vec cannot fail.
+        Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+    }
+
+    /// The response headers every rendering of this error carries: `retry-after` and `x-should-retry`.
+    ///
+    /// ```
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// let mut headers = http::HeaderMap::new();
+    /// GatewayError::new(ErrorKind::Timeout, "slow").apply_headers(&mut headers);
+    /// assert_eq!(headers["x-should-retry"], "true");
+    /// ```
+    pub fn apply_headers(&self, headers: &mut http::HeaderMap) {
+        if let Some(after) = self.retry_after {
+            headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(after)));
+        }
+        headers.insert(
+            X_SHOULD_RETRY,
+            HeaderValue::from_static(if self.is_retryable() { "true" } else { "false" }),
+        );
+    }
+
+    /// The response: status, `content-type: application/json`, `retry-after` where set,
+    /// `x-should-retry`, the canonical body, and the error itself in the extensions so that
+    /// an outer `ErrorEnvelopeLayer` can re-render it with the request id.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let mut response = Response::new(Full::new(self.to_json(None)));
+        *response.status_mut() = self.status();
+        let headers = response.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        self.apply_headers(headers);
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Whole seconds, rounded up, never 0: a client told `Retry-After: 0` retries at once.
+///
+/// ```
+/// # use std::time::Duration;
+/// use tollgate_core::error::retry_after_secs;
+/// assert_eq!(retry_after_secs(Duration::from_millis(1)), 1);
+/// assert_eq!(retry_after_secs(Duration::from_secs(20)), 20);
+/// assert_eq!(retry_after_secs(Duration::from_millis(20_001)), 21);
+/// ```
+pub fn retry_after_secs(after: Duration) -> u64 {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} ({}): {}",
+            self.kind,
+            self.status().as_u16(),
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for GatewayError {}

@@ -1,0 +1,49 @@
+//! The shared vocabulary of [tollgate](https://docs.rs/tollgate): every layer crate depends on
+//! this one, and on no other layer.
+//!
+//! - [`ErrorKind`] and [`GatewayError`]: every error the gateway returns and its one JSON
+//!   envelope, `{"error":{"message","type","param","code","details"?},"request_id"?}`.
+//! - [`ChatRequest`]: the light view of a chat/completions body, parsed once per request and
+//!   memoized in the request extensions by [`buffer_chat_request`], which reads the body under a
+//!   byte limit.
+//! - [`Principal`]: the authenticated caller, and [`Rate`], a quota.
+//! - [`Usage`]: token usage as OpenAI reports it.
+//! - [`request_id()`]: the id tower-http's request-id layer set.
+//! - [`Body`] and [`ResponseBody`]: body types shared by the layers.
+//!
+//! Layers talk to each other only through these types in the request and response extensions.
+//!
+//! ```
+//! use http::Request;
+//! use tollgate_core::{Body, ErrorKind, GatewayError, buffer_chat_request};
+//!
+//! # futures_executor::block_on(async {
+//! let request = Request::new(Body::from(r#"{"model": 42, "messages": []}"#));
+//! let (_request, chat) = buffer_chat_request(request, 1 << 20).await.unwrap();
+//! let chat = chat.unwrap();
+//! if chat.model().is_none() {
+//!     let response = GatewayError::new(ErrorKind::InvalidRequest, "`model` must be a string.")
+//!         .param("model")
+//!         .into_response();
+//!     assert_eq!(response.status(), 400);
+//! }
+//! # });
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod body;
+mod buffer;
+pub mod chat;
+pub mod error;
+mod principal;
+pub mod request_id;
+mod usage;
+
+pub use body::{Body, BoxError, ResponseBody};
+pub use buffer::{DEFAULT_BODY_LIMIT, buffer_chat_request};
+pub use chat::{ChatRequest, Field, ParseError};
+pub use error::{ErrorKind, GatewayError};
+pub use principal::{Principal, Rate};
+pub use request_id::request_id;
+pub use usage::Usage;

@@ -1,0 +1,155 @@
+//! The authenticated caller, put in the request extensions by the auth layer.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A quota: `amount` units per `period`, with an optional burst (the most that can be spent at
+/// once; defaults to `amount`).
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::Rate;
+///
+/// let rpm = Rate::per_minute(60).burst(10);
+/// assert_eq!(rpm.amount().get(), 60);
+/// assert_eq!(rpm.period(), Duration::from_secs(60));
+/// assert_eq!(rpm.burst_size().get(), 10);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Rate {
+    amount: NonZeroU64,
+    period: Duration,
+    burst: Option<NonZeroU64>,
+}
+
+impl Rate {
+    /// `amount` units per `period`. An `amount` of 0 is taken as 1; a zero period as 1 ns.
+    pub fn new(amount: u64, period: Duration) -> Self {
+        Rate {
+            amount: NonZeroU64::new(amount).unwrap_or(NonZeroU64::MIN),
+            period: period.max(Duration::from_nanos(1)),
+            burst: None,
+        }
+    }
+
+    /// `amount` units per second.
+    pub fn per_second(amount: u64) -> Self {
+        Rate::new(amount, Duration::from_secs(1))
+    }
+
+    /// `amount` units per minute: OpenAI-style RPM and TPM.
+    pub fn per_minute(amount: u64) -> Self {
+        Rate::new(amount, Duration::from_secs(60))
+    }
+
+    /// The most units that can be spent at once (0 is taken as 1).
+    pub fn burst(mut self, burst: u64) -> Self {
+        self.burst = Some(NonZeroU64::new(burst).unwrap_or(NonZeroU64::MIN));
+        self
+    }
+
+    /// Units per period.
+    pub fn amount(&self) -> NonZeroU64 {
+        self.amount
+    }
+
+    /// The period.
+    pub fn period(&self) -> Duration {
+        self.period
+    }
+
+    /// The burst size: the configured burst, or `amount`.
+    pub fn burst_size(&self) -> NonZeroU64 {
+        self.burst.unwrap_or(self.amount)
+    }
+}
+
+/// The authenticated caller: a key id that is safe to log, the account it bills, the models it
+/// may use and its own rate limits. Cheap to clone.
+///
+/// ```
+/// use tollgate_core::{Principal, Rate};
+///
+/// let principal = Principal::new("key_demo", "acct_demo")
+///     .allowed_models(["gpt-5.4", "openai/gpt-5.4-mini"])
+///     .request_rate(Rate::per_minute(60));
+/// assert!(principal.allows_model("gpt-5.4"));
+/// assert!(!principal.allows_model("claude-sonnet-4-6"));
+/// assert_eq!(principal.request_quota(), Some(Rate::per_minute(60)));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Principal {
+    key_id: Arc<str>,
+    account_id: Arc<str>,
+    allowed_models: Option<Arc<[Arc<str>]>>,
+    request_rate: Option<Rate>,
+    token_rate: Option<Rate>,
+}
+
+impl Principal {
+    /// A caller allowed every model, with the layers' default limits.
+    pub fn new(key_id: impl Into<Arc<str>>, account_id: impl Into<Arc<str>>) -> Self {
+        Principal {
+            key_id: key_id.into(),
+            account_id: account_id.into(),
+            allowed_models: None,
+            request_rate: None,
+            token_rate: None,
+        }
+    }
+
+    /// Restricts the caller to these canonical model ids.
+    pub fn allowed_models<I, M>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<Arc<str>>,
+    {
+        self.allowed_models = Some(models.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// This caller's request quota, overriding the rate-limit layer's default.
+    pub fn request_rate(mut self, rate: Rate) -> Self {
+        self.request_rate = Some(rate);
+        self
+    }
+
+    /// This caller's token quota, overriding the rate-limit layer's default.
+    pub fn token_rate(mut self, rate: Rate) -> Self {
+        self.token_rate = Some(rate);
+        self
+    }
+
+    /// The key id: an identifier of the key that is safe to log, never the key.
+    pub fn key_id(&self) -> &str {
+        &self.key_id
+    }
+
+    /// The account that pays for this caller's requests.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// The models this caller may use; `None` means all of them.
+    pub fn allowed(&self) -> Option<&[Arc<str>]> {
+        self.allowed_models.as_deref()
+    }
+
+    /// Whether this caller may use the canonical model id `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.allowed_models
+            .as_deref()
+            .is_none_or(|allowed| allowed.iter().any(|m| &**m == model))
+    }
+
+    /// This caller's request quota, if it overrides the default.
+    pub fn request_quota(&self) -> Option<Rate> {
+        self.request_rate
+    }
+
+    /// This caller's token quota, if it overrides the default.
+    pub fn token_quota(&self) -> Option<Rate> {
+        self.token_rate
+    }
+}

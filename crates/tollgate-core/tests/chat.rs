@@ -1,0 +1,247 @@
+//! The one-pass chat request view.
+
+use bytes::Bytes;
+use tollgate_core::chat::{Content, JsonType, Message, ParseErrorKind, Part};
+use tollgate_core::{ChatRequest, ErrorKind, Field, GatewayError};
+
+fn parse(json: &'static str) -> ChatRequest {
+    ChatRequest::parse(Bytes::from_static(json.as_bytes())).unwrap()
+}
+
+fn messages(chat: &ChatRequest) -> &[Result<Message, JsonType>] {
+    match chat.messages() {
+        Field::Value(messages) => messages,
+        other => panic!("messages: {other:?}"),
+    }
+}
+
+#[test]
+fn reads_every_field_the_layers_need() {
+    let chat = parse(
+        r#"{
+  "model": "gpt-5.4",
+  "messages": [
+    {"role": "system", "content": "You are terse."},
+    {"role": "user", "name": "ann", "content": [{"type": "text", "text": "Hi"}, {"type": "image_url", "image_url": {"url": "x"}}]},
+    {"role": "assistant", "content": null, "tool_calls": [{"id": "1"}]}
+  ],
+  "stream": true,
+  "stream_options": {"include_usage": true},
+  "max_tokens": 100,
+  "temperature": 0.5,
+  "top_p": 1,
+  "n": 2,
+  "presence_penalty": -1.5,
+  "frequency_penalty": 0,
+  "seed": 7
+}"#,
+    );
+    assert_eq!(chat.model(), Some("gpt-5.4"));
+    assert_eq!(chat.message_count(), 3);
+    assert!(chat.stream());
+    assert!(chat.include_usage());
+    assert_eq!(chat.max_completion_tokens(), Some(100));
+    assert_eq!(
+        chat.temperature().value().and_then(|n| n.as_f64()),
+        Some(0.5)
+    );
+    assert_eq!(chat.top_p().value().and_then(|n| n.as_f64()), Some(1.0));
+    assert_eq!(chat.n().value().and_then(|n| n.as_u64()), Some(2));
+    assert_eq!(
+        chat.presence_penalty().value().and_then(|n| n.as_f64()),
+        Some(-1.5)
+    );
+    assert!(chat.unknown_fields().is_empty(), "seed is a known field");
+    // "You are terse." + "Hi" + "ann"
+    assert_eq!(chat.prompt_bytes(), 14 + 2 + 3);
+
+    let list = messages(&chat);
+    let system = list[0].as_ref().unwrap();
+    assert_eq!(chat.text(*system.role.value().unwrap()), "system");
+    let Content::Text(text) = system.content else {
+        panic!()
+    };
+    assert_eq!(chat.text(text), "You are terse.");
+    let user = list[1].as_ref().unwrap();
+    assert_eq!(chat.text(user.name.unwrap()), "ann");
+    let Content::Parts(parts) = &user.content else {
+        panic!()
+    };
+    assert!(matches!(parts[0], Part::Text(t) if chat.text(t) == "Hi"));
+    assert_eq!(parts[1], Part::Other);
+    let assistant = list[2].as_ref().unwrap();
+    assert_eq!(assistant.content, Content::Absent);
+    assert!(assistant.has_tool_calls);
+}
+
+#[test]
+fn wrong_types_are_recorded_not_fatal() {
+    let chat = parse(
+        r#"{"model": 42, "messages": "hi", "stream": "yes", "temperature": "hot", "max_tokens": null, "stream_options": 3, "extra": 1}"#,
+    );
+    assert_eq!(chat.model(), None);
+    assert_eq!(chat.model_field(), &Field::Invalid(JsonType::Number));
+    assert_eq!(chat.messages(), &Field::Invalid(JsonType::String));
+    assert_eq!(chat.stream_field(), &Field::Invalid(JsonType::String));
+    assert_eq!(chat.temperature(), &Field::Invalid(JsonType::String));
+    assert_eq!(chat.max_tokens_field(), &Field::Absent);
+    assert!(matches!(
+        chat.stream_options(),
+        Field::Invalid(JsonType::Number)
+    ));
+    assert_eq!(chat.unknown_fields(), &["extra".into()]);
+
+    let chat = parse(r#"{"messages": [1, "x", null, [], {"content": 5}]}"#);
+    let list = messages(&chat);
+    assert_eq!(list[0], Err(JsonType::Number));
+    assert_eq!(list[1], Err(JsonType::String));
+    assert_eq!(list[2], Err(JsonType::Null));
+    assert_eq!(list[3], Err(JsonType::Array));
+    let message = list[4].as_ref().unwrap();
+    assert_eq!(message.role, Field::Absent);
+    assert_eq!(message.content, Content::Invalid(JsonType::Number));
+}
+
+#[test]
+fn escaped_strings_are_decoded_and_bound_by_their_raw_length() {
+    let chat =
+        parse(r#"{"model":"gpt\u002d5","messages":[{"role":"user","content":"caf\u00e9\n"}]}"#);
+    assert_eq!(chat.model(), Some("gpt-5"));
+    let message = messages(&chat)[0].as_ref().unwrap();
+    let Content::Text(text) = message.content else {
+        panic!()
+    };
+    assert!(text.escaped);
+    assert_eq!(chat.text(text), "café\n");
+    assert!(chat.prompt_bytes() >= "café\n".len());
+}
+
+#[test]
+fn syntax_errors_carry_line_column_and_what_was_expected() {
+    let cases: [(&str, ParseErrorKind, usize, usize, &str); 5] = [
+        (
+            "{\"model\": \"a\",\n \"messages\": [}",
+            ParseErrorKind::Syntax,
+            2,
+            15,
+            "expected value",
+        ),
+        (
+            "{\"model\": \"a\",}",
+            ParseErrorKind::Syntax,
+            1,
+            15,
+            "trailing comma",
+        ),
+        (
+            "{\"model\": \"a\"",
+            ParseErrorKind::Eof,
+            1,
+            13,
+            "EOF while parsing an object",
+        ),
+        ("", ParseErrorKind::Eof, 1, 0, "EOF while parsing a value"),
+        (
+            "[1, 2]",
+            ParseErrorKind::NotAnObject(JsonType::Array),
+            1,
+            1,
+            "invalid type: sequence, expected a JSON object",
+        ),
+    ];
+    for (body, kind, line, column, reason) in cases {
+        let error = ChatRequest::parse(Bytes::from_static(body.as_bytes())).unwrap_err();
+        assert_eq!(error.kind, kind, "{body}");
+        assert_eq!((error.line, error.column), (line, column), "{body}");
+        assert_eq!(error.reason, reason, "{body}");
+    }
+    let error = ChatRequest::parse(Bytes::from_static(b"{} x")).unwrap_err();
+    assert_eq!(error.reason, "trailing characters");
+}
+
+#[test]
+fn parse_errors_become_400_envelopes() {
+    let error = ChatRequest::parse(Bytes::from_static(b"{\"model\": \"a\",}")).unwrap_err();
+    let gateway = GatewayError::from(&error);
+    assert_eq!(gateway.kind, ErrorKind::InvalidRequest);
+    assert_eq!(
+        gateway.message,
+        "We could not parse the JSON body of your request: trailing comma at line 1, column 15. Check the JSON syntax (unclosed braces or strings, trailing commas, unquoted keys)."
+    );
+    assert_eq!(gateway.details["line"], 1);
+    assert_eq!(gateway.details["column"], 15);
+
+    let error = ChatRequest::parse(Bytes::from_static(b"\"hello\"")).unwrap_err();
+    assert_eq!(
+        GatewayError::from(&error).message,
+        "The request body must be a JSON object, but it is a string. Send an object like {\"model\": ..., \"messages\": [...]}."
+    );
+}
+
+#[test]
+fn model_rewrite_changes_only_the_model_bytes_and_keeps_spans_exact() {
+    let original = r#"{"messages":[{"role":"user","content":"x"}], "model" :"fast" ,"stream_options":{"include_usage":false},"tail":"\u00e9"}"#;
+    let chat = parse(original);
+    let rewritten = chat.with_model("acme/fast-2\"quoted\"").unwrap();
+    let expected = original.replace(r#""fast""#, r#""acme/fast-2\"quoted\"""#);
+    assert_eq!(rewritten.body(), expected.as_str());
+    assert_eq!(rewritten.model(), Some("acme/fast-2\"quoted\""));
+    // Spans after the edit moved with it: a further edit still lands in the right place.
+    let with_usage = rewritten.with_include_usage();
+    assert_eq!(
+        with_usage.body(),
+        expected
+            .replace(r#"{"include_usage":false}"#, r#"{"include_usage":true}"#)
+            .as_str()
+    );
+    assert!(with_usage.include_usage());
+    assert_eq!(with_usage.model(), Some("acme/fast-2\"quoted\""));
+    // And the edited body parses to the same view.
+    let reparsed = ChatRequest::parse(with_usage.body().clone()).unwrap();
+    assert_eq!(reparsed.model(), with_usage.model());
+    assert_eq!(reparsed.messages(), with_usage.messages());
+    assert_eq!(reparsed.stream_options(), with_usage.stream_options());
+}
+
+#[test]
+fn include_usage_is_added_wherever_it_is_missing() {
+    let cases = [
+        (
+            r#"{"model":"m"}"#,
+            r#"{"model":"m","stream_options":{"include_usage":true}}"#,
+        ),
+        ("{ }", r#"{ "stream_options":{"include_usage":true}}"#),
+        (
+            r#"{"stream_options":{}}"#,
+            r#"{"stream_options":{"include_usage":true}}"#,
+        ),
+        (
+            r#"{"stream_options":{"x":1}}"#,
+            r#"{"stream_options":{"include_usage":true,"x":1}}"#,
+        ),
+        (
+            r#"{"stream_options":null,"n":1}"#,
+            r#"{"stream_options":{"include_usage":true},"n":1}"#,
+        ),
+        (
+            r#"{"stream_options":{"include_usage":true}}"#,
+            r#"{"stream_options":{"include_usage":true}}"#,
+        ),
+    ];
+    for (before, after) in cases {
+        let chat = parse(before).with_include_usage();
+        assert_eq!(chat.body(), after, "{before}");
+        assert!(chat.include_usage(), "{before}");
+        let reparsed = ChatRequest::parse(chat.body().clone()).unwrap();
+        assert!(reparsed.include_usage(), "{before}");
+        assert_eq!(reparsed.stream_options(), chat.stream_options(), "{before}");
+    }
+}
+
+#[test]
+fn debug_output_leaves_message_text_out() {
+    let chat = parse(r#"{"model":"m","messages":[{"role":"user","content":"my secret plan"}]}"#);
+    let debug = format!("{chat:?}");
+    assert!(debug.contains("\"m\""));
+    assert!(!debug.contains("secret"));
+}

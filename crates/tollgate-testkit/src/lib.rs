@@ -1,0 +1,233 @@
+//! An OpenAI-compatible mock upstream for testing LLM gateways, with fault injection.
+//!
+//! [`MockUpstream`] listens on an ephemeral loopback port and serves
+//! - `POST /v1/chat/completions`: a JSON completion whose `usage` is computed from the input
+//!   (see [`prompt_tokens`]; one completion token per reply word), or, with `"stream": true`,
+//!   an SSE stream of one chunk per word with a configurable pause between chunks, the
+//!   `include_usage` chunk when asked for, and `data: [DONE]`;
+//! - `GET /v1/models`: the configured model ids.
+//!
+//! Faults are injected per model ([`MockUpstreamBuilder::model_behavior`], optionally for the
+//! first N calls only) or per request with an `x-mock` header ([`Behavior::parse`]): any
+//! status with an OpenAI-style error body and `retry-after`, a connection reset before the
+//! head, an abort mid-stream, a slow first byte. Every call is recorded ([`Call`]: headers,
+//! body, and whether the client hung up) for assertions.
+//!
+//! [`TestServer`] serves the gateway under test the same way, so end-to-end tests run over
+//! real TCP.
+//!
+//! ```
+//! use tollgate_testkit::{Behavior, Fault, MockUpstream};
+//!
+//! # tokio_test::block_on(async {
+//! let upstream = MockUpstream::builder()
+//!     .model_behavior_times("flaky", Behavior::fault(Fault::Status { status: 503, retry_after: None }), 1)
+//!     .start()
+//!     .await;
+//! assert!(upstream.url().starts_with("http://127.0.0.1:"));
+//! assert_eq!(upstream.calls().len(), 0);
+//! # });
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod behavior;
+mod record;
+mod response;
+mod serve;
+mod server;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+pub use behavior::{Behavior, BehaviorError, Fault};
+pub use record::{Call, Outcome};
+pub use serve::TestServer;
+pub use server::prompt_tokens;
+
+use server::{ModelRule, State};
+
+/// The reply the mock streams word by word unless configured otherwise.
+pub const DEFAULT_REPLY: &str = "Hello from the tollgate mock upstream.";
+
+/// A running mock upstream. Stops (and closes its connections) when dropped.
+#[derive(Debug)]
+pub struct MockUpstream {
+    addr: SocketAddr,
+    state: Arc<State>,
+    task: JoinHandle<()>,
+}
+
+/// Configures a [`MockUpstream`].
+#[derive(Debug)]
+pub struct MockUpstreamBuilder {
+    defaults: Behavior,
+    reply: String,
+    models: Vec<String>,
+    rules: HashMap<String, ModelRule>,
+}
+
+impl MockUpstream {
+    /// Starts a mock with the default configuration.
+    pub async fn start() -> MockUpstream {
+        MockUpstream::builder().start().await
+    }
+
+    /// Configures a mock.
+    pub fn builder() -> MockUpstreamBuilder {
+        MockUpstreamBuilder {
+            defaults: Behavior::default(),
+            reply: DEFAULT_REPLY.to_owned(),
+            models: vec!["gpt-5.4".to_owned(), "gpt-5.4-mini".to_owned()],
+            rules: HashMap::new(),
+        }
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`, the upstream's base URL.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every call received so far, oldest first.
+    pub fn calls(&self) -> Vec<Call> {
+        self.state
+            .calls
+            .lock()
+            .map(|calls| calls.clone())
+            .unwrap_or_default()
+    }
+
+    /// The calls received for `model`.
+    pub fn calls_for(&self, model: &str) -> Vec<Call> {
+        self.calls()
+            .into_iter()
+            .filter(|call| call.model.as_deref() == Some(model))
+            .collect()
+    }
+
+    /// The most recent call, once one arrives (waiting up to `timeout`).
+    pub async fn wait_for_call(&self, timeout: Duration) -> Option<Call> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(call) = self.calls().pop() {
+                return Some(call);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Changes how `model` is answered from now on.
+    pub fn set_model_behavior(&self, model: &str, behavior: Behavior) {
+        if let Ok(mut rules) = self.state.rules.lock() {
+            rules.insert(
+                model.to_owned(),
+                ModelRule {
+                    behavior,
+                    remaining: None,
+                },
+            );
+        }
+    }
+}
+
+impl Drop for MockUpstream {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl MockUpstreamBuilder {
+    /// The reply text; its words become the chunks of a stream.
+    pub fn reply(mut self, reply: impl Into<String>) -> Self {
+        self.reply = reply.into();
+        self
+    }
+
+    /// The model ids `GET /v1/models` lists.
+    pub fn models<I: IntoIterator<Item = S>, S: Into<String>>(mut self, models: I) -> Self {
+        self.models = models.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Content chunks per stream (reply words are repeated to fill them).
+    pub fn chunks(mut self, chunks: usize) -> Self {
+        self.defaults.chunks = Some(chunks);
+        self
+    }
+
+    /// The pause before each content chunk of a stream.
+    pub fn chunk_delay(mut self, delay: Duration) -> Self {
+        self.defaults.chunk_delay = Some(delay);
+        self
+    }
+
+    /// The pause before every response head.
+    pub fn first_byte_delay(mut self, delay: Duration) -> Self {
+        self.defaults.first_byte_delay = Some(delay);
+        self
+    }
+
+    /// How requests for `model` are answered, always.
+    pub fn model_behavior(mut self, model: impl Into<String>, behavior: Behavior) -> Self {
+        self.rules.insert(
+            model.into(),
+            ModelRule {
+                behavior,
+                remaining: None,
+            },
+        );
+        self
+    }
+
+    /// How the first `times` requests for `model` are answered; later ones are served normally.
+    pub fn model_behavior_times(
+        mut self,
+        model: impl Into<String>,
+        behavior: Behavior,
+        times: usize,
+    ) -> Self {
+        self.rules.insert(
+            model.into(),
+            ModelRule {
+                behavior,
+                remaining: Some(times),
+            },
+        );
+        self
+    }
+
+    /// Binds an ephemeral loopback port and starts serving on the current Tokio runtime.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound.
+    pub async fn start(self) -> MockUpstream {
+        let listener = TcpListener::bind(("127.0.0.1", 0))
+            .await
+            .expect("bind an ephemeral loopback port");
+        let addr = listener.local_addr().expect("a bound address");
+        let state = Arc::new(State {
+            defaults: self.defaults,
+            reply: self.reply,
+            models: self.models,
+            rules: Mutex::new(self.rules),
+            calls: Mutex::new(Vec::new()),
+            next_id: AtomicU64::new(1),
+        });
+        let task = tokio::spawn(server::serve(listener, state.clone()));
+        MockUpstream { addr, state, task }
+    }
+}

@@ -1,0 +1,55 @@
+//! tollgate: independent Tower layers for building an OpenAI-compatible LLM API gateway.
+//!
+//! Stack the layers you need inside your own hyper or axum service. Each layer lives in its
+//! own crate and is re-exported here behind a feature of the same name (`full` enables all):
+//!
+//! | module | crate | what it does |
+//! |---|---|---|
+//! | [`core`] | `tollgate-core` | errors, the parsed request view, the caller identity, usage |
+//! | `error` | `tollgate-error` | `ErrorEnvelopeLayer`: one JSON error envelope for every failure |
+//! | `testkit` | `tollgate-testkit` | an OpenAI-compatible mock upstream with fault injection |
+//!
+//! # Recommended stack, outermost first
+//!
+//! `ErrorEnvelope` → request id (tower-http) → trace (tower-http) → `BearerAuth` →
+//! `RequestGuard` → `ModelCatalog` → `RateLimit` → `BalanceGate` → upstream (timeout, retry,
+//! fallback). The envelope goes outermost so that every rejection below it, and every error a
+//! service returns, reaches the client as the same JSON with the request id.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::Request;
+//! use tollgate::core::{Body, ErrorKind, GatewayError};
+//! use tollgate::error::ErrorEnvelopeLayer;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # tokio_test::block_on(async {
+//! let gateway = ServiceBuilder::new()
+//!     .layer(ErrorEnvelopeLayer::new())
+//!     .service_fn(|_request: Request<Body>| async {
+//!         Ok::<_, Infallible>(GatewayError::new(ErrorKind::ModelNotFound, "Unknown model.").into_response())
+//!     });
+//! let response = gateway.oneshot(Request::new(Body::empty())).await.unwrap();
+//! assert_eq!(response.status(), 404);
+//! # });
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub use tollgate_core as core;
+
+#[cfg(feature = "error")]
+pub use tollgate_error as error;
+
+#[cfg(feature = "testkit")]
+pub use tollgate_testkit as testkit;
+
+/// The types most gateways name.
+pub mod prelude {
+    pub use tollgate_core::{
+        Body, ChatRequest, ErrorKind, GatewayError, Principal, Rate, ResponseBody, Usage,
+    };
+
+    #[cfg(feature = "error")]
+    pub use tollgate_error::ErrorEnvelopeLayer;
+}
