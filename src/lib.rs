@@ -6,6 +6,7 @@
 //! | module | crate | what it does |
 //! |---|---|---|
 //! | [`core`] | `tollgate-core` | errors, the parsed request view, the caller identity, usage |
+//! | `auth` | `tollgate-auth` | `BearerAuthLayer`: API keys stored hashed, 401s that say what to fix |
 //! | `error` | `tollgate-error` | `ErrorEnvelopeLayer`: one JSON error envelope for every failure |
 //! | `testkit` | `tollgate-testkit` | an OpenAI-compatible mock upstream with fault injection |
 //!
@@ -38,6 +39,9 @@
 
 pub use tollgate_core as core;
 
+#[cfg(feature = "auth")]
+pub use tollgate_auth as auth;
+
 #[cfg(feature = "error")]
 pub use tollgate_error as error;
 
@@ -50,6 +54,8 @@ pub mod prelude {
         Body, ChatRequest, ErrorKind, GatewayError, Principal, Rate, ResponseBody, Usage,
     };
 
+    #[cfg(feature = "auth")]
+    pub use tollgate_auth::{BearerAuthLayer, KeyStore, StaticKeyStore};
     #[cfg(feature = "error")]
     pub use tollgate_error::ErrorEnvelopeLayer;
 }

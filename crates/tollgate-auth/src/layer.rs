@@ -1,0 +1,87 @@
+use std::sync::Arc;
+
+use http::HeaderName;
+use tower_layer::Layer;
+
+use crate::credentials::Sources;
+use crate::{BearerAuth, KeyStore};
+
+/// Authenticates every request by API key and puts the caller's
+/// [`Principal`](tollgate_core::Principal) in the request extensions.
+///
+/// By default the key comes from `Authorization: Bearer <key>`; a raw key in `Authorization`,
+/// an `x-api-key`-style header and a required key prefix are options. Every failure is a 401
+/// `auth_error` with code `invalid_api_key`, `WWW-Authenticate: Bearer` and a message that says
+/// what to fix.
+///
+/// ```
+/// use tollgate_auth::{BearerAuthLayer, StaticKeyStore};
+/// use tollgate_core::Principal;
+///
+/// let store = StaticKeyStore::new().with_key("sk-llmaai-demo-key-1", Principal::new("key_demo", "acct_demo"));
+/// let layer = BearerAuthLayer::new(store)
+///     .required_prefix("sk-llmaai-")
+///     .key_header(http::HeaderName::from_static("x-api-key"));
+/// # let _ = layer;
+/// ```
+#[derive(Debug)]
+pub struct BearerAuthLayer<K> {
+    store: Arc<K>,
+    sources: Arc<Sources>,
+}
+
+impl<K> Clone for BearerAuthLayer<K> {
+    fn clone(&self) -> Self {
+        BearerAuthLayer {
+            store: self.store.clone(),
+            sources: self.sources.clone(),
+        }
+    }
+}
+
+impl<K: KeyStore> BearerAuthLayer<K> {
+    /// Authenticates against `store`, reading `Authorization: Bearer <key>`.
+    pub fn new(store: K) -> Self {
+        BearerAuthLayer {
+            store: Arc::new(store),
+            sources: Arc::new(Sources {
+                raw_authorization: false,
+                headers: Vec::new(),
+                prefix: None,
+            }),
+        }
+    }
+
+    /// Also accepts a bare key in `Authorization`, with no scheme (as some gateways use).
+    pub fn allow_raw_authorization(self) -> Self {
+        self.with_sources(|sources| sources.raw_authorization = true)
+    }
+
+    /// Also reads the bare key from `header` (such as `x-api-key`) when `Authorization` is absent.
+    pub fn key_header(self, header: HeaderName) -> Self {
+        self.with_sources(|sources| sources.headers.push(header))
+    }
+
+    /// Rejects keys that do not start with `prefix` before any lookup.
+    pub fn required_prefix(self, prefix: impl Into<Box<str>>) -> Self {
+        let prefix = prefix.into();
+        self.with_sources(|sources| sources.prefix = Some(prefix))
+    }
+
+    fn with_sources(self, change: impl FnOnce(&mut Sources)) -> Self {
+        let mut sources = (*self.sources).clone();
+        change(&mut sources);
+        BearerAuthLayer {
+            store: self.store,
+            sources: Arc::new(sources),
+        }
+    }
+}
+
+impl<S, K> Layer<S> for BearerAuthLayer<K> {
+    type Service = BearerAuth<S, K>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        BearerAuth::from_parts(inner, self.store.clone(), self.sources.clone())
+    }
+}
