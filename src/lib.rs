@@ -8,6 +8,7 @@
 //! | [`core`] | `tollgate-core` | errors, the parsed request view, the caller identity, usage |
 //! | `auth` | `tollgate-auth` | `BearerAuthLayer`: API keys stored hashed, 401s that say what to fix |
 //! | `error` | `tollgate-error` | `ErrorEnvelopeLayer`: one JSON error envelope for every failure |
+//! | `models` | `tollgate-models` | `ModelCatalogLayer`, `ModelCatalog`, `ListModels`: slugs, aliases, deprecation, retirement |
 //! | `testkit` | `tollgate-testkit` | an OpenAI-compatible mock upstream with fault injection |
 //!
 //! # Recommended stack, outermost first
@@ -45,17 +46,22 @@ pub use tollgate_auth as auth;
 #[cfg(feature = "error")]
 pub use tollgate_error as error;
 
+#[cfg(feature = "models")]
+pub use tollgate_models as models;
+
 #[cfg(feature = "testkit")]
 pub use tollgate_testkit as testkit;
 
 /// The types most gateways name.
 pub mod prelude {
     pub use tollgate_core::{
-        Body, ChatRequest, ErrorKind, GatewayError, Principal, Rate, ResponseBody, Usage,
+        Body, ChatRequest, ErrorKind, GatewayError, ModelInfo, Principal, Rate, ResponseBody, Usage,
     };
 
     #[cfg(feature = "auth")]
     pub use tollgate_auth::{BearerAuthLayer, KeyStore, StaticKeyStore};
     #[cfg(feature = "error")]
     pub use tollgate_error::ErrorEnvelopeLayer;
+    #[cfg(feature = "models")]
+    pub use tollgate_models::{ListModels, ModelCatalog, ModelCatalogLayer};
 }

@@ -243,6 +243,9 @@ impl From<&BodyError> for GatewayError {
 /// hint) over the limit fails before the first read, and a streaming body stops being polled at
 /// the frame that crosses the limit. A single-frame body is returned without copying.
 ///
+/// The returned future is a named type, so layers can hold it in their own response futures
+/// without boxing.
+///
 /// ```
 /// use bytes::Bytes;
 /// use http_body_util::Full;
@@ -255,38 +258,84 @@ impl From<&BodyError> for GatewayError {
 /// assert!(matches!(error, BodyError::TooLarge { limit: 4 }));
 /// # });
 /// ```
-pub async fn collect_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+pub fn collect_limited<B>(body: B, limit: usize) -> Collect<B>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
 {
     let hint = body.size_hint();
-    if hint.lower() > limit as u64 {
-        return Err(BodyError::TooLarge { limit });
+    Collect {
+        body,
+        limit,
+        declared_too_large: hint.lower() > limit as u64,
+        expected: hint.upper().unwrap_or(0).min(limit as u64) as usize,
+        first: None,
+        joined: BytesMut::new(),
+        len: 0,
     }
-    let mut body = std::pin::pin!(body);
-    let mut first: Option<Bytes> = None;
-    let mut joined = BytesMut::new();
-    let mut len = 0usize;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| BodyError::Read(error.into()))?;
-        let Ok(data) = frame.into_data() else {
-            continue; // trailers carry nothing a chat request needs
-        };
-        len += data.len();
-        if len > limit {
-            return Err(BodyError::TooLarge { limit });
-        }
-        if joined.is_empty() && first.is_none() {
-            first = Some(data);
-            continue;
-        }
-        if let Some(first) = first.take() {
-            let expected = hint.upper().unwrap_or(0).min(limit as u64) as usize;
-            joined.reserve(expected.max(first.len() + data.len()));
-            joined.extend_from_slice(&first);
-        }
-        joined.extend_from_slice(&data);
+}
+
+pin_project! {
+    /// The future of [`collect_limited`].
+    pub struct Collect<B> {
+        #[pin]
+        body: B,
+        limit: usize,
+        declared_too_large: bool,
+        expected: usize,
+        first: Option<Bytes>,
+        joined: BytesMut,
+        len: usize,
     }
-    Ok(first.unwrap_or_else(|| joined.freeze()))
+}
+
+impl<B> fmt::Debug for Collect<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Collect")
+            .field("limit", &self.limit)
+            .field("read", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> std::future::Future for Collect<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Bytes, BodyError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if *this.declared_too_large {
+            return Poll::Ready(Err(BodyError::TooLarge { limit: *this.limit }));
+        }
+        loop {
+            let Some(frame) = std::task::ready!(this.body.as_mut().poll_frame(cx)) else {
+                let bytes = match this.first.take() {
+                    Some(first) => first,
+                    None => std::mem::take(this.joined).freeze(),
+                };
+                return Poll::Ready(Ok(bytes));
+            };
+            let frame = frame.map_err(|error| BodyError::Read(error.into()))?;
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers carry nothing a chat request needs
+            };
+            *this.len += data.len();
+            if *this.len > *this.limit {
+                return Poll::Ready(Err(BodyError::TooLarge { limit: *this.limit }));
+            }
+            if this.joined.is_empty() && this.first.is_none() {
+                *this.first = Some(data);
+                continue;
+            }
+            if let Some(first) = this.first.take() {
+                this.joined
+                    .reserve((*this.expected).max(first.len() + data.len()));
+                this.joined.extend_from_slice(&first);
+            }
+            this.joined.extend_from_slice(&data);
+        }
+    }
 }

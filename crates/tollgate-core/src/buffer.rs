@@ -1,15 +1,25 @@
 //! Reading the request body once and sharing its parse through the request extensions.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
 use bytes::Bytes;
 use http::Request;
 use http::header::{CONTENT_LENGTH, HeaderValue};
+use http::request::Parts;
+use pin_project_lite::pin_project;
 
-use crate::body::{BodyError, BoxError, collect_limited};
+use crate::body::{BodyError, BoxError, Collect, collect_limited};
 use crate::chat::{ChatRequest, ParseError};
 
-/// A sensible default for the largest request body a gateway reads: 4 MiB holds a full
-/// 1M-token context window of text as JSON only loosely, but blocks abuse.
+/// A sensible default for the largest request body a gateway reads: 4 MiB holds far more
+/// prompt than any context window, and stops abuse early.
 pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
+
+/// What [`buffer_chat_request`] resolves to: the request (with a rebuilt body) and its parse.
+pub type Buffered<B> = (Request<B>, Result<ChatRequest, ParseError>);
 
 /// Returns the request's [`ChatRequest`], reading and parsing the body only if no layer did so
 /// before: the first body-aware layer reads the body (never more than `limit` bytes), parses
@@ -19,6 +29,7 @@ pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// The request comes back with a body rebuilt from the buffered bytes (a cheap reference
 /// count, no copy). A JSON error leaves the request usable and memoizes the [`ParseError`];
 /// only a body that cannot be read (too large, or the stream failed) consumes the request.
+/// The future is a named type, so layers hold it without boxing.
 ///
 /// ```
 /// use http::Request;
@@ -34,30 +45,76 @@ pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// assert_eq!(again.unwrap().model(), Some("gpt-5.4"));
 /// # });
 /// ```
-pub async fn buffer_chat_request<B>(
-    request: Request<B>,
-    limit: usize,
-) -> Result<(Request<B>, Result<ChatRequest, ParseError>), BodyError>
+pub fn buffer_chat_request<B>(request: Request<B>, limit: usize) -> BufferRequest<B>
 where
     B: http_body::Body<Data = Bytes> + From<Bytes>,
     B::Error: Into<BoxError>,
 {
-    if let Some(chat) = request.extensions().get::<ChatRequest>() {
-        let chat = chat.clone();
-        return Ok((request, Ok(chat)));
-    }
-    if let Some(error) = request.extensions().get::<ParseError>() {
-        let error = error.clone();
-        return Ok((request, Err(error)));
-    }
-    let (mut parts, body) = request.into_parts();
-    let bytes = collect_limited(body, limit).await?;
-    let parsed = ChatRequest::parse(bytes.clone());
-    match &parsed {
-        Ok(chat) => parts.extensions.insert(chat.clone()).map(drop),
-        Err(error) => parts.extensions.insert(error.clone()).map(drop),
+    let memo = match request.extensions().get::<ChatRequest>() {
+        Some(chat) => Some(Ok(chat.clone())),
+        None => request.extensions().get::<ParseError>().cloned().map(Err),
     };
-    Ok((Request::from_parts(parts, B::from(bytes)), parsed))
+    let state = match memo {
+        Some(parsed) => State::Memoized {
+            done: Some((request, parsed)),
+        },
+        None => {
+            let (parts, body) = request.into_parts();
+            State::Reading {
+                parts: Some(parts),
+                collect: collect_limited(body, limit),
+            }
+        }
+    };
+    BufferRequest { state }
+}
+
+pin_project! {
+    /// The future of [`buffer_chat_request`].
+    pub struct BufferRequest<B> {
+        #[pin]
+        state: State<B>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<B> {
+        Memoized { done: Option<Buffered<B>> },
+        Reading { parts: Option<Parts>, #[pin] collect: Collect<B> },
+    }
+}
+
+impl<B> fmt::Debug for BufferRequest<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferRequest").finish_non_exhaustive()
+    }
+}
+
+impl<B> Future for BufferRequest<B>
+where
+    B: http_body::Body<Data = Bytes> + From<Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Buffered<B>, BodyError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().state.project() {
+            StateProj::Memoized { done } => Poll::Ready(Ok(done
+                .take()
+                .expect("BufferRequest polled after completion"))),
+            StateProj::Reading { parts, collect } => {
+                let bytes = ready!(collect.poll(cx))?;
+                let mut parts = parts.take().expect("BufferRequest polled after completion");
+                let parsed = ChatRequest::parse(bytes.clone());
+                match &parsed {
+                    Ok(chat) => parts.extensions.insert(chat.clone()).map(drop),
+                    Err(error) => parts.extensions.insert(error.clone()).map(drop),
+                };
+                Poll::Ready(Ok((Request::from_parts(parts, B::from(bytes)), parsed)))
+            }
+        }
+    }
 }
 
 impl ChatRequest {

@@ -7,6 +7,8 @@
 //!   memoized in the request extensions by [`buffer_chat_request`], which reads the body under a
 //!   byte limit.
 //! - [`Principal`]: the authenticated caller, and [`Rate`], a quota.
+//! - [`ModelInfo`]: the model the catalog resolved (id, context window, max output,
+//!   [`Prices`], [`Lifecycle`]).
 //! - [`Usage`]: token usage as OpenAI reports it.
 //! - [`request_id()`]: the id tower-http's request-id layer set.
 //! - [`Body`] and [`ResponseBody`]: body types shared by the layers.
@@ -36,14 +38,16 @@ pub mod body;
 mod buffer;
 pub mod chat;
 pub mod error;
+pub mod model;
 mod principal;
 pub mod request_id;
 mod usage;
 
 pub use body::{Body, BoxError, ResponseBody};
-pub use buffer::{DEFAULT_BODY_LIMIT, buffer_chat_request};
+pub use buffer::{BufferRequest, Buffered, DEFAULT_BODY_LIMIT, buffer_chat_request};
 pub use chat::{ChatRequest, Field, ParseError};
 pub use error::{ErrorKind, GatewayError};
+pub use model::{Lifecycle, ModelInfo, Prices, X_MODEL};
 pub use principal::{Principal, Rate};
 pub use request_id::request_id;
 pub use usage::Usage;

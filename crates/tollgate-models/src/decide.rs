@@ -1,0 +1,151 @@
+//! From a parsed request to a model, or the error that explains why not.
+
+use serde_json::{Value, json};
+use tollgate_core::{ChatRequest, ErrorKind, Field, GatewayError, Lifecycle, Principal};
+
+use crate::catalog::{Model, ModelCatalog, Resolution};
+
+/// The model a request may use, and whether its name was an alias.
+pub(crate) struct Admitted<'a> {
+    pub(crate) model: &'a Model,
+    pub(crate) via_alias: bool,
+}
+
+pub(crate) fn decide<'a>(
+    catalog: &'a ModelCatalog,
+    chat: &ChatRequest,
+    endpoint: &str,
+    principal: Option<&Principal>,
+) -> Result<Admitted<'a>, GatewayError> {
+    let requested = match (chat.model(), chat.model_field()) {
+        (Some(model), _) => model,
+        (None, Field::Invalid(found)) => {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidRequest,
+                format!("`model` must be a string, but it is {found}. Send the model's id, like \"gpt-5.4\"."),
+            )
+            .param("model"));
+        }
+        (None, _) => {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidRequest,
+                "You must provide a model parameter: the `model` field is missing.",
+            )
+            .param("model"));
+        }
+    };
+    let (model, via_alias) = match catalog.resolve(requested) {
+        Resolution::Found { model, via_alias } => (model, via_alias),
+        Resolution::NotFound { suggestion } => return Err(not_found(requested, suggestion)),
+    };
+    if let Lifecycle::Retired {
+        retired_on,
+        replacement,
+    } = &model.info.lifecycle
+    {
+        let mut message = format!("Model \"{}\" was retired on {retired_on}.", model.id());
+        if let Some(replacement) = replacement {
+            message.push_str(&format!(" Use \"{replacement}\" instead."));
+        }
+        return Err(GatewayError::new(ErrorKind::ModelRetired, message)
+            .param("model")
+            .code("model_retired")
+            .detail("model", model.id())
+            .detail(
+                "replacement_model",
+                replacement.as_deref().map_or(Value::Null, Value::from),
+            )
+            .detail("retirement_date", retired_on.to_string()));
+    }
+    if let Some(principal) = principal
+        && !principal.allows_model(model.id())
+    {
+        return Err(GatewayError::new(
+            ErrorKind::Forbidden,
+            format!(
+                "Your API key may not use the model \"{}\". Use one of the models GET /v1/models lists, or ask for access.",
+                model.id()
+            ),
+        )
+        .param("model")
+        .code("model_not_allowed")
+        .detail("model", model.id()));
+    }
+    if !model.serves(endpoint) {
+        return Err(unsupported(model, endpoint));
+    }
+    Ok(Admitted { model, via_alias })
+}
+
+fn not_found(requested: &str, suggestion: Option<&str>) -> GatewayError {
+    let shown = shorten(requested);
+    let error = match suggestion {
+        Some(suggestion) => {
+            let mut message =
+                format!("The model \"{shown}\" does not exist. Did you mean \"{suggestion}\"?");
+            if suggestion.eq_ignore_ascii_case(requested) {
+                message.push_str(" Model slugs are case-sensitive and lowercase.");
+            }
+            GatewayError::new(ErrorKind::ModelNotFound, message).detail("suggestion", suggestion)
+        }
+        None => GatewayError::new(
+            ErrorKind::ModelNotFound,
+            format!(
+                "The model \"{shown}\" does not exist. List the available models with GET /v1/models."
+            ),
+        ),
+    };
+    error
+        .param("model")
+        .code("model_not_found")
+        .detail("model", shown)
+}
+
+fn unsupported(model: &Model, endpoint: &str) -> GatewayError {
+    // The supported endpoint that shares the longest path prefix with the attempted one:
+    // /v1/images/edits suggests /v1/images/generations over /v1/chat/completions.
+    let suggested = model
+        .endpoints
+        .iter()
+        .max_by_key(|candidate| common_prefix(candidate, endpoint))
+        .map(|e| &**e)
+        .unwrap_or(crate::catalog::CHAT_COMPLETIONS);
+    let mut message = format!(
+        "The model \"{}\" does not support {}. Use {suggested} instead.",
+        model.id(),
+        shorten(endpoint)
+    );
+    if let Some(hint) = &model.hint {
+        message.push(' ');
+        message.push_str(hint);
+    }
+    let mut error = GatewayError::new(ErrorKind::UnsupportedOperation, message)
+        .param("model")
+        .detail("param", "model")
+        .detail("model", model.id())
+        .detail("attempted_endpoint", shorten(endpoint))
+        .detail(
+            "supported_endpoints",
+            json!(model.endpoints.iter().map(|e| &**e).collect::<Vec<_>>()),
+        )
+        .detail("suggested_endpoint", suggested);
+    if let Some(hint) = &model.hint {
+        error = error.detail("hint", &**hint);
+    }
+    if let Some(docs) = &model.docs_url {
+        error = error.detail("docs_url", &**docs);
+    }
+    error
+}
+
+fn common_prefix(a: &str, b: &str) -> usize {
+    a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count()
+}
+
+/// The client's text as echoed in a message: at most 200 characters.
+fn shorten(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}

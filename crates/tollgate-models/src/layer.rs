@@ -1,0 +1,108 @@
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tollgate_core::DEFAULT_BODY_LIMIT;
+use tower_layer::Layer;
+
+use crate::{ModelCatalog, ModelResolution};
+
+/// OpenAI endpoints whose JSON body names a model; the catalog's own endpoints are added.
+const MODEL_ENDPOINTS: &[&str] = &[
+    "/v1/chat/completions",
+    "/v1/completions",
+    "/v1/responses",
+    "/v1/embeddings",
+    "/v1/moderations",
+    "/v1/images/generations",
+    "/v1/images/edits",
+    "/v1/images/variations",
+    "/v1/audio/speech",
+];
+
+/// Validates the `model` of every request against a [`ModelCatalog`].
+///
+/// For `POST` requests with a JSON body to an endpoint that names a model (OpenAI's, and any
+/// endpoint the catalog lists), it reads the body once (shared with other body-aware layers
+/// through [`tollgate_core::buffer_chat_request`]) and answers:
+/// - 400 `invalid_request_error` (param `model`) when `model` is missing or not a string;
+/// - 404 `model_not_found` with a did-you-mean when a name is close;
+/// - 410 `model_retired` with the replacement and the date;
+/// - 403 `forbidden` when the caller's [`Principal`](tollgate_core::Principal) may not use it;
+/// - 400 `unsupported_operation` when the model does not serve the endpoint;
+/// - otherwise it serves the request: an alias is rewritten to the canonical id by splicing the
+///   body (every other byte unchanged), the [`ModelInfo`](tollgate_core::ModelInfo) goes into
+///   the request extensions, and the response gets `x-tollgate-model` (unless an inner layer,
+///   such as a fallback, already set it) and, for a deprecated model, `Deprecation`, `Sunset`
+///   and `Link`.
+///
+/// Other requests (other methods or paths, multipart bodies) pass through untouched.
+///
+/// ```
+/// use tollgate_models::{ModelCatalog, ModelCatalogLayer};
+///
+/// let catalog = ModelCatalog::from_toml(r#"
+///     [[models]]
+///     id = "gpt-5.4"
+///     context_window = 400000
+///     max_output_tokens = 128000
+/// "#).unwrap();
+/// let layer = ModelCatalogLayer::new(catalog).body_limit(1 << 20);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug)]
+pub struct ModelCatalogLayer {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) catalog: ModelCatalog,
+    pub(crate) body_limit: usize,
+    pub(crate) endpoints: HashSet<Box<str>>,
+}
+
+impl ModelCatalogLayer {
+    /// Validates models against `catalog`, reading bodies up to [`DEFAULT_BODY_LIMIT`].
+    pub fn new(catalog: ModelCatalog) -> Self {
+        let endpoints = MODEL_ENDPOINTS
+            .iter()
+            .map(|e| Box::from(*e))
+            .chain(
+                catalog
+                    .models()
+                    .flat_map(|m| m.endpoints.iter().map(|e| Box::from(&**e))),
+            )
+            .collect();
+        ModelCatalogLayer {
+            shared: Arc::new(Shared {
+                catalog,
+                body_limit: DEFAULT_BODY_LIMIT,
+                endpoints,
+            }),
+        }
+    }
+
+    /// The most body bytes read when this layer is the first to read the body.
+    pub fn body_limit(self, limit: usize) -> Self {
+        ModelCatalogLayer {
+            shared: Arc::new(Shared {
+                catalog: self.shared.catalog.clone(),
+                body_limit: limit,
+                endpoints: self.shared.endpoints.clone(),
+            }),
+        }
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &ModelCatalog {
+        &self.shared.catalog
+    }
+}
+
+impl<S> Layer<S> for ModelCatalogLayer {
+    type Service = ModelResolution<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ModelResolution::from_shared(inner, self.shared.clone())
+    }
+}

@@ -1,0 +1,79 @@
+//! `ModelCatalogLayer`: model slugs, aliases, deprecation and retirement for LLM gateways.
+//!
+//! - [`ModelCatalog`]: models with canonical lowercase ids, aliases, context window, max
+//!   output, endpoints, prices (integer micro-units per million tokens) and a lifecycle
+//!   (active, deprecated with a sunset, retired with a replacement); loaded from TOML or JSON
+//!   and validated when built.
+//! - [`ModelCatalogLayer`]: 400 for a missing model, 404 with a did-you-mean, 410 with the
+//!   replacement, 403 for a model the key may not use, 400 `unsupported_operation` for the
+//!   wrong endpoint; alias rewriting by body splice; `Deprecation`/`Sunset`/`Link` headers;
+//!   the resolved [`ModelInfo`](tollgate_core::ModelInfo) in the request extensions.
+//! - [`ListModels`]: `GET /v1/models` from the catalog.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::Request;
+//! use http_body_util::BodyExt;
+//! use tollgate_core::{Body, ModelInfo};
+//! use tollgate_models::{ModelCatalog, ModelCatalogLayer};
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # tokio_test::block_on(async {
+//! let catalog = ModelCatalog::from_toml(r#"
+//!     [[models]]
+//!     id = "openai/gpt-5.4"
+//!     aliases = ["gpt-5.4"]
+//!     context_window = 400000
+//!     max_output_tokens = 128000
+//!
+//!     [[models]]
+//!     id = "mimo/mimo-v2-pro"
+//!     context_window = 128000
+//!     max_output_tokens = 8192
+//!     status = "retired"
+//!     retired_on = "2026-06-30"
+//!     replacement = "openai/gpt-5.4"
+//! "#).unwrap();
+//! let service = ServiceBuilder::new()
+//!     .layer(ModelCatalogLayer::new(catalog))
+//!     .service_fn(|request: Request<Body>| async move {
+//!         let model = request.extensions().get::<ModelInfo>().unwrap().id.clone();
+//!         let body = request.into_body().collect().await.unwrap().to_bytes();
+//!         Ok::<_, Infallible>(http::Response::new(Body::from(format!("{model} {}", String::from_utf8_lossy(&body)))))
+//!     });
+//!
+//! let chat = |model: &str| {
+//!     Request::post("/v1/chat/completions")
+//!         .body(Body::from(format!(r#"{{"model":"{model}","messages":[]}}"#)))
+//!         .unwrap()
+//! };
+//! // An alias: served as the canonical model, with the body rewritten.
+//! let response = service.clone().oneshot(chat("gpt-5.4")).await.unwrap();
+//! assert_eq!(response.headers()["x-tollgate-model"], "openai/gpt-5.4");
+//! let body = response.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body, r#"openai/gpt-5.4 {"model":"openai/gpt-5.4","messages":[]}"#);
+//!
+//! // A retired model: 410 with the replacement.
+//! let response = service.oneshot(chat("mimo/mimo-v2-pro")).await.unwrap();
+//! assert_eq!(response.status(), 410);
+//! # });
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod catalog;
+mod decide;
+mod future;
+mod layer;
+mod list;
+mod service;
+mod suggest;
+
+pub use catalog::{
+    CHAT_COMPLETIONS, CatalogError, CatalogFile, Model, ModelCatalog, ModelEntry, PriceEntry,
+    Resolution, Status,
+};
+pub use future::ResponseFuture;
+pub use layer::ModelCatalogLayer;
+pub use list::ListModels;
+pub use service::ModelResolution;
