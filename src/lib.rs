@@ -8,15 +8,20 @@
 //! | [`core`] | `tollgate-core` | errors, the parsed request view, the caller identity, usage |
 //! | `auth` | `tollgate-auth` | `BearerAuthLayer`: API keys stored hashed, 401s that say what to fix |
 //! | `error` | `tollgate-error` | `ErrorEnvelopeLayer`: one JSON error envelope for every failure |
+//! | `guard` | `tollgate-guard` | `RequestGuardLayer`: body size (413), read timeout (408), validation (400), context window |
 //! | `models` | `tollgate-models` | `ModelCatalogLayer`, `ModelCatalog`, `ListModels`: slugs, aliases, deprecation, retirement |
 //! | `testkit` | `tollgate-testkit` | an OpenAI-compatible mock upstream with fault injection |
 //!
 //! # Recommended stack, outermost first
 //!
 //! `ErrorEnvelope` → request id (tower-http) → trace (tower-http) → `BearerAuth` →
-//! `RequestGuard` → `ModelCatalog` → `RateLimit` → `BalanceGate` → upstream (timeout, retry,
+//! `ModelCatalog` → `RequestGuard` → `RateLimit` → `BalanceGate` → upstream (timeout, retry,
 //! fallback). The envelope goes outermost so that every rejection below it, and every error a
-//! service returns, reaches the client as the same JSON with the request id.
+//! service returns, reaches the client as the same JSON with the request id. The catalog goes
+//! before the guard so the guard checks the resolved model's context window; whichever of
+//! them reads the body first applies its [`BodyLimit`](tollgate_core::BodyLimit) (size and
+//! read timeout, the same defaults everywhere), and the guard still holds a body read by the
+//! catalog to its own size limit.
 //!
 //! ```
 //! use std::convert::Infallible;
@@ -46,6 +51,9 @@ pub use tollgate_auth as auth;
 #[cfg(feature = "error")]
 pub use tollgate_error as error;
 
+#[cfg(feature = "guard")]
+pub use tollgate_guard as guard;
+
 #[cfg(feature = "models")]
 pub use tollgate_models as models;
 
@@ -62,6 +70,8 @@ pub mod prelude {
     pub use tollgate_auth::{BearerAuthLayer, KeyStore, StaticKeyStore};
     #[cfg(feature = "error")]
     pub use tollgate_error::ErrorEnvelopeLayer;
+    #[cfg(feature = "guard")]
+    pub use tollgate_guard::RequestGuardLayer;
     #[cfg(feature = "models")]
     pub use tollgate_models::{ListModels, ModelCatalog, ModelCatalogLayer};
 }

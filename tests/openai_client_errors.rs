@@ -10,7 +10,7 @@ use async_openai::types::chat::{
     ChatCompletionRequestUserMessage, CreateChatCompletionRequestArgs,
 };
 use http::Request;
-use tollgate::core::{Body, ErrorKind, GatewayError, buffer_chat_request};
+use tollgate::core::{Body, BodyLimit, ErrorKind, GatewayError, buffer_chat_request};
 use tollgate::error::ErrorEnvelopeLayer;
 use tollgate_testkit::TestServer;
 use tower::ServiceBuilder;
@@ -52,7 +52,9 @@ async fn async_openai_client_sees_status_and_fields_over_tcp() {
     let gateway = ServiceBuilder::new()
         .layer(ErrorEnvelopeLayer::new())
         .service_fn(|request: Request<Body>| async move {
-            let (_request, chat) = buffer_chat_request(request, 1 << 20).await.unwrap();
+            let (_request, chat) = buffer_chat_request(request, BodyLimit::default())
+                .await
+                .unwrap();
             let chat = chat.unwrap();
             let kind = ErrorKind::ALL
                 .into_iter()

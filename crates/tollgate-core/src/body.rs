@@ -199,7 +199,12 @@ pub enum BodyError {
         /// The limit in bytes.
         limit: usize,
     },
-    /// The body stream failed (the client went away, or a timeout around the read fired).
+    /// The whole body did not arrive within the read timeout.
+    TimedOut {
+        /// The timeout.
+        after: std::time::Duration,
+    },
+    /// The body stream failed (the client went away).
     Read(BoxError),
 }
 
@@ -207,6 +212,9 @@ impl fmt::Display for BodyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BodyError::TooLarge { limit } => write!(f, "request body larger than {limit} bytes"),
+            BodyError::TimedOut { after } => {
+                write!(f, "request body not received within {after:?}")
+            }
             BodyError::Read(error) => write!(f, "request body could not be read: {error}"),
         }
     }
@@ -215,7 +223,7 @@ impl fmt::Display for BodyError {
 impl std::error::Error for BodyError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            BodyError::TooLarge { .. } => None,
+            BodyError::TooLarge { .. } | BodyError::TimedOut { .. } => None,
             BodyError::Read(error) => Some(&**error),
         }
     }
@@ -231,6 +239,13 @@ impl From<&BodyError> for GatewayError {
                 ),
             )
             .detail("limit", *limit),
+            BodyError::TimedOut { after } => GatewayError::new(
+                ErrorKind::RequestTimeout,
+                format!(
+                    "The request body did not arrive within {} seconds. Send it again over a faster connection, or send a smaller request.",
+                    after.as_secs_f64()
+                ),
+            ),
             BodyError::Read(_) => GatewayError::new(
                 ErrorKind::InvalidRequest,
                 "The request body could not be read completely. Send the request again.",

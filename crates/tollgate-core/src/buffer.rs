@@ -3,7 +3,8 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
@@ -18,12 +19,73 @@ use crate::chat::{ChatRequest, ParseError};
 /// prompt than any context window, and stops abuse early.
 pub const DEFAULT_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
+/// A sensible default for how long a whole request body may take to arrive.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How much of a request body the first body-aware layer reads, and for how long.
+///
+/// Every body-aware layer has one (the same defaults everywhere); whichever layer reads the
+/// body first applies its own.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::BodyLimit;
+///
+/// let limit = BodyLimit::default().bytes(1 << 20).read_timeout(Duration::from_secs(10));
+/// assert_eq!(limit.max_bytes(), 1 << 20);
+/// assert_eq!(BodyLimit::default().max_bytes(), tollgate_core::DEFAULT_BODY_LIMIT);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BodyLimit {
+    bytes: usize,
+    read_timeout: Option<Duration>,
+}
+
+impl Default for BodyLimit {
+    fn default() -> Self {
+        BodyLimit {
+            bytes: DEFAULT_BODY_LIMIT,
+            read_timeout: Some(DEFAULT_READ_TIMEOUT),
+        }
+    }
+}
+
+impl BodyLimit {
+    /// The most bytes read.
+    pub fn bytes(mut self, bytes: usize) -> Self {
+        self.bytes = bytes;
+        self
+    }
+
+    /// How long the whole body may take to arrive.
+    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+        self.read_timeout = Some(timeout);
+        self
+    }
+
+    /// No read timeout (for tests, or a server that enforces one itself).
+    pub fn no_read_timeout(mut self) -> Self {
+        self.read_timeout = None;
+        self
+    }
+
+    /// The most bytes read.
+    pub fn max_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// The read timeout, if any.
+    pub fn timeout(&self) -> Option<Duration> {
+        self.read_timeout
+    }
+}
+
 /// What [`buffer_chat_request`] resolves to: the request (with a rebuilt body) and its parse.
 pub type Buffered<B> = (Request<B>, Result<ChatRequest, ParseError>);
 
 /// Returns the request's [`ChatRequest`], reading and parsing the body only if no layer did so
-/// before: the first body-aware layer reads the body (never more than `limit` bytes), parses
-/// it once and memoizes the result in the request extensions; every later layer gets the memo
+/// before: the first body-aware layer reads the body (never more than `limit` bytes, and
+/// within its read timeout — the timer needs a Tokio runtime), parses it once and memoizes the result in the request extensions; every later layer gets the memo
 /// without touching the body.
 ///
 /// The request comes back with a body rebuilt from the buffered bytes (a cheap reference
@@ -33,19 +95,20 @@ pub type Buffered<B> = (Request<B>, Result<ChatRequest, ParseError>);
 ///
 /// ```
 /// use http::Request;
-/// use tollgate_core::{Body, ChatRequest, buffer_chat_request};
+/// use tollgate_core::{Body, BodyLimit, ChatRequest, buffer_chat_request};
 ///
-/// # futures_executor::block_on(async {
+/// # tokio_test::block_on(async {
 /// let request = Request::new(Body::from(r#"{"model":"gpt-5.4","messages":[]}"#));
-/// let (request, chat) = buffer_chat_request(request, 1024).await.unwrap();
+/// let limit = BodyLimit::default().bytes(1024);
+/// let (request, chat) = buffer_chat_request(request, limit).await.unwrap();
 /// assert_eq!(chat.unwrap().model(), Some("gpt-5.4"));
 /// // A second layer gets the memo: same parse, no second read.
 /// assert!(request.extensions().get::<ChatRequest>().is_some());
-/// let (_request, again) = buffer_chat_request(request, 1024).await.unwrap();
+/// let (_request, again) = buffer_chat_request(request, limit).await.unwrap();
 /// assert_eq!(again.unwrap().model(), Some("gpt-5.4"));
 /// # });
 /// ```
-pub fn buffer_chat_request<B>(request: Request<B>, limit: usize) -> BufferRequest<B>
+pub fn buffer_chat_request<B>(request: Request<B>, limit: BodyLimit) -> BufferRequest<B>
 where
     B: http_body::Body<Data = Bytes> + From<Bytes>,
     B::Error: Into<BoxError>,
@@ -62,7 +125,14 @@ where
             let (parts, body) = request.into_parts();
             State::Reading {
                 parts: Some(parts),
-                collect: collect_limited(body, limit),
+                collect: collect_limited(body, limit.bytes),
+                deadline: match limit.read_timeout {
+                    Some(after) => Deadline::Armed {
+                        sleep: tokio::time::sleep(after),
+                        after,
+                    },
+                    None => Deadline::Never,
+                },
             }
         }
     };
@@ -81,7 +151,15 @@ pin_project! {
     #[project = StateProj]
     enum State<B> {
         Memoized { done: Option<Buffered<B>> },
-        Reading { parts: Option<Parts>, #[pin] collect: Collect<B> },
+        Reading { parts: Option<Parts>, #[pin] collect: Collect<B>, #[pin] deadline: Deadline },
+    }
+}
+
+pin_project! {
+    #[project = DeadlineProj]
+    enum Deadline {
+        Never,
+        Armed { #[pin] sleep: tokio::time::Sleep, after: Duration },
     }
 }
 
@@ -103,8 +181,22 @@ where
             StateProj::Memoized { done } => Poll::Ready(Ok(done
                 .take()
                 .expect("BufferRequest polled after completion"))),
-            StateProj::Reading { parts, collect } => {
-                let bytes = ready!(collect.poll(cx))?;
+            StateProj::Reading {
+                parts,
+                collect,
+                deadline,
+            } => {
+                let bytes = match collect.poll(cx) {
+                    Poll::Ready(bytes) => bytes?,
+                    Poll::Pending => {
+                        if let DeadlineProj::Armed { sleep, after } = deadline.project()
+                            && sleep.poll(cx).is_ready()
+                        {
+                            return Poll::Ready(Err(BodyError::TimedOut { after: *after }));
+                        }
+                        return Poll::Pending;
+                    }
+                };
                 let mut parts = parts.take().expect("BufferRequest polled after completion");
                 let parsed = ChatRequest::parse(bytes.clone());
                 match &parsed {

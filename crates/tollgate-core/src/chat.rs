@@ -141,7 +141,8 @@ pub struct Message {
     pub content: Content,
     /// `name`, when a string.
     pub name: Option<StrSpan>,
-    /// Whether `tool_calls` is present and not null (an assistant message may then have no content).
+    /// Whether `tool_calls` (or the legacy `function_call`) is present and not null: an
+    /// assistant message may then have no content.
     pub has_tool_calls: bool,
 }
 
@@ -441,6 +442,24 @@ impl ChatRequest {
     pub fn max_completion_tokens(&self) -> Option<u64> {
         let positive = |field: &Field<Number>| field.value()?.as_u64().filter(|&n| n > 0);
         positive(&self.inner.max_completion_tokens).or_else(|| positive(&self.inner.max_tokens))
+    }
+
+    /// The completion tokens a request may use: its own budget, else the model's max output.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tollgate_core::{ChatRequest, ModelInfo};
+    ///
+    /// let model = ModelInfo::new("m", 8_192, 1_024);
+    /// let chat = ChatRequest::parse(Bytes::from_static(br#"{"max_tokens": 100}"#)).unwrap();
+    /// assert_eq!(chat.completion_budget(Some(&model)), Some(100));
+    /// let chat = ChatRequest::parse(Bytes::from_static(b"{}")).unwrap();
+    /// assert_eq!(chat.completion_budget(Some(&model)), Some(1_024));
+    /// assert_eq!(chat.completion_budget(None), None);
+    /// ```
+    pub fn completion_budget(&self, model: Option<&crate::ModelInfo>) -> Option<u64> {
+        self.max_completion_tokens()
+            .or_else(|| model.map(|model| model.max_output_tokens))
     }
 
     /// `temperature` as found.
@@ -974,9 +993,9 @@ impl<'de> Visitor<'de> for MessageSeed {
                 "role" => message.role = string_field(base, map.next_value()?),
                 "content" => message.content = content(base, map.next_value()?),
                 "name" => message.name = string_field(base, map.next_value()?).value().copied(),
-                "tool_calls" => {
+                "tool_calls" | "function_call" => {
                     let raw: &RawValue = map.next_value()?;
-                    message.has_tool_calls = JsonType::of(raw.get()) != JsonType::Null;
+                    message.has_tool_calls |= JsonType::of(raw.get()) != JsonType::Null;
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;

@@ -17,11 +17,11 @@
 //!
 //! ```
 //! use http::Request;
-//! use tollgate_core::{Body, ErrorKind, GatewayError, buffer_chat_request};
+//! use tollgate_core::{Body, BodyLimit, ErrorKind, GatewayError, buffer_chat_request};
 //!
-//! # futures_executor::block_on(async {
+//! # tokio_test::block_on(async {
 //! let request = Request::new(Body::from(r#"{"model": 42, "messages": []}"#));
-//! let (_request, chat) = buffer_chat_request(request, 1 << 20).await.unwrap();
+//! let (_request, chat) = buffer_chat_request(request, BodyLimit::default()).await.unwrap();
 //! let chat = chat.unwrap();
 //! if chat.model().is_none() {
 //!     let response = GatewayError::new(ErrorKind::InvalidRequest, "`model` must be a string.")
@@ -44,10 +44,13 @@ pub mod request_id;
 mod usage;
 
 pub use body::{Body, BoxError, ResponseBody};
-pub use buffer::{BufferRequest, Buffered, DEFAULT_BODY_LIMIT, buffer_chat_request};
+pub use buffer::{
+    BodyLimit, BufferRequest, Buffered, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT,
+    buffer_chat_request,
+};
 pub use chat::{ChatRequest, Field, ParseError};
 pub use error::{ErrorKind, GatewayError};
-pub use model::{Lifecycle, ModelInfo, Prices, X_MODEL};
+pub use model::{Lifecycle, ModelInfo, Prices, PromptTokens, X_MODEL};
 pub use principal::{Principal, Rate};
 pub use request_id::request_id;
 pub use usage::Usage;

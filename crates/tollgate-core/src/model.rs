@@ -151,3 +151,34 @@ impl Lifecycle {
         }
     }
 }
+
+/// The prompt's token count as the guard established it: exact (from a tokenizer) or an
+/// upper bound (from the byte count, when that already decided).
+///
+/// ```
+/// use tollgate_core::PromptTokens;
+///
+/// assert_eq!(PromptTokens::AtMost(120).value(), 120);
+/// assert!(!PromptTokens::AtMost(120).is_exact());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum PromptTokens {
+    /// Counted with the model's tokenizer.
+    Exact(u64),
+    /// At most this many: bytes of text plus the per-message overhead.
+    AtMost(u64),
+}
+
+impl PromptTokens {
+    /// The count (or its bound).
+    pub fn value(self) -> u64 {
+        match self {
+            PromptTokens::Exact(n) | PromptTokens::AtMost(n) => n,
+        }
+    }
+
+    /// Whether it was counted exactly.
+    pub fn is_exact(self) -> bool {
+        matches!(self, PromptTokens::Exact(_))
+    }
+}

@@ -11,7 +11,7 @@ use http::Request;
 use http_body::Frame;
 use http_body_util::BodyExt;
 use tollgate_core::body::BodyError;
-use tollgate_core::{Body, ChatRequest, buffer_chat_request};
+use tollgate_core::{Body, BodyLimit, ChatRequest, buffer_chat_request};
 
 /// Yields `chunks` one frame at a time (forever once they run out, if `endless`), counting polls.
 struct CountingBody {
@@ -68,12 +68,16 @@ async fn two_body_aware_layers_share_one_read_and_one_parse() {
     let request = Request::new(body);
 
     // The first layer reads the body: two data frames and the end.
-    let (request, first) = buffer_chat_request(request, 1024).await.unwrap();
+    let (request, first) = buffer_chat_request(request, BodyLimit::default().bytes(1024))
+        .await
+        .unwrap();
     assert_eq!(polls.load(Ordering::SeqCst), 3);
     let first = first.unwrap();
 
     // The second layer gets the memo: no poll of the original body, the same parse.
-    let (request, second) = buffer_chat_request(request, 1024).await.unwrap();
+    let (request, second) = buffer_chat_request(request, BodyLimit::default().bytes(1024))
+        .await
+        .unwrap();
     assert_eq!(polls.load(Ordering::SeqCst), 3);
     let second = second.unwrap();
     assert_eq!(second.model(), Some("gpt-5.4"));
@@ -90,10 +94,15 @@ async fn two_body_aware_layers_share_one_read_and_one_parse() {
 #[tokio::test]
 async fn a_parse_error_is_memoized_and_the_request_stays_usable() {
     let (body, polls) = counting(&["{nope"], false);
-    let (request, parsed) = buffer_chat_request(Request::new(body), 1024).await.unwrap();
+    let (request, parsed) =
+        buffer_chat_request(Request::new(body), BodyLimit::default().bytes(1024))
+            .await
+            .unwrap();
     assert!(parsed.is_err());
     let polls_after_first = polls.load(Ordering::SeqCst);
-    let (request, again) = buffer_chat_request(request, 1024).await.unwrap();
+    let (request, again) = buffer_chat_request(request, BodyLimit::default().bytes(1024))
+        .await
+        .unwrap();
     assert_eq!(again.unwrap_err(), parsed.unwrap_err());
     assert_eq!(polls.load(Ordering::SeqCst), polls_after_first);
     assert!(request.extensions().get::<ChatRequest>().is_none());
@@ -109,7 +118,7 @@ async fn an_endless_body_stops_being_read_at_the_limit() {
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(
         Duration::from_secs(5),
-        buffer_chat_request(Request::new(body), 10 * 1024),
+        buffer_chat_request(Request::new(body), BodyLimit::default().bytes(10 * 1024)),
     )
     .await
     .expect("returns promptly");
@@ -117,6 +126,38 @@ async fn an_endless_body_stops_being_read_at_the_limit() {
     // 10 frames fit the limit, the 11th crosses it, and nothing is read after that.
     assert_eq!(polls.load(Ordering::SeqCst), 11);
     assert!(started.elapsed() < Duration::from_secs(1));
+}
+
+/// Sends one frame, then nothing: a client that stalls mid-body.
+struct StalledBody {
+    sent: bool,
+}
+
+impl http_body::Body for StalledBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if self.sent {
+            return Poll::Pending;
+        }
+        self.sent = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"{\"model\":")))))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_slower_than_the_read_timeout_fails() {
+    let limit = BodyLimit::default().read_timeout(Duration::from_secs(5));
+    let request = Request::new(Body::new(StalledBody { sent: false }));
+    let error = buffer_chat_request(request, limit).await.unwrap_err();
+    assert!(matches!(error, BodyError::TimedOut { after } if after == Duration::from_secs(5)));
+    let gateway = tollgate_core::GatewayError::from(&error);
+    assert_eq!(gateway.status(), 408);
+    assert_eq!(gateway.kind.type_str(), "request_timeout");
 }
 
 #[tokio::test]
@@ -128,9 +169,12 @@ async fn a_declared_length_over_the_limit_fails_before_any_read() {
         declared_length: Some(2048),
         polls: polls.clone(),
     };
-    let error = buffer_chat_request(Request::new(Body::new(body)), 1024)
-        .await
-        .unwrap_err();
+    let error = buffer_chat_request(
+        Request::new(Body::new(body)),
+        BodyLimit::default().bytes(1024),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(error, BodyError::TooLarge { limit: 1024 }));
     assert_eq!(polls.load(Ordering::SeqCst), 0);
 }

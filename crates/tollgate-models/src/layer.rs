@@ -1,7 +1,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use tollgate_core::DEFAULT_BODY_LIMIT;
+use tollgate_core::BodyLimit;
 use tower_layer::Layer;
 
 use crate::{ModelCatalog, ModelResolution};
@@ -38,6 +38,7 @@ const MODEL_ENDPOINTS: &[&str] = &[
 /// Other requests (other methods or paths, multipart bodies) pass through untouched.
 ///
 /// ```
+/// use tollgate_core::BodyLimit;
 /// use tollgate_models::{ModelCatalog, ModelCatalogLayer};
 ///
 /// let catalog = ModelCatalog::from_toml(r#"
@@ -46,7 +47,7 @@ const MODEL_ENDPOINTS: &[&str] = &[
 ///     context_window = 400000
 ///     max_output_tokens = 128000
 /// "#).unwrap();
-/// let layer = ModelCatalogLayer::new(catalog).body_limit(1 << 20);
+/// let layer = ModelCatalogLayer::new(catalog).body_limit(BodyLimit::default().bytes(1 << 20));
 /// # let _ = layer;
 /// ```
 #[derive(Clone, Debug)]
@@ -57,12 +58,12 @@ pub struct ModelCatalogLayer {
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) catalog: ModelCatalog,
-    pub(crate) body_limit: usize,
+    pub(crate) body_limit: BodyLimit,
     pub(crate) endpoints: HashSet<Box<str>>,
 }
 
 impl ModelCatalogLayer {
-    /// Validates models against `catalog`, reading bodies up to [`DEFAULT_BODY_LIMIT`].
+    /// Validates models against `catalog`, reading bodies under [`BodyLimit::default`].
     pub fn new(catalog: ModelCatalog) -> Self {
         let endpoints = MODEL_ENDPOINTS
             .iter()
@@ -76,14 +77,14 @@ impl ModelCatalogLayer {
         ModelCatalogLayer {
             shared: Arc::new(Shared {
                 catalog,
-                body_limit: DEFAULT_BODY_LIMIT,
+                body_limit: BodyLimit::default(),
                 endpoints,
             }),
         }
     }
 
-    /// The most body bytes read when this layer is the first to read the body.
-    pub fn body_limit(self, limit: usize) -> Self {
+    /// The size and time limits of the body read, when this layer is the first to read it.
+    pub fn body_limit(self, limit: BodyLimit) -> Self {
         ModelCatalogLayer {
             shared: Arc::new(Shared {
                 catalog: self.shared.catalog.clone(),

@@ -295,7 +295,10 @@ async fn an_inner_model_header_wins() {
 async fn a_body_over_the_limit_is_413() {
     let catalog = ModelCatalog::from_toml(CATALOG).unwrap();
     let service = ServiceBuilder::new()
-        .layer(ModelCatalogLayer::new(catalog).body_limit(64))
+        .layer(
+            ModelCatalogLayer::new(catalog)
+                .body_limit(tollgate_core::BodyLimit::default().bytes(64)),
+        )
         .service_fn(echo);
     let long = format!(
         r#"{{"model":"gpt-5.4","messages":[{{"role":"user","content":"{}"}}]}}"#,

@@ -1,0 +1,96 @@
+use std::sync::Arc;
+
+use tollgate_core::BodyLimit;
+use tower_layer::Layer;
+
+use crate::RequestGuard;
+
+/// Guards chat requests before they cost anything upstream: body size (413), slow bodies
+/// (408), OpenAI's validation rules (400), and the context window (413
+/// `context_length_exceeded`).
+///
+/// Put it after `ModelCatalogLayer`, so the resolved model's context window and max output
+/// apply; without a resolved model it uses the configured fallback window, or skips the
+/// window check when none is set.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::BodyLimit;
+/// use tollgate_guard::RequestGuardLayer;
+///
+/// let layer = RequestGuardLayer::new()
+///     .body_limit(BodyLimit::default().bytes(2 << 20).read_timeout(Duration::from_secs(10)))
+///     .fallback_window(128_000, 4_096)
+///     .strict(true);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct RequestGuardLayer {
+    config: Arc<Config>,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Config {
+    pub(crate) body_limit: BodyLimit,
+    pub(crate) strict: bool,
+    /// Context window and max output when no model was resolved.
+    pub(crate) fallback_window: Option<(u64, u64)>,
+    pub(crate) paths: Vec<Box<str>>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            body_limit: BodyLimit::default(),
+            strict: false,
+            fallback_window: None,
+            paths: vec!["/v1/chat/completions".into()],
+        }
+    }
+}
+
+impl RequestGuardLayer {
+    /// Default limits (4 MiB, 30 s read timeout), lenient about unknown fields, guarding
+    /// `POST /v1/chat/completions`.
+    pub fn new() -> Self {
+        RequestGuardLayer::default()
+    }
+
+    /// The body's size and time limits. A `Content-Length` over the size is answered before a
+    /// byte is read; a streamed body stops being read at the frame that crosses it.
+    pub fn body_limit(self, limit: BodyLimit) -> Self {
+        self.with(|config| config.body_limit = limit)
+    }
+
+    /// Rejects top-level fields that are not part of OpenAI's chat request (off by default).
+    pub fn strict(self, strict: bool) -> Self {
+        self.with(|config| config.strict = strict)
+    }
+
+    /// The context window and default max output for requests with no resolved model.
+    pub fn fallback_window(self, context_window: u64, max_output_tokens: u64) -> Self {
+        self.with(|config| config.fallback_window = Some((context_window, max_output_tokens)))
+    }
+
+    /// The paths guarded, instead of `/v1/chat/completions`.
+    pub fn paths<I: IntoIterator<Item = S>, S: Into<Box<str>>>(self, paths: I) -> Self {
+        let paths = paths.into_iter().map(Into::into).collect();
+        self.with(|config| config.paths = paths)
+    }
+
+    fn with(self, change: impl FnOnce(&mut Config)) -> Self {
+        let mut config = (*self.config).clone();
+        change(&mut config);
+        RequestGuardLayer {
+            config: Arc::new(config),
+        }
+    }
+}
+
+impl<S> Layer<S> for RequestGuardLayer {
+    type Service = RequestGuard<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RequestGuard::from_config(inner, self.config.clone())
+    }
+}

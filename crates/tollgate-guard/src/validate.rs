@@ -1,0 +1,160 @@
+//! OpenAI's request rules, each failure a 400 naming the `param` and what to fix.
+
+use serde_json::Number;
+use tollgate_core::chat::{Content, JsonType};
+use tollgate_core::{ChatRequest, ErrorKind, Field, GatewayError};
+
+const ROLES: [&str; 6] = [
+    "system",
+    "developer",
+    "user",
+    "assistant",
+    "tool",
+    "function",
+];
+
+fn invalid(param: impl Into<String>, message: String) -> GatewayError {
+    GatewayError::new(ErrorKind::InvalidRequest, message).param(param.into())
+}
+
+fn missing(param: &str) -> GatewayError {
+    invalid(param, format!("Missing required parameter: '{param}'."))
+}
+
+fn wrong_type(param: &str, expected: &str, found: JsonType) -> GatewayError {
+    invalid(
+        param,
+        format!("Invalid type for '{param}': expected {expected}, but got {found} instead."),
+    )
+}
+
+/// Checks the request against OpenAI's rules; the first violation is the answer.
+pub(crate) fn validate(chat: &ChatRequest, strict: bool) -> Result<(), GatewayError> {
+    if strict && let Some(field) = chat.unknown_fields().first() {
+        return Err(invalid(
+            field.to_string(),
+            format!("Unrecognized request argument supplied: {field}"),
+        ));
+    }
+    messages(chat)?;
+    number_in("temperature", chat.temperature(), 0.0, 2.0)?;
+    number_in("top_p", chat.top_p(), 0.0, 1.0)?;
+    number_in("presence_penalty", chat.presence_penalty(), -2.0, 2.0)?;
+    number_in("frequency_penalty", chat.frequency_penalty(), -2.0, 2.0)?;
+    positive_integer("max_tokens", chat.max_tokens_field(), u64::MAX)?;
+    positive_integer(
+        "max_completion_tokens",
+        chat.max_completion_tokens_field(),
+        u64::MAX,
+    )?;
+    positive_integer("n", chat.n(), 128)?;
+    if let Field::Invalid(found) = chat.stream_field() {
+        return Err(wrong_type("stream", "a boolean", *found));
+    }
+    Ok(())
+}
+
+fn messages(chat: &ChatRequest) -> Result<(), GatewayError> {
+    let messages = match chat.messages() {
+        Field::Absent => return Err(missing("messages")),
+        Field::Invalid(found) => {
+            return Err(wrong_type("messages", "an array of messages", *found));
+        }
+        Field::Value(messages) => messages,
+    };
+    if messages.is_empty() {
+        return Err(invalid(
+            "messages",
+            "Invalid 'messages': empty array. Expected an array with at least one message, but got an empty array instead.".into(),
+        ));
+    }
+    for (index, message) in messages.iter().enumerate() {
+        let at = |field: &str| format!("messages[{index}].{field}");
+        let message = match message {
+            Ok(message) => message,
+            Err(found) => {
+                return Err(wrong_type(
+                    &format!("messages[{index}]"),
+                    "an object",
+                    *found,
+                ));
+            }
+        };
+        let role = match &message.role {
+            Field::Absent => return Err(missing(&at("role"))),
+            Field::Invalid(found) => return Err(wrong_type(&at("role"), "a string", *found)),
+            Field::Value(role) => chat.text(*role),
+        };
+        if !ROLES.contains(&&*role) {
+            let shown: String = role.chars().take(40).collect();
+            return Err(invalid(
+                at("role"),
+                format!(
+                    "Invalid value for '{}': '{shown}'. Supported values are: 'system', 'developer', 'user', 'assistant', 'tool' and 'function'.",
+                    at("role")
+                ),
+            ));
+        }
+        match &message.content {
+            // An assistant message that calls tools may leave its content out.
+            Content::Absent if role == "assistant" && message.has_tool_calls => {}
+            Content::Absent => return Err(missing(&at("content"))),
+            Content::Invalid(found) => {
+                return Err(wrong_type(
+                    &at("content"),
+                    "a string or an array of content parts",
+                    *found,
+                ));
+            }
+            Content::Parts(parts) if parts.is_empty() => {
+                return Err(invalid(
+                    at("content"),
+                    format!(
+                        "Invalid '{}': empty array. Expected at least one content part, but got an empty array instead.",
+                        at("content")
+                    ),
+                ));
+            }
+            Content::Text(_) | Content::Parts(_) => {}
+        }
+    }
+    Ok(())
+}
+
+fn number_in(param: &str, field: &Field<Number>, min: f64, max: f64) -> Result<(), GatewayError> {
+    match field {
+        Field::Absent => Ok(()),
+        Field::Invalid(found) => Err(wrong_type(param, "a number", *found)),
+        Field::Value(number) => match number.as_f64() {
+            Some(value) if (min..=max).contains(&value) => Ok(()),
+            _ => Err(invalid(
+                param,
+                format!(
+                    "Invalid '{param}': expected a value between {min} and {max}, but got {number} instead."
+                ),
+            )),
+        },
+    }
+}
+
+fn positive_integer(param: &str, field: &Field<Number>, max: u64) -> Result<(), GatewayError> {
+    match field {
+        Field::Absent => Ok(()),
+        Field::Invalid(found) => Err(wrong_type(param, "an integer", *found)),
+        Field::Value(number) => match number.as_u64() {
+            Some(value) if (1..=max).contains(&value) => Ok(()),
+            _ if max == u64::MAX => Err(invalid(
+                param,
+                format!(
+                    "Invalid '{param}': expected a positive integer, but got {number} instead."
+                ),
+            )),
+            _ => Err(invalid(
+                param,
+                format!(
+                    "Invalid '{param}': expected an integer between 1 and {max}, but got {number} instead."
+                ),
+            )),
+        },
+    }
+}
