@@ -10,6 +10,7 @@
 //! | `error` | `tollgate-error` | `ErrorEnvelopeLayer`: one JSON error envelope for every failure |
 //! | `guard` | `tollgate-guard` | `RequestGuardLayer`: body size (413), read timeout (408), validation (400), context window |
 //! | `models` | `tollgate-models` | `ModelCatalogLayer`, `ModelCatalog`, `ListModels`: slugs, aliases, deprecation, retirement |
+//! | `sse` | `tollgate-sse` | `SsePassthroughLayer`, `SseParser`: streams forwarded as they arrive, usage still seen |
 //! | `testkit` | `tollgate-testkit` | an OpenAI-compatible mock upstream with fault injection |
 //!
 //! # Recommended stack, outermost first
@@ -57,6 +58,9 @@ pub use tollgate_guard as guard;
 #[cfg(feature = "models")]
 pub use tollgate_models as models;
 
+#[cfg(feature = "sse")]
+pub use tollgate_sse as sse;
+
 #[cfg(feature = "testkit")]
 pub use tollgate_testkit as testkit;
 
@@ -74,4 +78,6 @@ pub mod prelude {
     pub use tollgate_guard::RequestGuardLayer;
     #[cfg(feature = "models")]
     pub use tollgate_models::{ListModels, ModelCatalog, ModelCatalogLayer};
+    #[cfg(feature = "sse")]
+    pub use tollgate_sse::{SseObserver, SseObservers, SsePassthroughLayer};
 }

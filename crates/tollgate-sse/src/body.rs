@@ -1,0 +1,387 @@
+//! The passthrough response body.
+
+use std::fmt;
+use std::future::Future as _;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http::HeaderValue;
+use http_body::{Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tollgate_core::{BoxError, ErrorKind, GatewayError};
+
+use crate::observer::is_usage_only;
+use crate::{SseObserver, SseParser, StreamEnd};
+
+/// The comment sent after a quiet period, so proxies and clients keep the connection open.
+const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+
+pin_project! {
+    /// The response body of [`SsePassthroughLayer`](crate::SsePassthroughLayer): an event
+    /// stream forwarded frame by frame as it arrives (never coalesced, never held for an event
+    /// boundary), with observers fed from one parse. Non-stream responses pass through it
+    /// untouched.
+    ///
+    /// What the client sees when the upstream fails mid-stream: the frames received so far,
+    /// then (after a `\n\n` that ends any partial event) one terminal event
+    /// `data: {"error":{"message":...,"type":"provider_error",...},"request_id":...}`, then a
+    /// clean end of stream. OpenAI SDKs raise an API error on such an event.
+    pub struct SseBody<B> {
+        #[pin]
+        kind: Kind<B>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B> {
+        Passthrough { #[pin] body: B },
+        Stream { stream: Stream<B> },
+        Rendered { body: http_body_util::Full<Bytes> },
+    }
+}
+
+/// The state of an event stream being forwarded.
+pub(crate) struct Stream<B> {
+    /// Boxed so that a drain task can take it over when the client goes away.
+    inner: Option<Pin<Box<B>>>,
+    /// Present when observers watch or the usage chunk is stripped.
+    parser: Option<SseParser>,
+    observers: Vec<Box<dyn SseObserver>>,
+    strip_usage: bool,
+    /// Strip mode: bytes of an event not yet complete.
+    pending: BytesMut,
+    keep_alive: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// The last bytes forwarded, to know whether the client's stream is at an event boundary.
+    tail: [u8; 4],
+    terminal: Option<Bytes>,
+    ended: bool,
+    request_id: Option<HeaderValue>,
+    drain: Option<DrainFn<B>>,
+}
+
+type DrainFn<B> = fn(Pin<Box<B>>, Option<SseParser>, Vec<Box<dyn SseObserver>>);
+
+impl<B> SseBody<B> {
+    /// A body that passes `body` through untouched.
+    pub fn passthrough(body: B) -> Self {
+        SseBody {
+            kind: Kind::Passthrough { body },
+        }
+    }
+
+    /// A body the layer rendered itself (an error answered before any upstream call).
+    pub(crate) fn rendered(body: http_body_util::Full<Bytes>) -> Self {
+        SseBody {
+            kind: Kind::Rendered { body },
+        }
+    }
+
+    /// An event stream: forwarded as it arrives, observed, with keep-alives after `keep_alive`
+    /// of quiet (needs a Tokio runtime), and the usage-only chunk removed when `strip_usage`.
+    pub fn stream(
+        body: B,
+        observers: Vec<Box<dyn SseObserver>>,
+        keep_alive: Option<Duration>,
+        strip_usage: bool,
+        request_id: Option<HeaderValue>,
+    ) -> Self {
+        let parser = (strip_usage || !observers.is_empty()).then(SseParser::new);
+        SseBody {
+            kind: Kind::Stream {
+                stream: Stream {
+                    inner: Some(Box::pin(body)),
+                    parser,
+                    observers,
+                    strip_usage,
+                    pending: BytesMut::new(),
+                    keep_alive: keep_alive
+                        .map(|period| (period, Box::pin(tokio::time::sleep(period)))),
+                    tail: *b"\n\n\n\n",
+                    terminal: None,
+                    ended: false,
+                    request_id,
+                    drain: None,
+                },
+            },
+        }
+    }
+
+    /// When the client goes away, keep reading the upstream to its end (on a Tokio task) so
+    /// observers still see the whole stream, usage included, instead of cancelling it.
+    pub fn drain_on_disconnect(mut self) -> Self
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        if let Kind::Stream { stream } = &mut self.kind {
+            stream.drain = Some(drain::<B>);
+        }
+        self
+    }
+}
+
+impl<B> fmt::Debug for SseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            Kind::Passthrough { .. } => f.write_str("SseBody::Passthrough"),
+            Kind::Rendered { .. } => f.write_str("SseBody::Rendered"),
+            Kind::Stream { stream } => f
+                .debug_struct("SseBody::Stream")
+                .field("observers", &stream.observers.len())
+                .field("strip_usage", &stream.strip_usage)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl<B> http_body::Body for SseBody<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Passthrough { body } => body.poll_frame(cx),
+            KindProj::Stream { stream } => stream.poll_frame(cx).map(|frame| frame.map(Ok)),
+            KindProj::Rendered { body } => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|result| result.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Passthrough { body } => body.is_end_stream(),
+            Kind::Stream { stream } => stream.ended && stream.terminal.is_none(),
+            Kind::Rendered { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Passthrough { body } => body.size_hint(),
+            // The stream's length is unknown: no content-length.
+            Kind::Stream { .. } => SizeHint::default(),
+            Kind::Rendered { body } => body.size_hint(),
+        }
+    }
+}
+
+impl<B> Stream<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame<Bytes>>> {
+        loop {
+            if let Some(terminal) = self.terminal.take() {
+                return Poll::Ready(Some(Frame::data(terminal)));
+            }
+            let Some(inner) = self.inner.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match inner.as_mut().poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    self.quiet_from_now();
+                    let data = match frame.into_data() {
+                        Ok(data) => data,
+                        Err(trailers) => return Poll::Ready(Some(trailers)),
+                    };
+                    if let Some(out) = self.process(data) {
+                        self.remember_tail(&out);
+                        return Poll::Ready(Some(Frame::data(out)));
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    let error: BoxError = error.into();
+                    tracing::warn!(error = %error, "upstream stream failed mid-stream");
+                    self.inner = None;
+                    self.terminal = Some(self.terminal_event());
+                    self.end(StreamEnd::UpstreamFailed);
+                }
+                Poll::Ready(None) => {
+                    self.inner = None;
+                    self.end(StreamEnd::Completed);
+                    let rest = std::mem::take(&mut self.pending);
+                    return Poll::Ready((!rest.is_empty()).then(|| Frame::data(rest.freeze())));
+                }
+                Poll::Pending => return self.poll_keep_alive(cx),
+            }
+        }
+    }
+
+    /// Feeds observers and, in strip mode, cuts the usage-only event out. Returns what to
+    /// forward now (the frame itself, untouched, unless something was cut or held back).
+    fn process(&mut self, data: Bytes) -> Option<Bytes> {
+        let Some(parser) = self.parser.as_mut() else {
+            return Some(data);
+        };
+        let observers = &mut self.observers;
+        if !self.strip_usage {
+            parser.feed(&data, |event| {
+                observers.iter_mut().for_each(|o| o.on_event(event))
+            });
+            return Some(data);
+        }
+        let carried = std::mem::take(&mut self.pending);
+        let mut out = BytesMut::new();
+        let mut cut = false;
+        let mut carry = Some(carried);
+        let mut segment = 0;
+        parser.feed(&data, |event| {
+            observers.iter_mut().for_each(|o| o.on_event(event));
+            let carried = carry.take().unwrap_or_default();
+            if is_usage_only(event.data) {
+                cut = true;
+            } else {
+                out.extend_from_slice(&carried);
+                out.extend_from_slice(&data[segment..event.end]);
+            }
+            segment = event.end;
+        });
+        let carried = carry.unwrap_or_default();
+        let rest = &data[segment..];
+        if !parser.at_boundary() {
+            // An event still arriving: hold it until it is complete and known not to be usage.
+            self.pending = carried;
+            self.pending.extend_from_slice(rest);
+        } else if !cut && carried.is_empty() && segment == 0 {
+            return Some(data);
+        } else {
+            out.extend_from_slice(&carried);
+            out.extend_from_slice(rest);
+        }
+        (!out.is_empty()).then(|| out.freeze())
+    }
+
+    fn remember_tail(&mut self, out: &[u8]) {
+        for &byte in out.iter().rev().take(4).rev() {
+            self.tail.rotate_left(1);
+            self.tail[3] = byte;
+        }
+    }
+
+    /// Whether what the client received so far ends with a blank line: its last line ending
+    /// follows another one. Nothing may be held back either.
+    fn client_at_boundary(&self) -> bool {
+        let before_last_ending = match self.tail {
+            [a, b, b'\r', b'\n'] => [a, b],
+            [_, a, b, b'\n' | b'\r'] => [a, b],
+            _ => return false,
+        };
+        self.pending.is_empty() && matches!(before_last_ending[1], b'\n' | b'\r')
+    }
+
+    fn quiet_from_now(&mut self) {
+        if let Some((period, sleep)) = &mut self.keep_alive {
+            sleep.as_mut().reset(Instant::now() + *period);
+        }
+    }
+
+    fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame<Bytes>>> {
+        let at_boundary = self.client_at_boundary();
+        let Some((period, sleep)) = &mut self.keep_alive else {
+            return Poll::Pending;
+        };
+        if sleep.as_mut().poll(cx).is_pending() {
+            return Poll::Pending;
+        }
+        sleep.as_mut().reset(Instant::now() + *period);
+        // Register the new deadline with this task.
+        let _ = sleep.as_mut().poll(cx);
+        if at_boundary {
+            Poll::Ready(Some(Frame::data(Bytes::from_static(KEEP_ALIVE))))
+        } else {
+            // A comment inside a partial event would corrupt it: wait for the next period.
+            Poll::Pending
+        }
+    }
+
+    fn terminal_event(&self) -> Bytes {
+        let error = GatewayError::new(
+            ErrorKind::ProviderError,
+            "The upstream provider failed in the middle of the stream. The response is incomplete; send the request again.",
+        );
+        let json = error.to_json(self.request_id.as_ref().and_then(|id| id.to_str().ok()));
+        let mut event = BytesMut::new();
+        if !self.client_at_boundary() {
+            event.extend_from_slice(b"\n\n");
+        }
+        event.extend_from_slice(b"data: ");
+        event.extend_from_slice(&json);
+        event.extend_from_slice(b"\n\n");
+        event.freeze()
+    }
+
+    fn end(&mut self, end: StreamEnd) {
+        if !self.ended {
+            self.ended = true;
+            self.observers.iter_mut().for_each(|o| o.on_end(end));
+        }
+    }
+}
+
+impl<B> Drop for Stream<B> {
+    fn drop(&mut self) {
+        if self.ended {
+            return;
+        }
+        // The client went away before the end.
+        match (
+            self.drain,
+            self.inner.take(),
+            tokio::runtime::Handle::try_current(),
+        ) {
+            (Some(drain), Some(inner), Ok(_)) => {
+                drain(
+                    inner,
+                    self.parser.take(),
+                    std::mem::take(&mut self.observers),
+                );
+            }
+            _ => {
+                self.ended = true;
+                self.observers
+                    .iter_mut()
+                    .for_each(|o| o.on_end(StreamEnd::ClientGone));
+            }
+        }
+    }
+}
+
+/// Reads the rest of the upstream stream on a task, feeding the observers, then ends them.
+fn drain<B>(
+    mut inner: Pin<Box<B>>,
+    mut parser: Option<SseParser>,
+    mut observers: Vec<Box<dyn SseObserver>>,
+) where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    tokio::spawn(async move {
+        let end = loop {
+            match std::future::poll_fn(|cx| inner.as_mut().poll_frame(cx)).await {
+                Some(Ok(frame)) => {
+                    if let (Ok(data), Some(parser)) = (frame.into_data(), parser.as_mut()) {
+                        parser.feed(&data, |event| {
+                            observers.iter_mut().for_each(|o| o.on_event(event))
+                        });
+                    }
+                }
+                Some(Err(_)) => break StreamEnd::UpstreamFailed,
+                None => break StreamEnd::Completed,
+            }
+        };
+        observers.iter_mut().for_each(|o| o.on_end(end));
+    });
+}

@@ -1,0 +1,322 @@
+//! SsePassthroughLayer end to end over TCP: testkit mock upstream → a minimal forwarding
+//! service → the layer → a test server → a real hyper client.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::{Value, json};
+use tollgate_core::{Body, ResponseBody};
+use tollgate_sse::{
+    ChatStreamSummary, Event, SseObserver, SseObservers, SsePassthroughLayer, StreamEnd,
+};
+use tollgate_testkit::{MockUpstream, Outcome, TestServer};
+use tower::{ServiceBuilder, service_fn};
+
+/// What a test observer saw.
+#[derive(Clone, Default)]
+struct Seen(Arc<Mutex<(ChatStreamSummary, Option<StreamEnd>)>>);
+
+impl SseObserver for Seen {
+    fn on_event(&mut self, event: &Event<'_>) {
+        self.0.lock().unwrap().0.observe(event);
+    }
+    fn on_end(&mut self, end: StreamEnd) {
+        self.0.lock().unwrap().1 = Some(end);
+    }
+}
+
+impl Seen {
+    fn summary(&self) -> ChatStreamSummary {
+        self.0.lock().unwrap().0.clone()
+    }
+    fn end(&self) -> Option<StreamEnd> {
+        self.0.lock().unwrap().1
+    }
+    async fn wait_end(&self) -> Option<StreamEnd> {
+        for _ in 0..200 {
+            if let Some(end) = self.end() {
+                return Some(end);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        None
+    }
+}
+
+/// A gateway: the layer over a plain forwarder to the mock, with `seen` registered as an
+/// observer of every request.
+async fn gateway(upstream: &MockUpstream, layer: SsePassthroughLayer, seen: Seen) -> TestServer {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let client: Client<HttpConnector, Body> =
+        Client::builder(TokioExecutor::new()).build(connector);
+    let base = upstream.url();
+    let forward = service_fn(move |mut request: Request<Body>| {
+        let client = client.clone();
+        let uri = format!("{base}{}", request.uri().path());
+        if let Some(observers) = request.extensions().get::<SseObservers>() {
+            observers.register(seen.clone());
+        }
+        *request.uri_mut() = uri.parse().unwrap();
+        async move {
+            Ok::<_, Infallible>(match client.request(request).await {
+                Ok(response) => response.map(ResponseBody::inner),
+                Err(_) => Response::builder()
+                    .status(502)
+                    .body(ResponseBody::full(Bytes::new()))
+                    .unwrap(),
+            })
+        }
+    });
+    TestServer::start(ServiceBuilder::new().layer(layer).service(forward)).await
+}
+
+async fn send(server: &TestServer, body: Value) -> Response<Incoming> {
+    let stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = Request::post("/v1/chat/completions")
+        .header("host", "gateway")
+        .header("content-type", "application/json")
+        .header("x-request-id", "req_sse")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    sender.send_request(request).await.unwrap()
+}
+
+fn chat(stream: bool, include_usage: Option<bool>) -> Value {
+    let mut body = json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "Say hello"}], "stream": stream});
+    if let Some(include) = include_usage {
+        body["stream_options"] = json!({"include_usage": include});
+    }
+    body
+}
+
+async fn text(response: Response<Incoming>) -> String {
+    String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_stream_passes_with_its_headers_and_observers_see_usage() {
+    let upstream = MockUpstream::builder().reply("one two three").start().await;
+    let seen = Seen::default();
+    let server = gateway(&upstream, SsePassthroughLayer::new(), seen.clone()).await;
+    let response = send(&server, chat(true, Some(true))).await;
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["cache-control"], "no-cache");
+    assert_eq!(response.headers()["x-accel-buffering"], "no");
+    assert!(response.headers().get("content-length").is_none());
+    let body = text(response).await;
+    assert!(
+        body.contains("\"usage\":{\"completion_tokens\":3"),
+        "{body}"
+    );
+    assert!(body.ends_with("data: [DONE]\n\n"));
+    assert_eq!(seen.wait_end().await, Some(StreamEnd::Completed));
+    let summary = seen.summary();
+    assert_eq!(summary.usage.unwrap().completion_tokens, 3);
+    assert_eq!(summary.finish_reasons, ["stop"]);
+    assert!(summary.done);
+}
+
+#[tokio::test]
+async fn json_responses_pass_untouched() {
+    let upstream = MockUpstream::start().await;
+    let server = gateway(&upstream, SsePassthroughLayer::new(), Seen::default()).await;
+    let response = send(&server, chat(false, None)).await;
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert!(response.headers().get("x-accel-buffering").is_none());
+    let body: Value = serde_json::from_str(&text(response).await).unwrap();
+    assert_eq!(body["object"], "chat.completion");
+}
+
+#[tokio::test]
+async fn usage_is_injected_for_accounting_and_stripped_for_the_client() {
+    let upstream = MockUpstream::builder().reply("one two").start().await;
+    let seen = Seen::default();
+    let server = gateway(
+        &upstream,
+        SsePassthroughLayer::new().inject_usage(true),
+        seen.clone(),
+    )
+    .await;
+    let body = text(send(&server, chat(true, None)).await).await;
+    // The upstream was asked for usage...
+    let call = upstream.calls().pop().unwrap();
+    assert_eq!(
+        call.json().unwrap()["stream_options"],
+        json!({"include_usage": true})
+    );
+    assert_eq!(
+        call.header("content-length"),
+        Some(call.body.len().to_string().as_str())
+    );
+    // ...the observers saw it...
+    assert_eq!(seen.wait_end().await, Some(StreamEnd::Completed));
+    assert_eq!(seen.summary().usage.unwrap().completion_tokens, 2);
+    // ...and the client, who did not ask, did not.
+    assert!(!body.contains("\"usage\":{"), "{body}");
+    assert!(body.contains("\"content\":\"two\""), "{body}");
+    assert!(body.ends_with("data: [DONE]\n\n"));
+
+    // A client that asked for usage gets it, and nothing is spliced.
+    let body = text(send(&server, chat(true, Some(true))).await).await;
+    assert!(body.contains("\"usage\":{"), "{body}");
+}
+
+#[tokio::test]
+async fn an_upstream_failure_mid_stream_ends_with_one_error_event() {
+    let upstream = MockUpstream::builder()
+        .reply("one two three four")
+        .start()
+        .await;
+    let seen = Seen::default();
+    let server = gateway(&upstream, SsePassthroughLayer::new(), seen.clone()).await;
+    let mut body = chat(true, Some(true));
+    body["model"] = json!("gpt-5.4");
+    let stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let request = Request::post("/v1/chat/completions")
+        .header("host", "gateway")
+        .header("x-request-id", "req_sse")
+        .header("x-mock", "abort-after=2")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    let text = text(response).await; // ends cleanly: no error reading the body
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert_eq!(events.len(), 4, "{text}");
+    let last: Value = serde_json::from_str(events[3].strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(
+        last,
+        json!({"error": {"message": "The upstream provider failed in the middle of the stream. The response is incomplete; send the request again.", "type": "provider_error", "param": null, "code": null}, "request_id": "req_sse"})
+    );
+    assert_eq!(seen.wait_end().await, Some(StreamEnd::UpstreamFailed));
+}
+
+#[tokio::test]
+async fn chunks_reach_the_client_within_10ms_of_being_sent() {
+    let upstream = MockUpstream::builder()
+        .chunks(6)
+        .chunk_delay(Duration::from_millis(50))
+        .start()
+        .await;
+    let server = gateway(&upstream, SsePassthroughLayer::new(), Seen::default()).await;
+    let response = send(&server, chat(true, Some(true))).await;
+    let mut body = response.into_body();
+    let mut received = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let data = frame.unwrap().into_data().unwrap();
+        received.push((Instant::now(), String::from_utf8(data.to_vec()).unwrap()));
+    }
+    let sent = upstream.calls()[0].frames_sent_at();
+    // role + 6 words + finish + usage + [DONE]: one client frame per upstream frame.
+    assert_eq!(sent.len(), 10);
+    assert_eq!(
+        received.len(),
+        sent.len(),
+        "no frame was coalesced or split"
+    );
+    for (index, (sent_at, (received_at, data))) in sent.iter().zip(&received).enumerate() {
+        let delay = received_at.duration_since(*sent_at);
+        assert!(
+            delay < Duration::from_millis(10),
+            "frame {index} took {delay:?}: {data}"
+        );
+    }
+    let spacing = received[2].0 - received[1].0;
+    assert!(
+        spacing >= Duration::from_millis(45),
+        "chunks really were 50 ms apart: {spacing:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn keep_alive_comments_fill_quiet_periods_at_event_boundaries() {
+    let upstream = MockUpstream::builder()
+        .chunks(2)
+        .chunk_delay(Duration::from_secs(25))
+        .start()
+        .await;
+    let layer = SsePassthroughLayer::new().keep_alive(Duration::from_secs(10));
+    let server = gateway(&upstream, layer, Seen::default()).await;
+    let body = text(send(&server, chat(true, None)).await).await;
+    // 25 s of quiet before each word: two keep-alives each time, never inside an event.
+    assert_eq!(body.matches(": keep-alive\n\n").count(), 4, "{body}");
+    for event in body.split("\n\n").filter(|e| !e.is_empty()) {
+        assert!(
+            event == ": keep-alive" || event.starts_with("data: "),
+            "{event:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_cancels_the_upstream_by_default() {
+    let upstream = MockUpstream::builder()
+        .chunks(100)
+        .chunk_delay(Duration::from_millis(20))
+        .start()
+        .await;
+    let seen = Seen::default();
+    let server = gateway(&upstream, SsePassthroughLayer::new(), seen.clone()).await;
+    let mut body = send(&server, chat(true, Some(true))).await.into_body();
+    body.frame().await.unwrap().unwrap();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    let call = upstream.calls().pop().unwrap();
+    assert_eq!(
+        call.wait_outcome(Duration::from_secs(3)).await,
+        Outcome::ClientHungUp
+    );
+    assert_eq!(seen.wait_end().await, Some(StreamEnd::ClientGone));
+}
+
+#[tokio::test]
+async fn drain_on_disconnect_reads_the_upstream_to_its_end_for_accounting() {
+    let upstream = MockUpstream::builder()
+        .chunks(10)
+        .chunk_delay(Duration::from_millis(10))
+        .start()
+        .await;
+    let seen = Seen::default();
+    let server = gateway(
+        &upstream,
+        SsePassthroughLayer::new().drain_on_disconnect(true),
+        seen.clone(),
+    )
+    .await;
+    let mut body = send(&server, chat(true, Some(true))).await.into_body();
+    body.frame().await.unwrap().unwrap();
+    drop(body);
+    let call = upstream.calls().pop().unwrap();
+    assert_eq!(
+        call.wait_outcome(Duration::from_secs(3)).await,
+        Outcome::Completed
+    );
+    assert_eq!(seen.wait_end().await, Some(StreamEnd::Completed));
+    assert_eq!(seen.summary().usage.unwrap().completion_tokens, 10);
+}
