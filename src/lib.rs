@@ -10,6 +10,7 @@
 //! | `error` | `tollgate-error` | `ErrorEnvelopeLayer`: one JSON error envelope for every failure |
 //! | `guard` | `tollgate-guard` | `RequestGuardLayer`: body size (413), read timeout (408), validation (400), context window |
 //! | `models` | `tollgate-models` | `ModelCatalogLayer`, `ModelCatalog`, `ListModels`: slugs, aliases, deprecation, retirement |
+//! | `ratelimit` | `tollgate-ratelimit` | `RateLimitLayer`: GCRA limits per key and model on governor, `X-RateLimit-*` headers (429) |
 //! | `sse` | `tollgate-sse` | `SsePassthroughLayer`, `SseParser`: streams forwarded as they arrive, usage still seen |
 //! | `testkit` | `tollgate-testkit` | an OpenAI-compatible mock upstream with fault injection |
 //!
@@ -58,6 +59,9 @@ pub use tollgate_guard as guard;
 #[cfg(feature = "models")]
 pub use tollgate_models as models;
 
+#[cfg(feature = "ratelimit")]
+pub use tollgate_ratelimit as ratelimit;
+
 #[cfg(feature = "sse")]
 pub use tollgate_sse as sse;
 
@@ -78,6 +82,8 @@ pub mod prelude {
     pub use tollgate_guard::RequestGuardLayer;
     #[cfg(feature = "models")]
     pub use tollgate_models::{ListModels, ModelCatalog, ModelCatalogLayer};
+    #[cfg(feature = "ratelimit")]
+    pub use tollgate_ratelimit::{Limits, RateLimitLayer};
     #[cfg(feature = "sse")]
     pub use tollgate_sse::{SseObserver, SseObservers, SsePassthroughLayer};
 }

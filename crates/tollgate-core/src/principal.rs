@@ -126,6 +126,11 @@ impl Principal {
         &self.key_id
     }
 
+    /// The key id as a shared string, to clone without allocating.
+    pub fn key_id_shared(&self) -> &Arc<str> {
+        &self.key_id
+    }
+
     /// The account that pays for this caller's requests.
     pub fn account_id(&self) -> &str {
         &self.account_id

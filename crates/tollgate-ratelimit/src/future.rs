@@ -1,0 +1,233 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tollgate_core::{BoxError, ChatRequest, ErrorKind, GatewayError, ModelInfo, ResponseBody};
+use tower_service::Service;
+
+use smallvec::SmallVec;
+
+use crate::backend::{Decision, QuotaState, Scope};
+use crate::headers::{Families, RateHeaders, ceil_secs, go_duration, period_name};
+
+/// What the response side needs to know about a request's rules.
+pub(crate) struct Planned {
+    /// Per check: its scope, period and cost.
+    pub(crate) periods: SmallVec<[(Scope, Duration, u64); 4]>,
+    pub(crate) model: Option<Arc<str>>,
+    pub(crate) families: Families,
+}
+
+/// `(scope, state, period)` per rule.
+pub(crate) type Labelled = SmallVec<[(Scope, QuotaState, Duration); 4]>;
+
+pin_project! {
+    /// The response future of [`RateLimit`](crate::RateLimit).
+    pub struct ResponseFuture<S, F, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        #[pin]
+        state: State<S, F, ReqBody>,
+        planned: Option<Planned>,
+        // Rendered when the decision is known, written on the response head.
+        headers: RateHeaders,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<S, F, ReqBody>
+    where
+        S: Service<Request<ReqBody>>,
+    {
+        // Boxed: only a backend that answers later pays for carrying the request, and the
+        // future stays small for the common in-memory case.
+        Checking { #[pin] decision: F, waiting: Option<Box<(Request<ReqBody>, S)>> },
+        Inner { #[pin] future: S::Future },
+        Rejected { error: Option<GatewayError> },
+    }
+}
+
+impl<S, F, ReqBody> ResponseFuture<S, F, ReqBody>
+where
+    S: Service<Request<ReqBody>>,
+{
+    pub(crate) fn admitted(future: S::Future, headers: RateHeaders) -> Self {
+        ResponseFuture {
+            state: State::Inner { future },
+            planned: None,
+            headers,
+        }
+    }
+
+    pub(crate) fn rejected(error: GatewayError, headers: RateHeaders) -> Self {
+        ResponseFuture {
+            state: State::Rejected { error: Some(error) },
+            planned: None,
+            headers,
+        }
+    }
+
+    pub(crate) fn checking(
+        decision: F,
+        request: Request<ReqBody>,
+        inner: S,
+        planned: Planned,
+    ) -> Self {
+        ResponseFuture {
+            state: State::Checking {
+                decision,
+                waiting: Some(Box::new((request, inner))),
+            },
+            planned: Some(planned),
+            headers: RateHeaders::default(),
+        }
+    }
+}
+
+impl<S, F, ReqBody, ResBody> Future for ResponseFuture<S, F, ReqBody>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    F: Future<Output = Result<Decision, BoxError>>,
+{
+    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let next = match this.state.as_mut().project() {
+                StateProj::Inner { future } => {
+                    let mut response = ready!(future.poll(cx))?;
+                    this.headers.apply(response.headers_mut());
+                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
+                }
+                StateProj::Rejected { error } => {
+                    let error = error.take().unwrap_or_else(GatewayError::internal);
+                    let mut response = error.into_response().map(ResponseBody::from);
+                    this.headers.apply(response.headers_mut());
+                    return Poll::Ready(Ok(response));
+                }
+                StateProj::Checking { decision, waiting } => {
+                    let planned = this.planned.as_ref().expect("checks are planned");
+                    let result = ready!(decision.poll(cx));
+                    let (request, mut inner) = *waiting.take().expect("polled after completion");
+                    let (headers, error) = decide(planned, result, request.extensions());
+                    *this.headers = headers;
+                    match error {
+                        None => State::Inner {
+                            future: inner.call(request),
+                        },
+                        Some(error) => State::Rejected { error: Some(error) },
+                    }
+                }
+            };
+            this.state.set(next);
+        }
+    }
+}
+
+/// The headers for the response, and the error to answer with when the request is denied.
+pub(crate) fn decide(
+    planned: &Planned,
+    result: Result<Decision, BoxError>,
+    extensions: &http::Extensions,
+) -> (RateHeaders, Option<GatewayError>) {
+    match result {
+        Ok(Decision::Allowed(states)) => {
+            let labelled = label(planned, states.into_iter().enumerate());
+            (RateHeaders::render(&labelled, planned.families), None)
+        }
+        Ok(Decision::Denied {
+            index,
+            state,
+            retry_after,
+        }) => {
+            let labelled = label(planned, std::iter::once((index, state)));
+            let headers = RateHeaders::render(&labelled, planned.families);
+            // The model names the limit in the message even when no rule is per model.
+            let model = planned.model.clone().or_else(|| {
+                let resolved = extensions.get::<ModelInfo>().map(|model| model.id.clone());
+                resolved.or_else(|| extensions.get::<ChatRequest>()?.model().map(Arc::from))
+            });
+            (
+                headers,
+                Some(denial(planned, model.as_deref(), index, state, retry_after)),
+            )
+        }
+        Err(error) => {
+            tracing::error!(error = %error, "rate-limit backend failed");
+            let error = GatewayError::new(
+                ErrorKind::ServiceUnavailable,
+                "Rate limits could not be checked right now. Retry after a short delay.",
+            );
+            (RateHeaders::default(), Some(error))
+        }
+    }
+}
+
+fn label(planned: &Planned, states: impl Iterator<Item = (usize, QuotaState)>) -> Labelled {
+    states
+        .filter_map(|(index, state)| {
+            let (scope, period, _) = planned.periods.get(index)?;
+            Some((*scope, state, *period))
+        })
+        .collect()
+}
+
+/// The 429, in OpenAI's words, saying the limit is the gateway's.
+fn denial(
+    planned: &Planned,
+    model: Option<&str>,
+    index: usize,
+    state: QuotaState,
+    retry_after: Option<Duration>,
+) -> GatewayError {
+    let (scope, period, cost) = planned.periods[index];
+    let unit = if scope.counts_tokens() {
+        "tokens"
+    } else {
+        "requests"
+    };
+    let subject = match (model, scope) {
+        (Some(model), Scope::KeyModelRequests | Scope::KeyModelTokens) => {
+            format!("{model} with your API key")
+        }
+        (Some(model), Scope::ModelRequests | Scope::ModelTokens) => {
+            format!("{model} (all callers)")
+        }
+        (Some(model), _) => model.to_string(),
+        (None, _) => "your API key".into(),
+    };
+    let per = period_name(period);
+    let error = match retry_after {
+        Some(wait) => GatewayError::new(
+            ErrorKind::RateLimitExceeded,
+            format!(
+                "Rate limit reached for {subject} on {unit} per {per}: Limit {}, Used {}, Requested {cost}. Please try again in {}. This limit is set by the gateway.",
+                state.limit,
+                state.limit - state.remaining.min(state.limit),
+                go_duration(wait)
+            ),
+        )
+        .retry_after(wait),
+        None => GatewayError::new(
+            ErrorKind::RateLimitExceeded,
+            format!(
+                "This request needs {cost} {unit}, more than the gateway's limit of {} {unit} per {per} for {subject} allows at once, so it can never be accepted. Lower max_tokens or shorten the messages.",
+                state.limit
+            ),
+        )
+        .should_retry(false),
+    };
+    error
+        .code("rate_limit_exceeded")
+        .detail("scope", scope.name())
+        .detail("limit", state.limit)
+        .detail("remaining", state.remaining)
+        .detail("reset", ceil_secs(state.reset))
+}

@@ -1,0 +1,205 @@
+//! Rendering rate-limit state into response headers and 429 messages.
+
+use std::fmt::Write as _;
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::backend::{QuotaState, Scope};
+
+/// Go-style durations, as OpenAI writes them in `x-ratelimit-reset-*` and its 429 messages:
+/// `12ms`, `1.2s`, `6m0s`, `1h2m3s`.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_ratelimit::go_duration;
+///
+/// assert_eq!(go_duration(Duration::from_millis(12)), "12ms");
+/// assert_eq!(go_duration(Duration::from_millis(1200)), "1.2s");
+/// assert_eq!(go_duration(Duration::from_secs(360)), "6m0s");
+/// assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
+/// assert_eq!(go_duration(Duration::ZERO), "0s");
+/// ```
+pub fn go_duration(duration: Duration) -> String {
+    let millis = duration.as_millis();
+    if millis == 0 {
+        return if duration.is_zero() {
+            "0s".into()
+        } else {
+            "1ms".into()
+        };
+    }
+    if millis < 1000 {
+        return format!("{millis}ms");
+    }
+    let secs = millis / 1000;
+    let (hours, minutes, seconds) = (secs / 3600, secs / 60 % 60, secs % 60);
+    let fraction = millis % 1000;
+    let mut out = String::new();
+    if hours > 0 {
+        let _ = write!(out, "{hours}h");
+    }
+    if hours > 0 || minutes > 0 {
+        let _ = write!(out, "{minutes}m");
+    }
+    if fraction > 0 && hours == 0 && minutes == 0 {
+        let fraction = format!("{fraction:03}");
+        let _ = write!(out, "{seconds}.{}s", fraction.trim_end_matches('0'));
+    } else {
+        let _ = write!(out, "{seconds}s");
+    }
+    out
+}
+
+/// "min" for a minute, "sec", "hour", "day", else the seconds.
+pub(crate) fn period_name(period: Duration) -> String {
+    match period.as_secs() {
+        1 => "sec".into(),
+        60 => "min".into(),
+        3600 => "hour".into(),
+        86400 => "day".into(),
+        _ => format!("{}s", go_duration(period).trim_end_matches('s')),
+    }
+}
+
+/// Seconds, rounded up.
+pub(crate) fn ceil_secs(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// The state that constrains most: the smallest share left (ties: the later reset).
+pub(crate) fn most_constraining<'a>(
+    states: impl Iterator<Item = &'a (Scope, QuotaState, Duration)>,
+) -> Option<&'a (Scope, QuotaState, Duration)> {
+    states.min_by(|(_, a, _), (_, b, _)| {
+        (u128::from(a.remaining) * u128::from(b.limit))
+            .cmp(&(u128::from(b.remaining) * u128::from(a.limit)))
+            .then(b.reset.cmp(&a.reset))
+    })
+}
+
+const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
+const REMAINING: HeaderName = HeaderName::from_static("x-ratelimit-remaining");
+const RESET: HeaderName = HeaderName::from_static("x-ratelimit-reset");
+
+/// Header values of the numbers most responses carry, made once: a clone of one of them is
+/// a reference count, not an allocation.
+static SMALL_NUMBERS: LazyLock<Vec<HeaderValue>> =
+    LazyLock::new(|| (0..=1024u64).map(HeaderValue::from).collect());
+
+fn number(n: u64) -> HeaderValue {
+    usize::try_from(n)
+        .ok()
+        .and_then(|n| SMALL_NUMBERS.get(n))
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from(n))
+}
+
+/// Which header families to write.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Families {
+    pub(crate) openai: bool,
+    pub(crate) ietf: bool,
+}
+
+/// The rate-limit headers of one response, rendered when the decision is made.
+#[derive(Default)]
+pub(crate) struct RateHeaders {
+    /// Limit, remaining and reset of the most constraining rule.
+    basic: Option<[HeaderValue; 3]>,
+    /// OpenAI's and the IETF draft's, when enabled.
+    extra: Option<Box<HeaderMap>>,
+}
+
+impl RateHeaders {
+    /// Renders the headers for a request's rules: `(scope, state, period)` each.
+    pub(crate) fn render(states: &[(Scope, QuotaState, Duration)], families: Families) -> Self {
+        let Some((_, top, _)) = most_constraining(states.iter()) else {
+            return RateHeaders::default();
+        };
+        let extra = (families.openai || families.ietf).then(|| {
+            let mut extra = HeaderMap::new();
+            write_extra(&mut extra, states, families);
+            Box::new(extra)
+        });
+        RateHeaders {
+            basic: Some([
+                number(top.limit),
+                number(top.remaining),
+                number(ceil_secs(top.reset)),
+            ]),
+            extra,
+        }
+    }
+
+    pub(crate) fn apply(&mut self, headers: &mut HeaderMap) {
+        if let Some([limit, remaining, reset]) = self.basic.take() {
+            headers.reserve(3);
+            headers.insert(LIMIT, limit);
+            headers.insert(REMAINING, remaining);
+            headers.insert(RESET, reset);
+        }
+        if let Some(extra) = self.extra.take() {
+            for (name, value) in *extra {
+                if let Some(name) = name {
+                    headers.insert(name, value);
+                }
+            }
+        }
+    }
+}
+
+fn write_extra(
+    headers: &mut HeaderMap,
+    states: &[(Scope, QuotaState, Duration)],
+    families: Families,
+) {
+    if families.openai {
+        for (tokens, suffix) in [(false, "requests"), (true, "tokens")] {
+            let Some((_, state, _)) = most_constraining(
+                states
+                    .iter()
+                    .filter(|(scope, _, _)| scope.counts_tokens() == tokens),
+            ) else {
+                continue;
+            };
+            let name = |what: &str| HeaderName::try_from(format!("x-ratelimit-{what}-{suffix}"));
+            if let (Ok(limit), Ok(remaining), Ok(reset)) =
+                (name("limit"), name("remaining"), name("reset"))
+            {
+                headers.insert(limit, HeaderValue::from(state.limit));
+                headers.insert(remaining, HeaderValue::from(state.remaining));
+                if let Ok(value) = HeaderValue::try_from(go_duration(state.reset)) {
+                    headers.insert(reset, value);
+                }
+            }
+        }
+    }
+    if families.ietf {
+        let policies: Vec<String> = states
+            .iter()
+            .map(|(scope, state, period)| {
+                format!(
+                    "\"{}\";q={};w={}",
+                    scope.name(),
+                    state.limit,
+                    ceil_secs(*period)
+                )
+            })
+            .collect();
+        if let Ok(value) = HeaderValue::try_from(policies.join(", ")) {
+            headers.insert(HeaderName::from_static("ratelimit-policy"), value);
+        }
+        if let Some((scope, state, _)) = most_constraining(states.iter())
+            && let Ok(value) = HeaderValue::try_from(format!(
+                "\"{}\";r={};t={}",
+                scope.name(),
+                state.remaining,
+                ceil_secs(state.reset)
+            ))
+        {
+            headers.insert(HeaderName::from_static("ratelimit"), value);
+        }
+    }
+}

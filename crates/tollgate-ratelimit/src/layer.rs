@@ -1,0 +1,183 @@
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tollgate_core::Rate;
+use tower_layer::Layer;
+
+use crate::headers::Families;
+use crate::{GovernorBackend, RateLimit, RateLimitBackend};
+
+/// A request quota and a token quota; either may be absent.
+///
+/// ```
+/// use tollgate_core::Rate;
+/// use tollgate_ratelimit::Limits;
+///
+/// let limits = Limits::new().requests(Rate::per_minute(60)).tokens(Rate::per_minute(100_000));
+/// assert_eq!(limits.requests, Some(Rate::per_minute(60)));
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// Requests per period.
+    pub requests: Option<Rate>,
+    /// Tokens (prompt + requested completion) per period.
+    pub tokens: Option<Rate>,
+}
+
+impl Limits {
+    /// No quota.
+    pub fn new() -> Self {
+        Limits::default()
+    }
+
+    /// Sets the request quota.
+    pub fn requests(mut self, rate: Rate) -> Self {
+        self.requests = Some(rate);
+        self
+    }
+
+    /// Sets the token quota.
+    pub fn tokens(mut self, rate: Rate) -> Self {
+        self.tokens = Some(rate);
+        self
+    }
+}
+
+/// Rate limits per API key, per key and model, and per model, in requests and tokens, with
+/// `X-RateLimit-Limit` / `-Remaining` / `-Reset` on every response (success, rejection and
+/// streams alike, set on the response head) for the most constraining rule.
+///
+/// - The caller is the [`Principal`](tollgate_core::Principal) (whose own quotas override the
+///   per-key defaults); the model is the resolved [`ModelInfo`](tollgate_core::ModelInfo), else
+///   the request's `model`. Rules whose subject is unknown do not apply.
+/// - A request costs 1 against request rules and prompt + requested completion tokens against
+///   token rules: the guard's [`PromptTokens`](tollgate_core::PromptTokens) (else the prompt's
+///   bytes, an upper bound) plus `max_completion_tokens` / `max_tokens` (else the model's max
+///   output).
+/// - 429 `rate_limit_exceeded` with `Retry-After` (whole seconds, rounded up, never 0), an
+///   OpenAI-style message that says the limit is the gateway's, and details
+///   `{scope, limit, remaining, reset}`; a request that can never fit is told so, with
+///   `x-should-retry: false`.
+/// - OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` and the IETF draft's
+///   `RateLimit-Policy` / `RateLimit` are options.
+///
+/// ```
+/// use tollgate_core::Rate;
+/// use tollgate_ratelimit::{Limits, RateLimitLayer};
+///
+/// let layer = RateLimitLayer::new()
+///     .per_key(Limits::new().requests(Rate::per_minute(60)).tokens(Rate::per_minute(200_000)))
+///     .per_model(Limits::new().requests(Rate::per_minute(1_000)))
+///     .model_limits("gpt-5.4", Limits::new().requests(Rate::per_minute(500)))
+///     .openai_headers(true);
+/// # let _ = layer;
+/// ```
+#[derive(Debug)]
+pub struct RateLimitLayer<B = GovernorBackend> {
+    backend: Arc<B>,
+    rules: Arc<Rules>,
+}
+
+impl<B> Clone for RateLimitLayer<B> {
+    fn clone(&self) -> Self {
+        RateLimitLayer {
+            backend: self.backend.clone(),
+            rules: self.rules.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Rules {
+    pub(crate) per_key: Limits,
+    pub(crate) per_key_model: Limits,
+    pub(crate) per_model: Limits,
+    pub(crate) models: HashMap<Box<str>, Limits>,
+    pub(crate) families: Families,
+    /// Whether any configured rule is per model (so the model is looked up).
+    pub(crate) uses_model: bool,
+    /// Whether any configured rule counts tokens (so the token cost is computed).
+    pub(crate) counts_tokens: bool,
+}
+
+impl RateLimitLayer {
+    /// No rules yet, in memory on governor.
+    pub fn new() -> Self {
+        RateLimitLayer::with_backend(GovernorBackend::new())
+    }
+}
+
+impl Default for RateLimitLayer {
+    fn default() -> Self {
+        RateLimitLayer::new()
+    }
+}
+
+impl<B: RateLimitBackend> RateLimitLayer<B> {
+    /// No rules yet, on `backend` (a Redis backend for limits shared by replicas, or a
+    /// governor backend on a fake clock in tests).
+    pub fn with_backend(backend: B) -> Self {
+        RateLimitLayer {
+            backend: Arc::new(backend),
+            rules: Arc::new(Rules::default()),
+        }
+    }
+
+    /// Default quotas per API key (a principal's own quotas override them).
+    pub fn per_key(self, limits: Limits) -> Self {
+        self.with(|rules| rules.per_key = limits)
+    }
+
+    /// Quotas per API key and model.
+    pub fn per_key_model(self, limits: Limits) -> Self {
+        self.with(|rules| rules.per_key_model = limits)
+    }
+
+    /// Default quotas per model, for all callers together.
+    pub fn per_model(self, limits: Limits) -> Self {
+        self.with(|rules| rules.per_model = limits)
+    }
+
+    /// The per-model quotas of one model (canonical id), instead of the default.
+    pub fn model_limits(self, model: impl Into<Box<str>>, limits: Limits) -> Self {
+        let model = model.into();
+        self.with(|rules| {
+            rules.models.insert(model, limits);
+        })
+    }
+
+    /// Also writes OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
+    pub fn openai_headers(self, on: bool) -> Self {
+        self.with(|rules| rules.families.openai = on)
+    }
+
+    /// Also writes the IETF draft's `RateLimit-Policy` and `RateLimit` fields.
+    pub fn ietf_headers(self, on: bool) -> Self {
+        self.with(|rules| rules.families.ietf = on)
+    }
+
+    fn with(self, change: impl FnOnce(&mut Rules)) -> Self {
+        let mut rules = (*self.rules).clone();
+        change(&mut rules);
+        let model_limits = || {
+            [rules.per_key_model, rules.per_model]
+                .into_iter()
+                .chain(rules.models.values().copied())
+        };
+        rules.uses_model = model_limits().any(|limits| limits != Limits::default());
+        rules.counts_tokens =
+            rules.per_key.tokens.is_some() || model_limits().any(|limits| limits.tokens.is_some());
+        RateLimitLayer {
+            backend: self.backend,
+            rules: Arc::new(rules),
+        }
+    }
+}
+
+impl<S, B> Layer<S> for RateLimitLayer<B> {
+    type Service = RateLimit<S, B>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RateLimit::from_parts(inner, self.backend.clone(), self.rules.clone())
+    }
+}
