@@ -7,6 +7,7 @@
 //! |---|---|---|
 //! | [`core`] | `tollgate-core` | errors, the parsed request view, the caller identity, usage |
 //! | `auth` | `tollgate-auth` | `BearerAuthLayer`: API keys stored hashed, 401s that say what to fix |
+//! | `balance` | `tollgate-balance` | `BalanceGateLayer`, `Ledger`: prepaid balance that never overspends (402), settled from usage |
 //! | `error` | `tollgate-error` | `ErrorEnvelopeLayer`: one JSON error envelope for every failure |
 //! | `guard` | `tollgate-guard` | `RequestGuardLayer`: body size (413), read timeout (408), validation (400), context window |
 //! | `models` | `tollgate-models` | `ModelCatalogLayer`, `ModelCatalog`, `ListModels`: slugs, aliases, deprecation, retirement |
@@ -17,8 +18,8 @@
 //! # Recommended stack, outermost first
 //!
 //! `ErrorEnvelope` → request id (tower-http) → trace (tower-http) → `BearerAuth` →
-//! `ModelCatalog` → `RequestGuard` → `RateLimit` → `BalanceGate` → upstream (timeout, retry,
-//! fallback). The envelope goes outermost so that every rejection below it, and every error a
+//! `ModelCatalog` → `RequestGuard` → `RateLimit` → `SsePassthrough` → `BalanceGate` → upstream
+//! (timeout, retry, fallback). The envelope goes outermost so that every rejection below it, and every error a
 //! service returns, reaches the client as the same JSON with the request id. The catalog goes
 //! before the guard so the guard checks the resolved model's context window; whichever of
 //! them reads the body first applies its [`BodyLimit`](tollgate_core::BodyLimit) (size and
@@ -50,6 +51,9 @@ pub use tollgate_core as core;
 #[cfg(feature = "auth")]
 pub use tollgate_auth as auth;
 
+#[cfg(feature = "balance")]
+pub use tollgate_balance as balance;
+
 #[cfg(feature = "error")]
 pub use tollgate_error as error;
 
@@ -76,6 +80,8 @@ pub mod prelude {
 
     #[cfg(feature = "auth")]
     pub use tollgate_auth::{BearerAuthLayer, KeyStore, StaticKeyStore};
+    #[cfg(feature = "balance")]
+    pub use tollgate_balance::{BalanceGateLayer, InMemoryLedger, Ledger};
     #[cfg(feature = "error")]
     pub use tollgate_error::ErrorEnvelopeLayer;
     #[cfg(feature = "guard")]

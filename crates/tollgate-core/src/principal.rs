@@ -131,6 +131,11 @@ impl Principal {
         &self.key_id
     }
 
+    /// The account id as a shared string, to clone without allocating.
+    pub fn account_id_shared(&self) -> &Arc<str> {
+        &self.account_id
+    }
+
     /// The account that pays for this caller's requests.
     pub fn account_id(&self) -> &str {
         &self.account_id

@@ -1,7 +1,6 @@
 //! SsePassthroughLayer end to end over TCP: testkit mock upstream → a minimal forwarding
 //! service → the layer → a test server → a real hyper client.
 
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -9,16 +8,14 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tollgate_core::{Body, ResponseBody};
+use tollgate_core::Body;
 use tollgate_sse::{
     ChatStreamSummary, Event, SseObserver, SseObservers, SsePassthroughLayer, StreamEnd,
 };
-use tollgate_testkit::{MockUpstream, Outcome, TestServer};
-use tower::{ServiceBuilder, service_fn};
+use tollgate_testkit::{Forward, MockUpstream, Outcome, TestServer};
+use tower::ServiceBuilder;
 
 /// What a test observer saw.
 #[derive(Clone, Default)]
@@ -51,32 +48,23 @@ impl Seen {
     }
 }
 
-/// A gateway: the layer over a plain forwarder to the mock, with `seen` registered as an
+/// A gateway: the layer over the testkit's forwarder to the mock, with `seen` registered as an
 /// observer of every request.
 async fn gateway(upstream: &MockUpstream, layer: SsePassthroughLayer, seen: Seen) -> TestServer {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, Body> =
-        Client::builder(TokioExecutor::new()).build(connector);
-    let base = upstream.url();
-    let forward = service_fn(move |mut request: Request<Body>| {
-        let client = client.clone();
-        let uri = format!("{base}{}", request.uri().path());
+    let forward = Forward::to(&upstream.url());
+    let register = tower::util::MapRequestLayer::new(move |request: Request<Body>| {
         if let Some(observers) = request.extensions().get::<SseObservers>() {
             observers.register(seen.clone());
         }
-        *request.uri_mut() = uri.parse().unwrap();
-        async move {
-            Ok::<_, Infallible>(match client.request(request).await {
-                Ok(response) => response.map(ResponseBody::inner),
-                Err(_) => Response::builder()
-                    .status(502)
-                    .body(ResponseBody::full(Bytes::new()))
-                    .unwrap(),
-            })
-        }
+        request
     });
-    TestServer::start(ServiceBuilder::new().layer(layer).service(forward)).await
+    TestServer::start(
+        ServiceBuilder::new()
+            .layer(layer)
+            .layer(register)
+            .service(forward),
+    )
+    .await
 }
 
 async fn send(server: &TestServer, body: Value) -> Response<Incoming> {

@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod behavior;
+mod forward;
 mod record;
 mod response;
 mod serve;
@@ -47,6 +48,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use behavior::{Behavior, BehaviorError, Fault};
+pub use forward::Forward;
 pub use record::{Call, Outcome};
 pub use serve::TestServer;
 pub use server::prompt_tokens;

@@ -1,0 +1,213 @@
+//! Settling a request to its real cost, and telling the usage sink about it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use serde::Serialize;
+use tollgate_core::{Prices, Usage};
+
+use crate::{Ledger, Micros, Reservation};
+
+/// What to charge when no usage arrives (the client went away mid-stream, or the upstream
+/// sent none).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum NoUsagePolicy {
+    /// Charge what was observed: the prompt estimate plus output tokens estimated from the
+    /// streamed text (a token per 4 bytes), capped at the reservation. The default: the
+    /// provider bills the tokens it generated whether or not the client read them, and this
+    /// is the closest honest figure the gateway has.
+    #[default]
+    ChargeObserved,
+    /// Keep the whole reservation: never undercharge, at the price of overcharging.
+    KeepReservation,
+}
+
+/// How usage was known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UsageSource {
+    /// From the upstream's `usage`.
+    Observed,
+    /// Estimated by the no-usage policy.
+    Estimated,
+    /// Nothing was charged (the request failed).
+    None,
+}
+
+/// One finished request, for billing and analysis.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UsageRecord {
+    /// The request id, when one was set.
+    pub request_id: Option<String>,
+    /// The caller's key id.
+    pub key_id: String,
+    /// The account charged.
+    pub account: String,
+    /// The model that served the request.
+    pub model: String,
+    /// Prompt tokens charged.
+    pub prompt_tokens: u64,
+    /// Completion tokens charged.
+    pub completion_tokens: u64,
+    /// What was charged, in micro-units.
+    pub cost: Micros,
+    /// The response status.
+    pub status: u16,
+    /// From the request reaching the gate to its settlement, in milliseconds.
+    pub latency_ms: u64,
+    /// How usage was known.
+    pub usage: UsageSource,
+}
+
+/// Receives one record per finished request.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use tollgate_balance::{UsageRecord, UsageSink};
+///
+/// #[derive(Clone, Default)]
+/// struct Collect(Arc<Mutex<Vec<UsageRecord>>>);
+///
+/// impl UsageSink for Collect {
+///     fn record(&self, record: UsageRecord) {
+///         self.0.lock().unwrap().push(record);
+///     }
+/// }
+/// ```
+pub trait UsageSink: Send + Sync + 'static {
+    /// A request finished.
+    fn record(&self, record: UsageRecord);
+}
+
+/// Writes each record as one JSON line at INFO on the `tollgate::usage` tracing target.
+///
+/// ```
+/// use tollgate_balance::{BalanceGateLayer, InMemoryLedger, TracingUsageSink};
+///
+/// let layer = BalanceGateLayer::new(InMemoryLedger::new()).usage_sink(TracingUsageSink);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TracingUsageSink;
+
+impl UsageSink for TracingUsageSink {
+    fn record(&self, record: UsageRecord) {
+        if let Ok(line) = serde_json::to_string(&record) {
+            tracing::info!(target: "tollgate::usage", "{line}");
+        }
+    }
+}
+
+/// How a response ended, as far as billing goes.
+pub(crate) enum Ending {
+    /// The upstream reported usage.
+    Usage(Usage),
+    /// No usage: charge by the policy, with this many bytes of output seen.
+    NoUsage { output_bytes: usize },
+    /// The request failed: charge nothing.
+    Failed,
+}
+
+/// Everything needed to settle one request, whichever way it ends. Settles once: when told
+/// how it ended, or (as if no usage came) when dropped.
+pub(crate) struct Accountant<L: Ledger> {
+    pub(crate) ledger: Arc<L>,
+    pub(crate) reservation: Option<Reservation>,
+    pub(crate) prices: Prices,
+    pub(crate) prompt_estimate: u64,
+    pub(crate) policy: NoUsagePolicy,
+    pub(crate) sink: Option<Arc<dyn UsageSink>>,
+    pub(crate) record: RecordBase,
+    pub(crate) started: Instant,
+}
+
+/// What the usage record says besides the charge; turned into strings only when a sink wants
+/// the record.
+pub(crate) struct RecordBase {
+    pub(crate) request_id: Option<http::HeaderValue>,
+    pub(crate) key_id: Arc<str>,
+    pub(crate) account: Arc<str>,
+    pub(crate) model: Arc<str>,
+    pub(crate) status: u16,
+}
+
+impl<L: Ledger> Accountant<L> {
+    pub(crate) fn finish(&mut self, ending: Ending) {
+        let Some(reservation) = self.reservation.take() else {
+            return;
+        };
+        let (prompt, completion, source) = match ending {
+            Ending::Usage(usage) => (
+                usage.prompt_tokens,
+                usage.completion_tokens,
+                UsageSource::Observed,
+            ),
+            Ending::NoUsage { output_bytes } => (
+                self.prompt_estimate,
+                output_bytes.div_ceil(4) as u64,
+                UsageSource::Estimated,
+            ),
+            Ending::Failed => (0, 0, UsageSource::None),
+        };
+        let cost = match (source, self.policy) {
+            (UsageSource::None, _) => 0,
+            (UsageSource::Estimated, NoUsagePolicy::KeepReservation) => reservation.amount,
+            (UsageSource::Estimated, NoUsagePolicy::ChargeObserved) => {
+                self.prices.cost(prompt, completion).min(reservation.amount)
+            }
+            (UsageSource::Observed, _) => self.prices.cost(prompt, completion),
+        };
+        let settle = self.ledger.settle(reservation, cost);
+        run(settle, |settled| {
+            if let Err(error) = settled {
+                tracing::error!(error = %error, "settling a reservation failed");
+            }
+        });
+        if let Some(sink) = &self.sink {
+            let base = &self.record;
+            sink.record(UsageRecord {
+                request_id: base
+                    .request_id
+                    .as_ref()
+                    .and_then(|id| id.to_str().ok())
+                    .map(str::to_owned),
+                key_id: base.key_id.to_string(),
+                account: base.account.to_string(),
+                model: base.model.to_string(),
+                prompt_tokens: prompt,
+                completion_tokens: completion,
+                cost,
+                status: base.status,
+                latency_ms: self.started.elapsed().as_millis() as u64,
+                usage: source,
+            });
+        }
+    }
+}
+
+impl<L: Ledger> Drop for Accountant<L> {
+    fn drop(&mut self) {
+        self.finish(Ending::NoUsage { output_bytes: 0 });
+    }
+}
+
+/// Runs a ledger future: at once when it is ready (the in-memory ledger), else on a task.
+fn run<F>(mut future: F, done: impl FnOnce(F::Output) + Send + 'static)
+where
+    F: Future + Send + Unpin + 'static,
+    F::Output: Send,
+{
+    let mut cx = Context::from_waker(Waker::noop());
+    match Pin::new(&mut future).poll(&mut cx) {
+        Poll::Ready(output) => done(output),
+        Poll::Pending => match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move { done(future.await) });
+            }
+            Err(_) => tracing::error!("a settlement needs a Tokio runtime to finish"),
+        },
+    }
+}

@@ -1,0 +1,148 @@
+//! Watching a response for its usage as it streams through.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body::{Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tollgate_core::Usage;
+use tollgate_sse::{ChatStreamSummary, Event, SseObserver, StreamEnd};
+
+use crate::Ledger;
+use crate::accounting::{Accountant, Ending};
+
+/// The last bytes of a JSON response kept to find `usage`: it closes a chat completion.
+const TAIL: usize = 8 * 1024;
+
+pin_project! {
+    /// A JSON response body, forwarded frame by frame, that settles the request from the
+    /// `usage` at its end. Only its last few KiB are kept, never the whole response.
+    pub struct UsageBody<B, L: Ledger> {
+        #[pin]
+        inner: B,
+        tail: Vec<u8>,
+        accountant: Option<Accountant<L>>,
+    }
+}
+
+impl<B, L: Ledger> UsageBody<B, L> {
+    pub(crate) fn new(inner: B, accountant: Accountant<L>) -> Self {
+        UsageBody {
+            inner,
+            tail: Vec::new(),
+            accountant: Some(accountant),
+        }
+    }
+}
+
+impl<B, L> http_body::Body for UsageBody<B, L>
+where
+    B: http_body::Body<Data = Bytes>,
+    L: Ledger,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let this = self.project();
+        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        match &frame {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    keep_tail(this.tail, data);
+                }
+            }
+            Some(Err(_)) => {
+                if let Some(mut accountant) = this.accountant.take() {
+                    accountant.finish(Ending::Failed);
+                }
+            }
+            None => {
+                if let Some(mut accountant) = this.accountant.take() {
+                    let ending = match usage_in_tail(this.tail) {
+                        Some(usage) => Ending::Usage(usage),
+                        None => Ending::NoUsage { output_bytes: 0 },
+                    };
+                    accountant.finish(ending);
+                }
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+fn keep_tail(tail: &mut Vec<u8>, data: &[u8]) {
+    if data.len() >= TAIL {
+        tail.clear();
+        tail.extend_from_slice(&data[data.len() - TAIL..]);
+        return;
+    }
+    let overflow = (tail.len() + data.len()).saturating_sub(TAIL);
+    tail.drain(..overflow);
+    tail.extend_from_slice(data);
+}
+
+/// The `usage` object in the tail of a chat completion.
+fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
+    let key = b"\"usage\"";
+    let at = tail.windows(key.len()).rposition(|window| window == key)?;
+    let rest = &tail[at + key.len()..];
+    let colon = rest.iter().position(|&b| b == b':')?;
+    let mut values = serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Usage>();
+    values.next()?.ok()
+}
+
+/// Watches an event stream for its usage chunk, then settles.
+pub(crate) struct UsageObserver<L: Ledger> {
+    pub(crate) summary: ChatStreamSummary,
+    pub(crate) accountant: Accountant<L>,
+}
+
+impl<L: Ledger> SseObserver for UsageObserver<L> {
+    fn on_event(&mut self, event: &Event<'_>) {
+        self.summary.observe(event);
+    }
+
+    fn on_end(&mut self, end: StreamEnd) {
+        let ending = match (end, self.summary.usage) {
+            (StreamEnd::UpstreamFailed, _) => Ending::Failed,
+            (_, Some(usage)) => Ending::Usage(usage),
+            (_, None) => Ending::NoUsage {
+                output_bytes: self.summary.content_bytes,
+            },
+        };
+        self.accountant.finish(ending);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_is_found_in_the_tail_of_a_long_completion() {
+        let content = "x".repeat(50_000);
+        let body = format!(
+            r#"{{"id":"1","choices":[{{"message":{{"content":"{content} \"usage\": fake"}}}}],"usage":{{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46,"completion_tokens_details":{{"reasoning_tokens":0}}}}}}"#
+        );
+        let mut tail = Vec::new();
+        for chunk in body.as_bytes().chunks(1000) {
+            keep_tail(&mut tail, chunk);
+        }
+        assert!(tail.len() <= TAIL);
+        assert_eq!(usage_in_tail(&tail), Some(Usage::new(12, 34)));
+        assert_eq!(usage_in_tail(br#"{"choices":[]}"#), None);
+    }
+}

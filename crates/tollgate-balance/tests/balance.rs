@@ -1,0 +1,290 @@
+//! BalanceGateLayer: reservations under concurrency, settlement from JSON and SSE usage (the
+//! testkit upstream), release on upstream errors, the no-usage policy, top-ups, the sink.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tollgate_balance::{
+    BalanceGateLayer, InMemoryLedger, Ledger, UsageRecord, UsageSink, UsageSource,
+};
+use tollgate_core::{Body, ChatRequest, ModelInfo, Prices, Principal};
+use tollgate_testkit::{Forward, MockUpstream, prompt_tokens};
+use tower::{ServiceBuilder, ServiceExt};
+
+/// $1 per million input tokens, $2 per million output tokens.
+const PRICES: Prices = Prices::new(1_000_000, 2_000_000);
+
+#[derive(Clone, Default)]
+struct Records(Arc<Mutex<Vec<UsageRecord>>>);
+
+impl UsageSink for Records {
+    fn record(&self, record: UsageRecord) {
+        self.0.lock().unwrap().push(record);
+    }
+}
+
+impl Records {
+    async fn wait(&self, count: usize) -> Vec<UsageRecord> {
+        for _ in 0..300 {
+            if self.0.lock().unwrap().len() >= count {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.0.lock().unwrap().clone()
+    }
+}
+
+fn chat_request(body: Value) -> Request<Body> {
+    let bytes = Bytes::from(body.to_string());
+    let mut request = Request::post("/v1/chat/completions")
+        .header("content-type", "application/json")
+        .header("x-request-id", "req_bal")
+        .body(Body::from(bytes.clone()))
+        .unwrap();
+    let extensions = request.extensions_mut();
+    extensions.insert(Principal::new("key_1", "acct_1"));
+    extensions.insert(ModelInfo::new("gpt-5.4", 100_000, 1_000).prices(PRICES));
+    extensions.insert(ChatRequest::parse(bytes).unwrap());
+    request
+}
+
+fn hello(stream: bool) -> Value {
+    json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "Say hello to the ledger"}], "max_tokens": 100, "stream": stream, "stream_options": {"include_usage": stream}})
+}
+
+async fn ledger_with(amount: u64) -> Arc<InMemoryLedger> {
+    let ledger = Arc::new(InMemoryLedger::new());
+    ledger.top_up("acct_1", amount).await.unwrap();
+    ledger
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_requests_never_overspend() {
+    // Estimate: 13 prompt bytes (the bound) x $1/M + 100 completion x $2/M = 213 micro-units.
+    let estimate = PRICES.cost(13, 100);
+    let ledger = ledger_with(10 * estimate).await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let service = ServiceBuilder::new()
+        .layer(BalanceGateLayer::with_shared_ledger(ledger.clone()))
+        .service_fn({
+            let gate = gate.clone();
+            move |_request: Request<Body>| {
+                let gate = gate.clone();
+                async move {
+                    gate.acquire().await.unwrap().forget();
+                    let body = json!({"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 10, "total_tokens": 15}});
+                    Ok::<_, Infallible>(Response::new(Body::from(body.to_string())))
+                }
+            }
+        });
+    let body = json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "thirteen byte"}], "max_tokens": 100});
+    let tasks: Vec<_> = (0..1_000)
+        .map(|_| tokio::spawn(service.clone().oneshot(chat_request(body.clone()))))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        ledger.balance("acct_1").await.unwrap(),
+        0,
+        "all credit reserved, none more"
+    );
+    gate.add_permits(1_000);
+    let mut admitted = 0;
+    for task in tasks {
+        let response = task.await.unwrap().unwrap();
+        if response.status() == 200 {
+            admitted += 1;
+            response.into_body().collect().await.unwrap();
+        } else {
+            assert_eq!(response.status(), 402);
+        }
+    }
+    assert_eq!(admitted, 10);
+    // Each settled at 5 x $1/M + 10 x $2/M = 25: the rest of every reservation came back.
+    assert_eq!(
+        ledger.balance("acct_1").await.unwrap(),
+        10 * estimate - 10 * 25
+    );
+}
+
+#[tokio::test]
+async fn no_credit_and_too_little_credit_are_402s_and_a_top_up_works_at_once() {
+    let upstream = MockUpstream::start().await;
+    let ledger = Arc::new(InMemoryLedger::new());
+    let service = ServiceBuilder::new()
+        .layer(BalanceGateLayer::with_shared_ledger(ledger.clone()))
+        .service(Forward::to(&upstream.url()));
+    let response = service
+        .clone()
+        .oneshot(chat_request(hello(false)))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 402);
+    let body: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let estimate = PRICES.cost(23, 100);
+    assert_eq!(
+        body["error"],
+        json!({"message": "Your prepaid credit has run out. Add credit to resume requests.", "type": "insufficient_balance", "param": null, "code": "insufficient_balance", "details": {"balance": 0, "required": estimate}})
+    );
+
+    ledger.top_up("acct_1", 100).await.unwrap();
+    let response = service
+        .clone()
+        .oneshot(chat_request(hello(false)))
+        .await
+        .unwrap();
+    let body: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        body["error"]["message"],
+        "This request may cost up to 0.000223 and your balance is 0.0001. Add credit, or lower max_tokens so the request costs less."
+    );
+    assert_eq!(
+        body["error"]["details"],
+        json!({"balance": 100, "required": 223})
+    );
+
+    ledger.top_up("acct_1", 1_000).await.unwrap();
+    let response = service.oneshot(chat_request(hello(false))).await.unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the very next request after a top-up"
+    );
+}
+
+#[tokio::test]
+async fn a_json_response_settles_to_its_usage() {
+    let upstream = MockUpstream::start().await;
+    let ledger = ledger_with(1_000_000).await;
+    let records = Records::default();
+    let service = ServiceBuilder::new()
+        .layer(
+            BalanceGateLayer::with_shared_ledger(ledger.clone())
+                .balance_header(true)
+                .usage_sink(records.clone()),
+        )
+        .service(Forward::to(&upstream.url()));
+    let response = service.oneshot(chat_request(hello(false))).await.unwrap();
+    assert_eq!(
+        response.headers()["x-tollgate-balance"],
+        (1_000_000 - PRICES.cost(23, 100)).to_string().as_str()
+    );
+    let body: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let (prompt, completion) = (
+        body["usage"]["prompt_tokens"].as_u64().unwrap(),
+        body["usage"]["completion_tokens"].as_u64().unwrap(),
+    );
+    let call = upstream.calls().pop().unwrap();
+    assert_eq!(
+        prompt,
+        prompt_tokens(&ChatRequest::parse(call.body.clone()).unwrap())
+    );
+    let cost = PRICES.cost(prompt, completion);
+    assert_eq!(ledger.balance("acct_1").await.unwrap(), 1_000_000 - cost);
+    let records = records.wait(1).await;
+    assert_eq!(records[0].cost, cost);
+    assert_eq!(records[0].usage, UsageSource::Observed);
+    assert_eq!(records[0].request_id.as_deref(), Some("req_bal"));
+    assert_eq!(
+        (
+            records[0].key_id.as_str(),
+            records[0].account.as_str(),
+            records[0].model.as_str(),
+            records[0].status
+        ),
+        ("key_1", "acct_1", "gpt-5.4", 200)
+    );
+}
+
+#[tokio::test]
+async fn a_stream_settles_from_its_final_usage_chunk() {
+    let upstream = MockUpstream::builder().chunks(12).start().await;
+    let ledger = ledger_with(1_000_000).await;
+    let records = Records::default();
+    let service = ServiceBuilder::new()
+        .layer(BalanceGateLayer::with_shared_ledger(ledger.clone()).usage_sink(records.clone()))
+        .service(Forward::to(&upstream.url()));
+    let response = service.oneshot(chat_request(hello(true))).await.unwrap();
+    let text = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    let records = records.wait(1).await;
+    assert_eq!(records[0].completion_tokens, 12);
+    assert_eq!(records[0].usage, UsageSource::Observed);
+    assert_eq!(
+        ledger.balance("acct_1").await.unwrap(),
+        1_000_000 - records[0].cost
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_error_releases_the_reservation() {
+    let upstream = MockUpstream::start().await;
+    let ledger = ledger_with(1_000_000).await;
+    let records = Records::default();
+    let service = ServiceBuilder::new()
+        .layer(BalanceGateLayer::with_shared_ledger(ledger.clone()).usage_sink(records.clone()))
+        .service(Forward::to(&upstream.url()));
+    let mut request = chat_request(hello(false));
+    request
+        .headers_mut()
+        .insert("x-mock", "status=500".parse().unwrap());
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert_eq!(ledger.balance("acct_1").await.unwrap(), 1_000_000);
+    let records = records.wait(1).await;
+    assert_eq!(
+        (records[0].cost, records[0].usage, records[0].status),
+        (0, UsageSource::None, 500)
+    );
+}
+
+#[tokio::test]
+async fn a_client_gone_mid_stream_is_charged_what_was_observed() {
+    let upstream = MockUpstream::builder()
+        .chunks(50)
+        .chunk_delay(Duration::from_millis(10))
+        .start()
+        .await;
+    let ledger = ledger_with(1_000_000).await;
+    let records = Records::default();
+    let service = ServiceBuilder::new()
+        .layer(BalanceGateLayer::with_shared_ledger(ledger.clone()).usage_sink(records.clone()))
+        .service(Forward::to(&upstream.url()));
+    let response = service.oneshot(chat_request(hello(true))).await.unwrap();
+    let mut body = response.into_body();
+    for _ in 0..4 {
+        body.frame().await.unwrap().unwrap();
+    }
+    drop(body); // the client hangs up after the role chunk and three words
+    let records = records.wait(1).await;
+    let record = &records[0];
+    assert_eq!(record.usage, UsageSource::Estimated);
+    // "Hello from the " is 15 bytes: 4 tokens at 4 bytes a token; the prompt is its bound.
+    assert_eq!((record.prompt_tokens, record.completion_tokens), (23, 4));
+    assert_eq!(record.cost, PRICES.cost(23, 4));
+    assert!(
+        record.cost <= PRICES.cost(23, 100),
+        "never more than the reservation"
+    );
+    assert_eq!(
+        ledger.balance("acct_1").await.unwrap(),
+        1_000_000 - record.cost
+    );
+}
