@@ -13,6 +13,7 @@
 //! | `models` | `tollgate-models` | `ModelCatalogLayer`, `ModelCatalog`, `ListModels`: slugs, aliases, deprecation, retirement |
 //! | `ratelimit` | `tollgate-ratelimit` | `RateLimitLayer`: GCRA limits per key and model on governor, `X-RateLimit-*` headers (429) |
 //! | `sse` | `tollgate-sse` | `SsePassthroughLayer`, `SseParser`: streams forwarded as they arrive, usage still seen |
+//! | `upstream` | `tollgate-upstream` | `Upstream`: pooled HTTP(S) client, retries with backoff and jitter, fallback models, error envelopes |
 //! | `testkit` | `tollgate-testkit` | an OpenAI-compatible mock upstream with fault injection |
 //!
 //! # Recommended stack, outermost first
@@ -71,6 +72,9 @@ pub use tollgate_sse as sse;
 
 #[cfg(feature = "testkit")]
 pub use tollgate_testkit as testkit;
+
+#[cfg(feature = "upstream")]
+pub use tollgate_upstream as upstream;
 
 /// The types most gateways name.
 pub mod prelude {

@@ -48,12 +48,19 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        let this = self.project();
-        let frame = std::task::ready!(this.inner.poll_frame(cx));
+        let mut this = self.project();
+        let frame = std::task::ready!(this.inner.as_mut().poll_frame(cx));
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     keep_tail(this.tail, data);
+                }
+                // A server stops polling once a body says it is done (a known length read
+                // to its end), so the end is settled here rather than on a `None` never asked for.
+                if this.inner.is_end_stream()
+                    && let Some(mut accountant) = this.accountant.take()
+                {
+                    accountant.finish(ending(this.tail));
                 }
             }
             Some(Err(_)) => {
@@ -63,11 +70,7 @@ where
             }
             None => {
                 if let Some(mut accountant) = this.accountant.take() {
-                    let ending = match usage_in_tail(this.tail) {
-                        Some(usage) => Ending::Usage(usage),
-                        None => Ending::NoUsage { output_bytes: 0 },
-                    };
-                    accountant.finish(ending);
+                    accountant.finish(ending(this.tail));
                 }
             }
         }
@@ -80,6 +83,13 @@ where
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+fn ending(tail: &[u8]) -> Ending {
+    match usage_in_tail(tail) {
+        Some(usage) => Ending::Usage(usage),
+        None => Ending::NoUsage { output_bytes: 0 },
     }
 }
 

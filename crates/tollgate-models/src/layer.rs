@@ -21,8 +21,8 @@ const MODEL_ENDPOINTS: &[&str] = &[
 
 /// Validates the `model` of every request against a [`ModelCatalog`].
 ///
-/// For `POST` requests with a JSON body to an endpoint that names a model (OpenAI's, and any
-/// endpoint the catalog lists), it reads the body once (shared with other body-aware layers
+/// For `POST` requests to an endpoint that names a model (OpenAI's, and any endpoint the
+/// catalog lists) it reads the body once as JSON, whatever `content-type` says (shared with other body-aware layers
 /// through [`tollgate_core::buffer_chat_request`]) and answers:
 /// - 400 `invalid_request_error` (param `model`) when `model` is missing or not a string;
 /// - 404 `model_not_found` with a did-you-mean when a name is close;
@@ -35,7 +35,7 @@ const MODEL_ENDPOINTS: &[&str] = &[
 ///   such as a fallback, already set it) and, for a deprecated model, `Deprecation`, `Sunset`
 ///   and `Link`.
 ///
-/// Other requests (other methods or paths, multipart bodies) pass through untouched.
+/// Other requests (other methods or paths, multipart uploads) pass through untouched.
 ///
 /// ```
 /// use tollgate_core::BodyLimit;

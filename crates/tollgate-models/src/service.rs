@@ -63,16 +63,20 @@ where
 }
 
 impl<S> ModelResolution<S> {
-    /// A POST with a JSON body (or none declared) to an endpoint whose body names a model.
+    /// A POST to an endpoint whose body names a model. Only multipart uploads are left alone
+    /// (their model is a form field); any other body is read as JSON whatever its declared
+    /// type, so a wrong `content-type` cannot slip a request past the catalog.
     fn names_a_model<B>(&self, request: &Request<B>) -> bool {
-        let json = request.headers().get(CONTENT_TYPE).is_none_or(|value| {
+        let multipart = request.headers().get(CONTENT_TYPE).is_some_and(|value| {
             value.to_str().is_ok_and(|value| {
-                let essence = value.split(';').next().unwrap_or_default().trim();
-                essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
+                value
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/")
             })
         });
         request.method() == Method::POST
-            && json
+            && !multipart
             && self.shared.endpoints.contains(request.uri().path())
     }
 }

@@ -275,6 +275,15 @@ async fn other_requests_pass_through_untouched() {
 }
 
 #[tokio::test]
+async fn a_wrong_content_type_does_not_bypass_the_catalog() {
+    let request = Request::post("/v1/chat/completions")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Body::from(r#"{"model":"mimo/mimo-v2-pro","messages":[]}"#))
+        .unwrap();
+    assert_eq!(send(request).await.0, 410);
+}
+
+#[tokio::test]
 async fn an_inner_model_header_wins() {
     let catalog = ModelCatalog::from_toml(CATALOG).unwrap();
     let service = ServiceBuilder::new()

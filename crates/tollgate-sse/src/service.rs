@@ -78,12 +78,17 @@ where
     }
 }
 
+/// A chat completion request; its body is JSON whatever `content-type` says, unless it is a
+/// multipart upload.
 fn is_chat_json<B>(request: &Request<B>) -> bool {
     request.method() == Method::POST
         && request.uri().path() == "/v1/chat/completions"
-        && request.headers().get(CONTENT_TYPE).is_none_or(|value| {
-            value
-                .to_str()
-                .is_ok_and(|value| value.trim_start().starts_with("application/json"))
+        && !request.headers().get(CONTENT_TYPE).is_some_and(|value| {
+            value.to_str().is_ok_and(|value| {
+                value
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("multipart/")
+            })
         })
 }

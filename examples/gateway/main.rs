@@ -1,0 +1,165 @@
+//! `cargo run --example gateway`: a working OpenAI-compatible gateway built from tollgate's
+//! layers, over hyper.
+//!
+//! With no upstream configured it starts the tollgate mock upstream in-process, so it works
+//! offline. Flags: `--listen ADDR` (or `TOLLGATE_LISTEN`), `--config FILE` (TOML, see
+//! `examples/gateway/gateway.toml`), `--upstream URL` (with the provider key in the variable the
+//! config names, `TOLLGATE_UPSTREAM_KEY` by default). Ctrl-C shuts down gracefully: in-flight
+//! requests finish. One log line per request (request id, key id, model, status, latency,
+//! error type); usage records go to the `tollgate::usage` target.
+
+mod stack;
+
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tollgate::core::Body;
+use tollgate_testkit::MockUpstream;
+use tower::ServiceExt;
+
+struct Args {
+    listen: Option<String>,
+    config: Option<String>,
+    upstream: Option<String>,
+}
+
+fn args() -> Result<Args, String> {
+    let mut args = Args {
+        listen: std::env::var("TOLLGATE_LISTEN").ok(),
+        config: None,
+        upstream: None,
+    };
+    let mut words = std::env::args().skip(1);
+    while let Some(word) = words.next() {
+        let mut value = || words.next().ok_or(format!("{word} needs a value"));
+        match word.as_str() {
+            "--listen" => args.listen = Some(value()?),
+            "--config" => args.config = Some(value()?),
+            "--upstream" => args.upstream = Some(value()?),
+            "--help" | "-h" => {
+                return Err(
+                    "usage: gateway [--listen ADDR] [--config FILE] [--upstream URL]".into(),
+                );
+            }
+            other => return Err(format!("unknown argument {other:?} (try --help)")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    if let Err(error) = run().await {
+        eprintln!("gateway: {error}");
+        std::process::exit(1);
+    }
+}
+
+async fn run() -> Result<(), String> {
+    let args = args()?;
+    let text = match &args.config {
+        Some(path) => std::fs::read_to_string(path).map_err(|error| format!("{path}: {error}"))?,
+        None => stack::DEFAULT_CONFIG.to_owned(),
+    };
+    let config = stack::Config::parse(&text)?;
+    let listen = args.listen.clone().unwrap_or_else(|| config.listen.clone());
+
+    // Without an upstream, the mock serves in-process; it lives as long as `run`.
+    let mut mock = None;
+    let upstream_url = match args
+        .upstream
+        .clone()
+        .or_else(|| config.upstream.url.clone())
+    {
+        Some(url) => url,
+        None => {
+            let upstream = MockUpstream::builder()
+                .models(config.catalog.models.iter().map(|m| m.id.clone()))
+                .chunk_delay(Duration::from_millis(30))
+                .start()
+                .await;
+            let url = upstream.url();
+            mock = Some(upstream);
+            url
+        }
+    };
+    let upstream_key = std::env::var(&config.upstream.api_key_env).ok();
+    let (gateway, handles) = stack::build(&config, &upstream_url, upstream_key.as_deref()).await?;
+    tollgate::guard::Encoding::O200kBase.warm_up();
+
+    let listener = TcpListener::bind(&listen)
+        .await
+        .map_err(|error| format!("listen on {listen}: {error}"))?;
+    let address = listener.local_addr().map_err(|error| error.to_string())?;
+    println!("tollgate gateway listening on http://{address}");
+    match &mock {
+        Some(_) => println!("upstream: the in-process mock at {upstream_url}"),
+        None => println!("upstream: {upstream_url}"),
+    }
+    println!(
+        "catalog: {} models; {} API keys",
+        handles.catalog.len(),
+        handles.keys.len()
+    );
+    for account in &config.accounts {
+        use tollgate::balance::Ledger;
+        let balance = handles
+            .ledger
+            .balance(&account.id)
+            .await
+            .unwrap_or_default();
+        println!("account {}: balance {balance} micro-units", account.id);
+    }
+    if args.config.is_none() {
+        let demo = config
+            .keys
+            .first()
+            .and_then(|key| key.key.clone())
+            .unwrap_or_default();
+        println!("demo key: {demo}");
+        println!(
+            "try:\n  curl -s http://{address}/v1/chat/completions -H 'Authorization: Bearer {demo}' -H 'Content-Type: application/json' -d '{{\"model\":\"gpt-5.4\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
+        );
+    }
+
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(tokio::signal::ctrl_c());
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let Ok((stream, _peer)) = accepted else { continue };
+                // Chunked responses stall ~40 ms per chunk without it (Nagle + delayed ACK).
+                let _ = stream.set_nodelay(true);
+                let service = gateway
+                    .clone()
+                    .map_request(|request: Request<Incoming>| request.map(Body::new));
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+                let connection = graceful.watch(connection);
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+            }
+            _ = &mut shutdown => {
+                println!("shutting down: finishing in-flight requests");
+                break;
+            }
+        }
+    }
+    tokio::select! {
+        () = graceful.shutdown() => println!("all connections closed"),
+        () = tokio::time::sleep(Duration::from_secs(30)) => println!("gave up waiting after 30 s"),
+    }
+    drop(mock);
+    Ok(())
+}
