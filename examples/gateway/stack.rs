@@ -255,6 +255,30 @@ pub async fn build(
         },
     );
 
+    let gateway = outer(router, keys.clone());
+    Ok((
+        gateway,
+        Handles {
+            ledger,
+            keys,
+            catalog,
+        },
+    ))
+}
+
+/// The layers every request passes before routing: error envelope → request id → trace (one
+/// log line per request: request id, key id, model, status, latency, error type) → catch panic
+/// → bearer auth.
+pub fn outer<S, B>(inner: S, keys: StaticKeyStore) -> Gateway
+where
+    S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<tollgate::core::BoxError>,
+{
     let gateway = ServiceBuilder::new()
         .map_response(|response: Response<_>| response.map(Body::new))
         .layer(ErrorEnvelopeLayer::new())
@@ -281,15 +305,7 @@ pub async fn build(
                 .on_failure(()),
         )
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(BearerAuthLayer::new(keys.clone()).required_prefix("sk-llmaai-"))
-        .service(router);
-
-    Ok((
-        BoxCloneService::new(gateway),
-        Handles {
-            ledger,
-            keys,
-            catalog,
-        },
-    ))
+        .layer(BearerAuthLayer::new(keys).required_prefix("sk-llmaai-"))
+        .service(inner);
+    BoxCloneService::new(gateway)
 }

@@ -1,0 +1,528 @@
+//! The demo gateway end to end over TCP: the full stack of `examples/gateway`, the testkit
+//! mock as its upstream, async-openai and a raw hyper client as clients.
+
+// The example's own stack; the tests use most, not all, of what it exposes.
+#[allow(dead_code)]
+#[path = "../examples/gateway/stack.rs"]
+mod stack;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::types::chat::{
+    ChatCompletionRequestUserMessage, CreateChatCompletionRequestArgs,
+};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
+use tollgate::balance::Ledger;
+use tollgate::core::Body;
+use tollgate_testkit::{Behavior, Fault, MockUpstream, Outcome, TestServer};
+
+const DEMO: &str = "sk-llmaai-demo-0123456789abcdef0123456789abcdef";
+const BROKE: &str = "sk-llmaai-broke-0123456789abcdef0123456789abcd";
+const MINI: &str = "sk-llmaai-mini-0123456789abcdef0123456789abcde";
+
+struct Running {
+    server: TestServer,
+    upstream: MockUpstream,
+    handles: stack::Handles,
+}
+
+/// The default configuration, with one retry (to keep the suite fast) and a 1 s first-byte
+/// timeout.
+async fn start(upstream: MockUpstream) -> Running {
+    let mut config = stack::Config::parse(stack::DEFAULT_CONFIG).unwrap();
+    config.upstream.max_retries = 1;
+    config.upstream.first_byte_timeout_secs = 1;
+    let (gateway, handles) = stack::build(&config, &upstream.url(), Some("sk-provider"))
+        .await
+        .unwrap();
+    Running {
+        server: TestServer::start(gateway).await,
+        upstream,
+        handles,
+    }
+}
+
+fn openai(running: &Running, key: &str) -> Client<OpenAIConfig> {
+    Client::with_config(
+        OpenAIConfig::new()
+            .with_api_base(format!("{}/v1", running.server.url()))
+            .with_api_key(key),
+    )
+}
+
+fn chat(model: &str) -> async_openai::types::chat::CreateChatCompletionRequest {
+    CreateChatCompletionRequestArgs::default()
+        .model(model)
+        .max_tokens(100u32)
+        .messages([ChatCompletionRequestUserMessage::from("Say hello").into()])
+        .build()
+        .unwrap()
+}
+
+async fn raw(
+    addr: SocketAddr,
+    key: Option<&str>,
+    body: Value,
+    mock: Option<&str>,
+) -> Response<Incoming> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let mut request = Request::post("/v1/chat/completions")
+        .header("host", "gateway")
+        .header("content-type", "application/json")
+        .header("x-request-id", "req_e2e");
+    if let Some(key) = key {
+        request = request.header("authorization", format!("Bearer {key}"));
+    }
+    if let Some(mock) = mock {
+        request = request.header("x-mock", mock);
+    }
+    sender
+        .send_request(
+            request
+                .body(Full::new(Bytes::from(body.to_string())))
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+}
+
+async fn envelope(response: Response<Incoming>) -> (u16, HeaderMap, Value) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, headers, serde_json::from_slice(&body).unwrap())
+}
+
+fn body(model: &str) -> Value {
+    json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 100})
+}
+
+#[tokio::test]
+async fn a_completion_succeeds_and_is_billed() {
+    let running = start(MockUpstream::start().await).await;
+    let before = running.handles.ledger.balance("acct_demo").await.unwrap();
+    let response = openai(&running, DEMO)
+        .chat()
+        .create(chat("gpt-5"))
+        .await
+        .unwrap();
+    assert_eq!(response.model, "gpt-5.4", "the alias was resolved");
+    let usage = response.usage.unwrap();
+    let call = running.upstream.calls().pop().unwrap();
+    assert_eq!(
+        call.header("authorization"),
+        Some("Bearer sk-provider"),
+        "the provider key, never the client's"
+    );
+    assert_eq!(call.json().unwrap()["model"], "gpt-5.4");
+    let price = running.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    let cost = price.cost(
+        u64::from(usage.prompt_tokens),
+        u64::from(usage.completion_tokens),
+    );
+    assert_eq!(
+        running.handles.ledger.balance("acct_demo").await.unwrap(),
+        before - cost
+    );
+}
+
+#[tokio::test]
+async fn a_stream_carries_rate_limit_headers_and_settles_its_usage() {
+    let running = start(MockUpstream::builder().chunks(8).start().await).await;
+    // async-openai reads the stream: every word arrives.
+    let mut stream = openai(&running, DEMO)
+        .chat()
+        .create_stream(chat("gpt-5.4"))
+        .await
+        .unwrap();
+    let mut words = 0;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        if chunk
+            .choices
+            .first()
+            .and_then(|choice| choice.delta.content.as_deref())
+            .is_some_and(|text| !text.is_empty())
+        {
+            words += 1;
+        }
+    }
+    assert_eq!(words, 8);
+    // The head of a stream has the rate-limit headers; usage was injected for accounting and
+    // stripped for this client, who did not ask for it.
+    let before = running.handles.ledger.balance("acct_demo").await.unwrap();
+    let mut streaming = body("gpt-5.4");
+    streaming["stream"] = json!(true);
+    let response = raw(running.server.addr(), Some(DEMO), streaming, None).await;
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    assert_eq!(response.headers()["x-ratelimit-limit-requests"], "60");
+    assert!(response.headers().contains_key("x-ratelimit-remaining"));
+    let streamed = String::from_utf8(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .to_vec(),
+    )
+    .unwrap();
+    assert!(!streamed.contains("\"usage\":{"), "{streamed}");
+    assert!(streamed.ends_with("data: [DONE]\n\n"));
+    let call = running.upstream.calls().pop().unwrap();
+    assert_eq!(
+        call.json().unwrap()["stream_options"]["include_usage"],
+        true
+    );
+    let price = running.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    let prompt = tollgate_testkit::prompt_tokens(
+        &tollgate::core::ChatRequest::parse(call.body.clone()).unwrap(),
+    );
+    for _ in 0..100 {
+        if running.handles.ledger.balance("acct_demo").await.unwrap() != before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        running.handles.ledger.balance("acct_demo").await.unwrap(),
+        before - price.cost(prompt, 8)
+    );
+}
+
+#[tokio::test]
+async fn async_openai_sees_the_gateways_client_errors() {
+    let running = start(MockUpstream::start().await).await;
+    let error = openai(&running, "sk-llmaai-nope")
+        .chat()
+        .create(chat("gpt-5.4"))
+        .await
+        .unwrap_err();
+    let OpenAIError::ApiError(error) = error else {
+        panic!("{error}")
+    };
+    assert_eq!(error.status_code.as_u16(), 401);
+    assert_eq!(error.api_error.r#type.as_deref(), Some("auth_error"));
+    assert_eq!(error.api_error.code.as_deref(), Some("invalid_api_key"));
+    let error = openai(&running, DEMO)
+        .chat()
+        .create(chat("gpt-4o"))
+        .await
+        .unwrap_err();
+    let OpenAIError::ApiError(error) = error else {
+        panic!("{error}")
+    };
+    assert_eq!(error.status_code.as_u16(), 410);
+    assert_eq!(
+        error.api_error.message,
+        "Model \"gpt-4o\" was retired on 2026-06-30. Use \"gpt-5.4\" instead."
+    );
+}
+
+#[tokio::test]
+async fn every_client_error_has_its_envelope_and_headers() {
+    let running = start(MockUpstream::start().await).await;
+    let addr = running.server.addr();
+    /// A case's name, key, body, and the status, type and param it must get.
+    type Case = (
+        &'static str,
+        Option<&'static str>,
+        Value,
+        u16,
+        &'static str,
+        Option<&'static str>,
+    );
+    let cases: Vec<Case> = vec![
+        (
+            "temperature",
+            Some(DEMO),
+            json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "x"}], "temperature": 3}),
+            400,
+            "invalid_request_error",
+            Some("temperature"),
+        ),
+        (
+            "missing key",
+            None,
+            body("gpt-5.4"),
+            401,
+            "auth_error",
+            None,
+        ),
+        (
+            "no credit",
+            Some(BROKE),
+            body("gpt-5.4"),
+            402,
+            "insufficient_balance",
+            None,
+        ),
+        (
+            "not allowed",
+            Some(MINI),
+            body("gpt-5.4"),
+            403,
+            "forbidden",
+            Some("model"),
+        ),
+        (
+            "unknown",
+            Some(DEMO),
+            body("GPT-5.4"),
+            404,
+            "model_not_found",
+            Some("model"),
+        ),
+        (
+            "retired",
+            Some(DEMO),
+            body("gpt-4o"),
+            410,
+            "model_retired",
+            Some("model"),
+        ),
+        (
+            "context",
+            Some(DEMO),
+            json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "x"}], "max_tokens": 500000}),
+            413,
+            "request_too_large",
+            Some("messages"),
+        ),
+    ];
+    for (name, key, request, status, kind, param) in cases {
+        let (got, headers, json) = envelope(raw(addr, key, request, None).await).await;
+        assert_eq!(got, status, "{name}: {json}");
+        assert_eq!(json["error"]["type"], kind, "{name}");
+        assert_eq!(
+            json["error"]["param"],
+            param.map_or(Value::Null, Value::from),
+            "{name}"
+        );
+        assert_eq!(json["request_id"], "req_e2e", "{name}");
+        assert_eq!(headers["x-request-id"], "req_e2e", "{name}");
+        assert_eq!(headers["content-type"], "application/json", "{name}");
+        assert_eq!(headers["x-should-retry"], "false", "{name}");
+        if status == 401 {
+            assert_eq!(headers["www-authenticate"], "Bearer");
+        }
+    }
+    // 429: the mini key allows 5 requests a minute.
+    for _ in 0..5 {
+        let response = raw(addr, Some(MINI), body("gpt-5.4-mini"), None).await;
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+    }
+    let (status, headers, json) =
+        envelope(raw(addr, Some(MINI), body("gpt-5.4-mini"), None).await).await;
+    assert_eq!(status, 429);
+    assert_eq!(json["error"]["type"], "rate_limit_exceeded");
+    assert_eq!(headers["retry-after"], "12");
+    assert_eq!(headers["x-should-retry"], "true");
+    assert_eq!(headers["x-ratelimit-remaining-requests"], "0");
+}
+
+#[tokio::test]
+async fn upstream_failures_are_502_503_504_after_retries() {
+    let upstream = MockUpstream::builder()
+        .model_behavior(
+            "gpt-5.4-mini",
+            Behavior::fault(Fault::Status {
+                status: 500,
+                retry_after: None,
+            }),
+        )
+        .start()
+        .await;
+    let running = start(upstream).await;
+    let addr = running.server.addr();
+
+    // 502: the upstream answers 500, once more after a retry.
+    let (status, headers, json) =
+        envelope(raw(addr, Some(DEMO), body("gpt-5.4-mini"), None).await).await;
+    assert_eq!(status, 502);
+    assert_eq!(json["error"]["type"], "provider_error");
+    assert_eq!(json["error"]["details"]["upstream_status"], 500);
+    assert_eq!(headers["x-should-retry"], "true");
+    assert_eq!(
+        running.upstream.calls_for("gpt-5.4-mini").len(),
+        2,
+        "one retry"
+    );
+
+    // 504: the first byte comes after the 1 s timeout; timeouts are not retried.
+    let (status, _, json) = envelope(
+        raw(
+            addr,
+            Some(DEMO),
+            body("gpt-4.1"),
+            Some("first-byte-delay-ms=3000"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(status, 504);
+    assert_eq!(json["error"]["type"], "timeout");
+    assert_eq!(running.upstream.calls_for("gpt-4.1").len(), 1);
+
+    // 429 from the upstream with a retry-after beyond the cap: passed on, not waited for.
+    let (status, headers, json) = envelope(
+        raw(
+            addr,
+            Some(DEMO),
+            body("gpt-4.1"),
+            Some("status=429; retry-after=30"),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, json["error"]["type"].as_str()),
+        (429, Some("rate_limit_exceeded"))
+    );
+    assert_eq!(headers["retry-after"], "30");
+
+    // 503: nothing listens where the upstream should be.
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let config = stack::Config::parse(stack::DEFAULT_CONFIG).unwrap();
+    let (gateway, _) = stack::build(&config, &format!("http://{unreachable}"), None)
+        .await
+        .unwrap();
+    let server = TestServer::start(gateway).await;
+    let (status, headers, json) =
+        envelope(raw(server.addr(), Some(DEMO), body("gpt-4.1"), None).await).await;
+    assert_eq!(status, 503);
+    assert_eq!(json["error"]["type"], "provider_unavailable");
+    assert_eq!(headers["x-should-retry"], "true");
+}
+
+#[tokio::test]
+async fn a_panic_is_a_500_envelope() {
+    let keys = tollgate::auth::StaticKeyStore::new().with_key(
+        DEMO,
+        tollgate::core::Principal::new("key_demo", "acct_demo"),
+    );
+    let panics = tower::service_fn(|_request: Request<Body>| async {
+        if true {
+            panic!("a bug in a handler");
+        }
+        Ok::<_, Infallible>(Response::new(Body::empty()))
+    });
+    let server = TestServer::start(stack::outer(panics, keys)).await;
+    let (status, headers, json) =
+        envelope(raw(server.addr(), Some(DEMO), body("gpt-5.4"), None).await).await;
+    assert_eq!(status, 500);
+    assert_eq!(json["error"]["type"], "internal_error");
+    assert_eq!(json["request_id"], "req_e2e");
+    assert_eq!(headers["x-should-retry"], "true");
+    assert!(!json.to_string().contains("a bug"));
+}
+
+#[tokio::test]
+async fn a_retry_recovers_and_a_fallback_serves_at_its_own_price() {
+    let upstream = MockUpstream::builder()
+        .model_behavior_times(
+            "gpt-4.1",
+            Behavior::fault(Fault::Status {
+                status: 503,
+                retry_after: None,
+            }),
+            1,
+        )
+        .model_behavior(
+            "gpt-5.4",
+            Behavior::fault(Fault::Status {
+                status: 502,
+                retry_after: None,
+            }),
+        )
+        .start()
+        .await;
+    let running = start(upstream).await;
+    let addr = running.server.addr();
+
+    let response = raw(addr, Some(DEMO), body("gpt-4.1"), None).await;
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap();
+    assert_eq!(
+        running.upstream.calls_for("gpt-4.1").len(),
+        2,
+        "failed once, then retried"
+    );
+
+    let before = running.handles.ledger.balance("acct_demo").await.unwrap();
+    let response = raw(addr, Some(DEMO), body("gpt-5.4"), None).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-tollgate-model"], "gpt-5.4-mini");
+    let json: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(
+        running.upstream.calls_for("gpt-5.4").len(),
+        2,
+        "the model and its retry"
+    );
+    assert_eq!(
+        running.upstream.calls_for("gpt-5.4-mini").len(),
+        1,
+        "then its fallback"
+    );
+    let mini = running
+        .handles
+        .catalog
+        .get("gpt-5.4-mini")
+        .unwrap()
+        .info
+        .prices;
+    let cost = mini.cost(
+        json["usage"]["prompt_tokens"].as_u64().unwrap(),
+        json["usage"]["completion_tokens"].as_u64().unwrap(),
+    );
+    assert_eq!(
+        running.handles.ledger.balance("acct_demo").await.unwrap(),
+        before - cost,
+        "billed at the fallback's price"
+    );
+}
+
+#[tokio::test]
+async fn a_client_hanging_up_mid_stream_cancels_the_upstream() {
+    let running = start(
+        MockUpstream::builder()
+            .chunks(100)
+            .chunk_delay(Duration::from_millis(20))
+            .start()
+            .await,
+    )
+    .await;
+    let mut streaming = body("gpt-5.4");
+    streaming["stream"] = json!(true);
+    let response = raw(running.server.addr(), Some(DEMO), streaming, None).await;
+    let mut stream = response.into_body();
+    stream.frame().await.unwrap().unwrap();
+    stream.frame().await.unwrap().unwrap();
+    drop(stream);
+    let call = running.upstream.calls().pop().unwrap();
+    assert_eq!(
+        call.wait_outcome(Duration::from_secs(3)).await,
+        Outcome::ClientHungUp
+    );
+}
