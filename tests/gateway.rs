@@ -526,3 +526,45 @@ async fn a_client_hanging_up_mid_stream_cancels_the_upstream() {
         Outcome::ClientHungUp
     );
 }
+
+#[tokio::test]
+async fn a_request_can_name_its_own_fallbacks() {
+    let upstream = MockUpstream::builder()
+        .model_behavior(
+            "gpt-4.1",
+            Behavior::fault(Fault::Status {
+                status: 503,
+                retry_after: None,
+            }),
+        )
+        .start()
+        .await;
+    let running = start(upstream).await;
+    let mut request = body("gpt-4.1");
+    request["fallbacks"] = json!(["latest"]);
+    let response = raw(running.server.addr(), Some(DEMO), request, None).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["x-tollgate-model"],
+        "gpt-5.4",
+        "the alias resolved to its model"
+    );
+    response.into_body().collect().await.unwrap();
+    let calls = running.upstream.calls();
+    assert_eq!(running.upstream.calls_for("gpt-4.1").len(), 2);
+    let served = calls.last().unwrap().json().unwrap();
+    assert_eq!(served["model"], "gpt-5.4");
+    assert!(
+        served.get("fallbacks").is_none(),
+        "the extension never goes upstream"
+    );
+
+    let mut request = body("gpt-4.1");
+    request["fallbacks"] = json!(["gpt-4o"]);
+    let (status, _, json) =
+        envelope(raw(running.server.addr(), Some(DEMO), request, None).await).await;
+    assert_eq!(
+        (status, json["error"]["param"].as_str()),
+        (410, Some("fallbacks[0]"))
+    );
+}

@@ -264,6 +264,10 @@ struct Fields {
     stream_options: Field<StreamOptions>,
     /// Where a `null` `stream_options` stands, so an edit can replace it rather than add a twin.
     null_stream_options: Option<Span>,
+    /// `fallbacks`: the models to try, in order, when `model` fails.
+    fallbacks: Field<Vec<Field<StrSpan>>>,
+    /// The whole `"fallbacks": [...]` member, to remove it before the body goes upstream.
+    fallbacks_member: Option<Span>,
     max_tokens: Field<Number>,
     max_completion_tokens: Field<Number>,
     temperature: Field<Number>,
@@ -280,6 +284,7 @@ struct Fields {
 /// Top-level fields of OpenAI's chat/completions request, for strict mode's unknown-field check.
 pub const KNOWN_FIELDS: &[&str] = &[
     "audio",
+    "fallbacks",
     "frequency_penalty",
     "function_call",
     "functions",
@@ -424,6 +429,71 @@ impl ChatRequest {
         match &self.inner.stream_options {
             Field::Value(options) => options.include_usage.value().copied().unwrap_or(false),
             _ => false,
+        }
+    }
+
+    /// `fallbacks` as found: the models the client asks to try, in order, when `model` fails
+    /// (each a string, else `Invalid`).
+    pub fn fallbacks(&self) -> &Field<Vec<Field<StrSpan>>> {
+        &self.inner.fallbacks
+    }
+
+    /// A copy of this request without its `fallbacks` member (a gateway extension the upstream
+    /// does not know), the rest of the body unchanged. The same request when it has none.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tollgate_core::ChatRequest;
+    ///
+    /// let chat = ChatRequest::parse(Bytes::from_static(br#"{"model":"a", "fallbacks": ["b"], "n":1}"#)).unwrap();
+    /// assert_eq!(chat.without_fallbacks().body(), r#"{"model":"a", "n":1}"#);
+    /// let last = ChatRequest::parse(Bytes::from_static(br#"{"model":"a" , "fallbacks":["b"]}"#)).unwrap();
+    /// assert_eq!(last.without_fallbacks().body(), r#"{"model":"a" }"#);
+    /// ```
+    pub fn without_fallbacks(&self) -> ChatRequest {
+        let Some(member) = self.inner.fallbacks_member else {
+            return self.clone();
+        };
+        let body = &self.inner.body;
+        let after = body[member.end..]
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map(|at| member.end + at);
+        let cut = match after {
+            // A comma follows: take it and the blanks up to the next member.
+            Some(comma) if body[comma] == b',' => {
+                let next = body[comma + 1..]
+                    .iter()
+                    .position(|b| !b.is_ascii_whitespace())
+                    .map_or(body.len(), |at| comma + 1 + at);
+                Span {
+                    start: member.start,
+                    end: next,
+                }
+            }
+            // The last member: take the comma before it, and the blanks around.
+            _ => {
+                let before = body[..member.start]
+                    .iter()
+                    .rposition(|b| !b.is_ascii_whitespace())
+                    .unwrap_or(0);
+                let start = if body[before] == b',' {
+                    before
+                } else {
+                    member.start
+                };
+                Span {
+                    start,
+                    end: after.unwrap_or(member.end),
+                }
+            }
+        };
+        let mut fields = self.splice(cut, b"");
+        fields.fallbacks = Field::Absent;
+        fields.fallbacks_member = None;
+        fields.members -= 1;
+        ChatRequest {
+            inner: Arc::new(fields),
         }
     }
 
@@ -628,6 +698,16 @@ impl ChatRequest {
         if let Some(null) = &mut fields.null_stream_options {
             shift(null);
         }
+        if let Some(member) = &mut fields.fallbacks_member {
+            shift(member);
+        }
+        if let Field::Value(fallbacks) = &mut fields.fallbacks {
+            for fallback in fallbacks {
+                if let Field::Value(name) = fallback {
+                    shift(&mut name.span);
+                }
+            }
+        }
         if let Field::Value(options) = &mut fields.stream_options {
             shift(&mut options.span);
             if let Some(value) = &mut options.include_usage_span {
@@ -805,7 +885,21 @@ impl<'de> Visitor<'de> for TopVisitor {
         let mut fields = Fields::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             fields.members += 1;
+            // Where the key's opening quote is, when the key was borrowed from the body.
+            let key_start = match &key {
+                Cow::Borrowed(text) => (text.as_ptr() as usize).checked_sub(base + 1),
+                Cow::Owned(_) => None,
+            };
             match &*key {
+                "fallbacks" => {
+                    let raw: &RawValue = map.next_value()?;
+                    let value = span_of(base, raw.get());
+                    fields.fallbacks = string_list(base, raw);
+                    fields.fallbacks_member = key_start.map(|start| Span {
+                        start,
+                        end: value.end,
+                    });
+                }
                 "model" => fields.model = string_field(base, map.next_value()?),
                 "messages" => {
                     let (messages, prompt_bytes) = map.next_value_seed(MessagesSeed { base })?;
@@ -837,6 +931,22 @@ impl<'de> Visitor<'de> for TopVisitor {
             }
         }
         Ok(fields)
+    }
+}
+
+fn string_list(base: usize, raw: &RawValue) -> Field<Vec<Field<StrSpan>>> {
+    match JsonType::of(raw.get()) {
+        JsonType::Array => {
+            let items: Vec<&RawValue> = serde_json::from_str(raw.get()).unwrap_or_default();
+            Field::Value(
+                items
+                    .into_iter()
+                    .map(|item| string_field(base, item))
+                    .collect(),
+            )
+        }
+        JsonType::Null => Field::Absent,
+        other => Field::Invalid(other),
     }
 }
 

@@ -182,3 +182,16 @@ impl PromptTokens {
         matches!(self, PromptTokens::Exact(_))
     }
 }
+
+/// The fallbacks a request named in its body (`"fallbacks": ["model", ...]`), resolved and
+/// checked by the catalog like `model`, in order. The upstream tries them, instead of its
+/// configured fallbacks, when the model fails after its retries.
+///
+/// ```
+/// use tollgate_core::{ModelInfo, RequestedFallbacks};
+///
+/// let fallbacks = RequestedFallbacks(vec![ModelInfo::new("gpt-5.4-mini", 400_000, 16_384)]);
+/// assert_eq!(&*fallbacks.0[0].id, "gpt-5.4-mini");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestedFallbacks(pub Vec<ModelInfo>);

@@ -245,3 +245,36 @@ fn debug_output_leaves_message_text_out() {
     assert!(debug.contains("\"m\""));
     assert!(!debug.contains("secret"));
 }
+
+#[test]
+fn fallbacks_are_read_and_removed_with_every_span_kept_exact() {
+    let chat = parse(
+        r#"{"fallbacks": ["b", 7, "c"], "model": "a", "messages": [{"role":"user","content":"x"}]}"#,
+    );
+    let Field::Value(fallbacks) = chat.fallbacks() else {
+        panic!()
+    };
+    assert_eq!(chat.text(*fallbacks[0].value().unwrap()), "b");
+    assert_eq!(fallbacks[1], Field::Invalid(JsonType::Number));
+    let stripped = chat.without_fallbacks();
+    assert_eq!(
+        stripped.body(),
+        r#"{"model": "a", "messages": [{"role":"user","content":"x"}]}"#
+    );
+    assert_eq!(stripped.fallbacks(), &Field::Absent);
+    let rewritten = stripped.with_model("zz").unwrap();
+    assert_eq!(
+        rewritten.body(),
+        r#"{"model": "zz", "messages": [{"role":"user","content":"x"}]}"#
+    );
+    assert_eq!(
+        ChatRequest::parse(rewritten.body().clone())
+            .unwrap()
+            .messages(),
+        rewritten.messages()
+    );
+    assert!(
+        chat.unknown_fields().is_empty(),
+        "fallbacks is a known field"
+    );
+}

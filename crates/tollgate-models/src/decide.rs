@@ -5,10 +5,11 @@ use tollgate_core::{ChatRequest, ErrorKind, Field, GatewayError, Lifecycle, Prin
 
 use crate::catalog::{Model, ModelCatalog, Resolution};
 
-/// The model a request may use, and whether its name was an alias.
+/// The model a request may use, whether its name was an alias, and the fallbacks it named.
 pub(crate) struct Admitted<'a> {
     pub(crate) model: &'a Model,
     pub(crate) via_alias: bool,
+    pub(crate) fallbacks: Vec<&'a Model>,
 }
 
 pub(crate) fn decide<'a>(
@@ -34,9 +35,53 @@ pub(crate) fn decide<'a>(
             .param("model"));
         }
     };
+    let (model, via_alias) = admit(catalog, requested, endpoint, principal, "model")?;
+    let fallbacks = match chat.fallbacks() {
+        Field::Absent => Vec::new(),
+        Field::Invalid(found) => {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidRequest,
+                format!("`fallbacks` must be an array of model ids, but it is {found}."),
+            )
+            .param("fallbacks"));
+        }
+        Field::Value(names) => {
+            let mut fallbacks = Vec::with_capacity(names.len());
+            for (index, name) in names.iter().enumerate() {
+                let param = format!("fallbacks[{index}]");
+                let Field::Value(name) = name else {
+                    return Err(GatewayError::new(
+                        ErrorKind::InvalidRequest,
+                        format!("`{param}` must be a model id string."),
+                    )
+                    .param(param));
+                };
+                fallbacks.push(admit(catalog, &chat.text(*name), endpoint, principal, &param)?.0);
+            }
+            fallbacks
+        }
+    };
+    Ok(Admitted {
+        model,
+        via_alias,
+        fallbacks,
+    })
+}
+
+/// Resolves one requested name (the `model`, or one of the `fallbacks`, named by `param`) and
+/// checks that the caller may use it here.
+fn admit<'a>(
+    catalog: &'a ModelCatalog,
+    requested: &str,
+    endpoint: &str,
+    principal: Option<&Principal>,
+    param: &str,
+) -> Result<(&'a Model, bool), GatewayError> {
     let (model, via_alias) = match catalog.resolve(requested) {
         Resolution::Found { model, via_alias } => (model, via_alias),
-        Resolution::NotFound { suggestion } => return Err(not_found(requested, suggestion)),
+        Resolution::NotFound { suggestion } => {
+            return Err(not_found(requested, suggestion).param(param.to_owned()));
+        }
     };
     if let Lifecycle::Retired {
         retired_on,
@@ -48,7 +93,7 @@ pub(crate) fn decide<'a>(
             message.push_str(&format!(" Use \"{replacement}\" instead."));
         }
         return Err(GatewayError::new(ErrorKind::ModelRetired, message)
-            .param("model")
+            .param(param.to_owned())
             .code("model_retired")
             .detail("model", model.id())
             .detail(
@@ -67,14 +112,14 @@ pub(crate) fn decide<'a>(
                 model.id()
             ),
         )
-        .param("model")
+        .param(param.to_owned())
         .code("model_not_allowed")
         .detail("model", model.id()));
     }
     if !model.serves(endpoint) {
-        return Err(unsupported(model, endpoint));
+        return Err(unsupported(model, endpoint, param));
     }
-    Ok(Admitted { model, via_alias })
+    Ok((model, via_alias))
 }
 
 fn not_found(requested: &str, suggestion: Option<&str>) -> GatewayError {
@@ -101,7 +146,7 @@ fn not_found(requested: &str, suggestion: Option<&str>) -> GatewayError {
         .detail("model", shown)
 }
 
-fn unsupported(model: &Model, endpoint: &str) -> GatewayError {
+fn unsupported(model: &Model, endpoint: &str, param: &str) -> GatewayError {
     // The supported endpoint that shares the longest path prefix with the attempted one:
     // /v1/images/edits suggests /v1/images/generations over /v1/chat/completions.
     let suggested = model
@@ -120,8 +165,8 @@ fn unsupported(model: &Model, endpoint: &str) -> GatewayError {
         message.push_str(hint);
     }
     let mut error = GatewayError::new(ErrorKind::UnsupportedOperation, message)
-        .param("model")
-        .detail("param", "model")
+        .param(param.to_owned())
+        .detail("param", param)
         .detail("model", model.id())
         .detail("attempted_endpoint", shorten(endpoint))
         .detail(

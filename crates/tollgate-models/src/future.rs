@@ -6,7 +6,9 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use tollgate_core::{BoxError, BufferRequest, GatewayError, Principal, ResponseBody};
+use tollgate_core::{
+    BoxError, BufferRequest, GatewayError, Principal, RequestedFallbacks, ResponseBody,
+};
 use tower_service::Service;
 
 use crate::decide::decide;
@@ -107,6 +109,13 @@ where
                                     rewritten.install(&mut request);
                                 }
                                 request.extensions_mut().insert(model.info.clone());
+                                if !admitted.fallbacks.is_empty() {
+                                    let fallbacks =
+                                        admitted.fallbacks.iter().map(|m| m.info.clone()).collect();
+                                    request
+                                        .extensions_mut()
+                                        .insert(RequestedFallbacks(fallbacks));
+                                }
                                 State::Inner {
                                     model: Some(model.index),
                                     future: inner.call(request),

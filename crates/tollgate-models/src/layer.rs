@@ -34,6 +34,9 @@ const MODEL_ENDPOINTS: &[&str] = &[
 ///   the request extensions, and the response gets `x-tollgate-model` (unless an inner layer,
 ///   such as a fallback, already set it) and, for a deprecated model, `Deprecation`, `Sunset`
 ///   and `Link`.
+/// - A `fallbacks` array in the body (a gateway extension) is checked like `model`, each
+///   error naming `fallbacks[i]`, and the resolved models go into the request extensions as
+///   [`RequestedFallbacks`](tollgate_core::RequestedFallbacks) for the upstream.
 ///
 /// Other requests (other methods or paths, multipart uploads) pass through untouched.
 ///

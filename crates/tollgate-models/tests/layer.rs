@@ -197,6 +197,46 @@ async fn rejections_have_exact_status_type_message_and_details() {
 }
 
 #[tokio::test]
+async fn request_fallbacks_are_checked_like_model_and_resolved() {
+    let body = r#"{"model":"gpt-5.4","fallbacks":["mimo/mimo-v2.5-pro","gpt-5"],"messages":[]}"#;
+    let catalog = ModelCatalog::from_toml(CATALOG).unwrap();
+    let service = ServiceBuilder::new()
+        .layer(ModelCatalogLayer::new(catalog))
+        .service_fn(|request: Request<Body>| async move {
+            let fallbacks = request
+                .extensions()
+                .get::<tollgate_core::RequestedFallbacks>()
+                .cloned()
+                .unwrap_or_default();
+            let ids: Vec<String> = fallbacks.0.iter().map(|m| m.id.to_string()).collect();
+            Ok::<_, Infallible>(Response::new(Body::from(ids.join(","))))
+        });
+    let response = service
+        .clone()
+        .oneshot(post("/v1/chat/completions", body))
+        .await
+        .unwrap();
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        text, "mimo/mimo-v2.5-pro,gpt-5.4",
+        "aliases resolve, order kept"
+    );
+
+    for (fallbacks, status, param) in [
+        (r#"["nope"]"#, 404, "fallbacks[0]"),
+        (r#"["gpt-5.4", "mimo/mimo-v2-pro"]"#, 410, "fallbacks[1]"),
+        (r#"["text-embedding-3-small"]"#, 400, "fallbacks[0]"),
+        (r#"[7]"#, 400, "fallbacks[0]"),
+        (r#""gpt-5.4""#, 400, "fallbacks"),
+    ] {
+        let body = format!(r#"{{"model":"gpt-5.4","fallbacks":{fallbacks},"messages":[]}}"#);
+        let (got, _, json) = send(post("/v1/chat/completions", &body)).await;
+        assert_eq!(got, status, "{fallbacks}: {json}");
+        assert_eq!(json["error"]["param"], param, "{fallbacks}");
+    }
+}
+
+#[tokio::test]
 async fn a_principal_without_access_gets_403() {
     let mut request = chat("gpt-5");
     request

@@ -13,7 +13,8 @@ use tollgate_core::ModelInfo;
 /// use tollgate_upstream::RetryPolicy;
 ///
 /// let policy = RetryPolicy::default().max_retries(2).base_delay(Duration::from_millis(100));
-/// assert_eq!(policy.delay_cap(3), Duration::from_millis(800));
+/// assert_eq!(policy.delay_cap(1), Duration::from_millis(100));
+/// assert_eq!(policy.delay_cap(3), Duration::from_millis(400));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {

@@ -19,7 +19,8 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tollgate_core::body::collect_limited;
 use tollgate_core::{
-    BodyLimit, BoxError, ChatRequest, GatewayError, ModelInfo, ResponseBody, X_MODEL,
+    BodyLimit, BoxError, ChatRequest, GatewayError, ModelInfo, RequestedFallbacks, ResponseBody,
+    X_MODEL,
 };
 use tower::retry::budget::{Budget, TpsBudget};
 
@@ -46,7 +47,9 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// - Fallback models: when a model still fails retryably after its retries, the request goes to
 ///   the next model of its fallback list (the body's `model` spliced), and the response
 ///   carries `x-tollgate-model` and the serving model's [`ModelInfo`] (so the balance gate
-///   settles at that model's price).
+///   settles at that model's price). A request's own `fallbacks` (resolved by the catalog into
+///   [`RequestedFallbacks`]) replace the configured list, and the member is removed from the
+///   body before it goes upstream.
 ///
 /// ```
 /// use std::time::Duration;
@@ -207,8 +210,13 @@ impl Shared {
         B::Error: Into<BoxError>,
     {
         let deadline = Instant::now() + self.timeouts.total;
-        let memo = request.extensions().get::<ChatRequest>().cloned();
+        // `fallbacks` is the gateway's extension, not the provider's: it never goes upstream.
+        let memo = request
+            .extensions()
+            .get::<ChatRequest>()
+            .map(ChatRequest::without_fallbacks);
         let model = request.extensions().get::<ModelInfo>().cloned();
+        let requested = request.extensions().get::<RequestedFallbacks>().cloned();
         let (parts, body) = request.into_parts();
         let body = match &memo {
             // Every layer before read the body through the memo: it is the body.
@@ -220,11 +228,15 @@ impl Shared {
         let headers = forwarded_headers(&parts.headers, self.api_key.as_ref());
         let uri = self.uri_for(&parts.uri)?;
 
-        let fallbacks = model
-            .as_ref()
-            .and_then(|model| self.fallbacks.get(&*model.id))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
+        // The request's own fallbacks replace the configured ones.
+        let fallbacks = match &requested {
+            Some(requested) => requested.0.as_slice(),
+            None => model
+                .as_ref()
+                .and_then(|model| self.fallbacks.get(&*model.id))
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        };
         let mut last_error = None;
         for (index, candidate) in std::iter::once(model.as_ref())
             .chain(fallbacks.iter().map(Some))

@@ -1,0 +1,167 @@
+//! The upstream service against the testkit mock: headers, error normalization, retries.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tollgate_core::{Body, ChatRequest, ModelInfo};
+use tollgate_testkit::{Behavior, Fault, MockUpstream};
+use tollgate_upstream::{RetryPolicy, Upstream};
+use tower::ServiceExt;
+
+fn upstream(mock: &MockUpstream, retries: u32) -> Upstream {
+    Upstream::builder(&mock.url())
+        .unwrap()
+        .api_key("sk-provider")
+        .retry(
+            RetryPolicy::default()
+                .max_retries(retries)
+                .base_delay(Duration::from_millis(10)),
+        )
+        .fallbacks("m", vec![ModelInfo::new("m-backup", 1000, 100)])
+        .build()
+}
+
+fn request(model: &str, mock: Option<&str>) -> Request<Body> {
+    let body = Bytes::from(
+        json!({"model": model, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+    );
+    let mut request = Request::post("/v1/chat/completions")
+        .header("authorization", "Bearer sk-client-secret")
+        .header("connection", "keep-alive, x-drop-me")
+        .header("x-drop-me", "1")
+        .header("x-keep-me", "1")
+        .body(Body::from(body.clone()))
+        .unwrap();
+    if let Some(mock) = mock {
+        request
+            .headers_mut()
+            .insert("x-mock", mock.parse().unwrap());
+    }
+    request
+        .extensions_mut()
+        .insert(ChatRequest::parse(body).unwrap());
+    request
+        .extensions_mut()
+        .insert(ModelInfo::new(model.to_owned(), 1000, 100));
+    request
+}
+
+async fn json(response: http::Response<impl http_body::Body<Error: std::fmt::Debug>>) -> Value {
+    serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
+}
+
+#[tokio::test]
+async fn the_provider_key_replaces_the_clients_and_hop_by_hop_headers_stay_behind() {
+    let mock = MockUpstream::start().await;
+    let response = upstream(&mock, 0)
+        .oneshot(request("m", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let call = mock.calls().pop().unwrap();
+    assert_eq!(call.header("authorization"), Some("Bearer sk-provider"));
+    assert_eq!(call.header("x-keep-me"), Some("1"));
+    assert_eq!(call.header("x-drop-me"), None, "named in Connection");
+    assert!(
+        call.header("connection")
+            .is_none_or(|value| !value.contains("x-drop-me"))
+    );
+}
+
+#[tokio::test]
+async fn an_upstream_4xx_is_normalized_into_the_envelope() {
+    let mock = MockUpstream::start().await;
+    let response = upstream(&mock, 3)
+        .oneshot(request("m", Some("status=400")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body = json(response).await;
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(body["error"]["details"]["upstream_status"], 400);
+    assert_eq!(mock.calls().len(), 1, "a 4xx is never retried");
+
+    let response = upstream(&mock, 0)
+        .oneshot(request("m", Some("status=401")))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.status(),
+        502,
+        "a refused provider key is not the client's fault"
+    );
+}
+
+#[tokio::test]
+async fn a_short_upstream_retry_after_is_waited_for() {
+    let mock = MockUpstream::builder()
+        .model_behavior_times(
+            "m",
+            Behavior::fault(Fault::Status {
+                status: 429,
+                retry_after: Some(1),
+            }),
+            1,
+        )
+        .start()
+        .await;
+    let started = Instant::now();
+    let response = upstream(&mock, 2)
+        .oneshot(request("m", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "honoured the upstream's retry-after"
+    );
+    assert_eq!(mock.calls_for("m").len(), 2);
+}
+
+#[tokio::test]
+async fn a_reset_connection_is_retried_then_falls_back() {
+    let mock = MockUpstream::builder()
+        .model_behavior("m", Behavior::fault(Fault::ResetBeforeHead))
+        .start()
+        .await;
+    let response = upstream(&mock, 2)
+        .oneshot(request("m", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-tollgate-model"], "m-backup");
+    assert_eq!(
+        response.extensions().get::<ModelInfo>().map(|m| &*m.id),
+        Some("m-backup")
+    );
+    assert_eq!(
+        mock.calls_for("m").len(),
+        3,
+        "the first attempt and two retries"
+    );
+    assert_eq!(mock.calls_for("m-backup").len(), 1);
+}
+
+#[tokio::test]
+async fn a_mid_stream_abort_is_not_retried() {
+    let mock = MockUpstream::start().await;
+    let mut body = request("m", Some("abort-after=1"));
+    let streaming = Bytes::from(json!({"model": "m", "messages": [], "stream": true}).to_string());
+    *body.body_mut() = Body::from(streaming.clone());
+    body.extensions_mut()
+        .insert(ChatRequest::parse(streaming).unwrap());
+    let response = upstream(&mock, 3).oneshot(body).await.unwrap();
+    assert_eq!(
+        response.status(),
+        200,
+        "the head arrived: the response is passed on"
+    );
+    assert!(
+        response.into_body().collect().await.is_err(),
+        "the stream breaks for the client"
+    );
+    assert_eq!(mock.calls().len(), 1, "never a retry once the body started");
+}
