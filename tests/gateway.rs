@@ -21,7 +21,6 @@ use futures_util::StreamExt;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tollgate::balance::Ledger;
 use tollgate::core::Body;
@@ -76,12 +75,6 @@ async fn raw(
     body: Value,
     mock: Option<&str>,
 ) -> Response<Incoming> {
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
     let mut request = Request::post("/v1/chat/completions")
         .header("host", "gateway")
         .header("content-type", "application/json")
@@ -92,14 +85,10 @@ async fn raw(
     if let Some(mock) = mock {
         request = request.header("x-mock", mock);
     }
-    sender
-        .send_request(
-            request
-                .body(Full::new(Bytes::from(body.to_string())))
-                .unwrap(),
-        )
-        .await
-        .unwrap()
+    let request = request
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    tollgate_testkit::send(addr, request).await.unwrap()
 }
 
 async fn envelope(response: Response<Incoming>) -> (u16, HeaderMap, Value) {

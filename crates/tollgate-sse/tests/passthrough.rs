@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tollgate_core::Body;
 use tollgate_sse::{
@@ -68,19 +67,23 @@ async fn gateway(upstream: &MockUpstream, layer: SsePassthroughLayer, seen: Seen
 }
 
 async fn send(server: &TestServer, body: Value) -> Response<Incoming> {
-    let stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-    stream.set_nodelay(true).unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let request = Request::post("/v1/chat/completions")
+    send_with(server, body, None).await
+}
+
+async fn send_with(server: &TestServer, body: Value, mock: Option<&str>) -> Response<Incoming> {
+    let mut request = Request::post("/v1/chat/completions")
         .header("host", "gateway")
         .header("content-type", "application/json")
-        .header("x-request-id", "req_sse")
+        .header("x-request-id", "req_sse");
+    if let Some(mock) = mock {
+        request = request.header("x-mock", mock);
+    }
+    let request = request
         .body(Full::new(Bytes::from(body.to_string())))
         .unwrap();
-    sender.send_request(request).await.unwrap()
+    tollgate_testkit::send(server.addr(), request)
+        .await
+        .unwrap()
 }
 
 fn chat(stream: bool, include_usage: Option<bool>) -> Value {
@@ -180,20 +183,7 @@ async fn an_upstream_failure_mid_stream_ends_with_one_error_event() {
         .await;
     let seen = Seen::default();
     let server = gateway(&upstream, SsePassthroughLayer::new(), seen.clone()).await;
-    let mut body = chat(true, Some(true));
-    body["model"] = json!("gpt-5.4");
-    let stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(connection);
-    let request = Request::post("/v1/chat/completions")
-        .header("host", "gateway")
-        .header("x-request-id", "req_sse")
-        .header("x-mock", "abort-after=2")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let response = sender.send_request(request).await.unwrap();
+    let response = send_with(&server, chat(true, Some(true)), Some("abort-after=2")).await;
     let text = text(response).await; // ends cleanly: no error reading the body
     let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
     assert_eq!(events.len(), 4, "{text}");

@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod behavior;
+mod client;
 mod forward;
 mod record;
 mod response;
@@ -48,6 +49,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use behavior::{Behavior, BehaviorError, Fault};
+pub use client::send;
 pub use forward::Forward;
 pub use record::{Call, Outcome};
 pub use serve::TestServer;
