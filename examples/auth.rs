@@ -1,5 +1,5 @@
 //! `BearerAuthLayer` alone: a hashed key store in front of a service.
-//! `cargo run --example auth --features full`
+//! `cargo run --example auth`
 
 use std::convert::Infallible;
 

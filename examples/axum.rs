@@ -2,7 +2,7 @@
 //! handler that answers itself (an echo model), the error envelope outermost. No
 //! `HandleErrorLayer` is needed: every layer rejects with a response.
 //!
-//! `cargo run --example axum --features full`, then:
+//! `cargo run --example axum`, then:
 //! `curl -s localhost:3000/v1/chat/completions -H 'Authorization: Bearer sk-llmaai-axum-0123456789abcdef' -d '{"model":"echo","messages":[{"role":"user","content":"hi"}]}'`
 
 use axum::Router;

@@ -1,5 +1,5 @@
 //! `BalanceGateLayer` alone: a 402, a top-up, then a request settled from its usage.
-//! `cargo run --example balance --features full`
+//! `cargo run --example balance`
 
 use std::sync::Arc;
 

@@ -1,5 +1,5 @@
 //! `ErrorEnvelopeLayer` alone: a timeout and a panic become JSON envelopes with the request id.
-//! `cargo run --example error --features full`
+//! `cargo run --example error`
 
 use std::convert::Infallible;
 use std::time::Duration;

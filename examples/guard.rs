@@ -1,5 +1,5 @@
 //! `RequestGuardLayer` alone: validation and the context window.
-//! `cargo run --example guard --features full`
+//! `cargo run --example guard`
 
 use std::convert::Infallible;
 

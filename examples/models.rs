@@ -1,5 +1,5 @@
 //! `ModelCatalogLayer` alone: aliases, did-you-mean, retirement.
-//! `cargo run --example models --features full`
+//! `cargo run --example models`
 
 use std::convert::Infallible;
 

@@ -1,5 +1,5 @@
 //! `RateLimitLayer` alone: 3 requests a minute per key, with headers.
-//! `cargo run --example ratelimit --features full`
+//! `cargo run --example ratelimit`
 
 use std::convert::Infallible;
 

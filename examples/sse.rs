@@ -1,6 +1,6 @@
 //! `SsePassthroughLayer` alone, in front of the testkit mock: the stream is forwarded as it
 //! arrives and an observer sees its usage.
-//! `cargo run --example sse --features full`
+//! `cargo run --example sse`
 
 use std::sync::{Arc, Mutex};
 

@@ -1,7 +1,8 @@
 //! tollgate: independent Tower layers for building an OpenAI-compatible LLM API gateway.
 //!
 //! Stack the layers you need inside your own hyper or axum service. Each layer lives in its
-//! own crate and is re-exported here behind a feature of the same name (`full` enables all):
+//! own crate and is re-exported here behind a feature of the same name; the default feature
+//! `layers` enables every layer and the upstream client, `full` adds the testkit:
 //!
 //! | module | crate | what it does |
 //! |---|---|---|
