@@ -111,7 +111,7 @@ pub struct QuotaState {
 }
 
 /// One state per check, inline for the usual handful of rules.
-pub type States = SmallVec<[QuotaState; 4]>;
+pub type States = SmallVec<[QuotaState; 2]>;
 
 /// The outcome of a check.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -17,13 +17,13 @@ use crate::headers::{Families, RateHeaders, ceil_secs, go_duration, period_name}
 /// What the response side needs to know about a request's rules.
 pub(crate) struct Planned {
     /// Per check: its scope, period and cost.
-    pub(crate) periods: SmallVec<[(Scope, Duration, u64); 4]>,
+    pub(crate) periods: SmallVec<[(Scope, Duration, u64); 2]>,
     pub(crate) model: Option<Arc<str>>,
     pub(crate) families: Families,
 }
 
 /// `(scope, state, period)` per rule.
-pub(crate) type Labelled = SmallVec<[(Scope, QuotaState, Duration); 4]>;
+pub(crate) type Labelled = SmallVec<[(Scope, QuotaState, Duration); 2]>;
 
 pin_project! {
     /// The response future of [`RateLimit`](crate::RateLimit).
@@ -138,6 +138,11 @@ pub(crate) fn decide(
     extensions: &http::Extensions,
 ) -> (RateHeaders, Option<GatewayError>) {
     match result {
+        // Without the optional header families only the most constraining state matters:
+        // no labelling needed.
+        Ok(Decision::Allowed(states)) if !planned.families.any() => {
+            (RateHeaders::basic(&states), None)
+        }
         Ok(Decision::Allowed(states)) => {
             let labelled = label(planned, states.into_iter().enumerate());
             (RateHeaders::render(&labelled, planned.families), None)

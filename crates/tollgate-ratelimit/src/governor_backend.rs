@@ -248,7 +248,7 @@ where
     fn check_now(&self, checks: &[Check]) -> Decision {
         let mut states = States::new();
         let guard = self.limiters.guard();
-        let mut charged: SmallVec<[(&Limiter<C>, &Check); 4]> = SmallVec::new();
+        let mut charged: SmallVec<[(&Limiter<C>, &Check); 2]> = SmallVec::new();
         for (index, check) in checks.iter().enumerate() {
             let limiter = self.limiter(check.rate, &guard);
             let limit = check.rate.amount().get();

@@ -72,11 +72,14 @@ pub(crate) fn ceil_secs(duration: Duration) -> u64 {
 pub(crate) fn most_constraining<'a>(
     states: impl Iterator<Item = &'a (Scope, QuotaState, Duration)>,
 ) -> Option<&'a (Scope, QuotaState, Duration)> {
-    states.min_by(|(_, a, _), (_, b, _)| {
-        (u128::from(a.remaining) * u128::from(b.limit))
-            .cmp(&(u128::from(b.remaining) * u128::from(a.limit)))
-            .then(b.reset.cmp(&a.reset))
-    })
+    states.min_by(|(_, a, _), (_, b, _)| tighter(a, b))
+}
+
+/// Orders states by the share they have left (ties: the later reset first).
+fn tighter(a: &QuotaState, b: &QuotaState) -> std::cmp::Ordering {
+    (u128::from(a.remaining) * u128::from(b.limit))
+        .cmp(&(u128::from(b.remaining) * u128::from(a.limit)))
+        .then(b.reset.cmp(&a.reset))
 }
 
 const LIMIT: HeaderName = HeaderName::from_static("x-ratelimit-limit");
@@ -103,6 +106,13 @@ pub(crate) struct Families {
     pub(crate) ietf: bool,
 }
 
+impl Families {
+    /// Whether any optional family is on.
+    pub(crate) fn any(self) -> bool {
+        self.openai || self.ietf
+    }
+}
+
 /// The rate-limit headers of one response, rendered when the decision is made.
 #[derive(Default)]
 pub(crate) struct RateHeaders {
@@ -113,6 +123,21 @@ pub(crate) struct RateHeaders {
 }
 
 impl RateHeaders {
+    /// The `X-RateLimit-*` trio of the most constraining of `states`.
+    pub(crate) fn basic(states: &[QuotaState]) -> Self {
+        let top = states.iter().min_by(|a, b| tighter(a, b));
+        RateHeaders {
+            basic: top.map(|top| {
+                [
+                    number(top.limit),
+                    number(top.remaining),
+                    number(ceil_secs(top.reset)),
+                ]
+            }),
+            extra: None,
+        }
+    }
+
     /// Renders the headers for a request's rules: `(scope, state, period)` each.
     pub(crate) fn render(states: &[(Scope, QuotaState, Duration)], families: Families) -> Self {
         let Some((_, top, _)) = most_constraining(states.iter()) else {
@@ -135,7 +160,6 @@ impl RateHeaders {
 
     pub(crate) fn apply(&mut self, headers: &mut HeaderMap) {
         if let Some([limit, remaining, reset]) = self.basic.take() {
-            headers.reserve(3);
             headers.insert(LIMIT, limit);
             headers.insert(REMAINING, remaining);
             headers.insert(RESET, reset);

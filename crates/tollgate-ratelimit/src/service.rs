@@ -77,7 +77,7 @@ where
 }
 
 /// The checks a request must pass, from the principal, the model and the token cost.
-fn plan<B>(rules: &Rules, request: &Request<B>) -> (SmallVec<[Check; 4]>, Planned) {
+fn plan<B>(rules: &Rules, request: &Request<B>) -> (SmallVec<[Check; 2]>, Planned) {
     let extensions = request.extensions();
     let principal = extensions.get::<Principal>();
     let needs_tokens = rules.counts_tokens || principal.is_some_and(|p| p.token_quota().is_some());
