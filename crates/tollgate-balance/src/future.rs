@@ -109,7 +109,16 @@ where
         loop {
             let next = match this.state.as_mut().project() {
                 StateProj::Inner { future } => {
-                    let response = ready!(future.poll(cx))?;
+                    let response = match ready!(future.poll(cx)) {
+                        Ok(response) => response,
+                        Err(error) => {
+                            // Nothing was served: the reservation goes back whole.
+                            if let Some(mut pending) = this.pending.take() {
+                                pending.accountant.finish(Ending::Failed);
+                            }
+                            return Poll::Ready(Err(error));
+                        }
+                    };
                     return Poll::Ready(Ok(match this.pending.take() {
                         Some(pending) => settle_on(response, pending),
                         None => response.map(ResponseBody::passthrough),

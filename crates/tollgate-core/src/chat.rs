@@ -44,7 +44,8 @@ impl Span {
             self.end = self.end - edited.len() + new_len;
         } else if *self == edited {
             self.end = self.start + new_len;
-        } else if self.start <= edited.start && self.end >= edited.end {
+        } else if self.start <= edited.start && self.end >= edited.end && self.end > edited.start {
+            // The edit lies inside this span (an insertion at its very end is outside it).
             self.end = self.end - edited.len() + new_len;
         }
     }

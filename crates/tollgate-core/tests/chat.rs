@@ -278,3 +278,26 @@ fn fallbacks_are_read_and_removed_with_every_span_kept_exact() {
         "fallbacks is a known field"
     );
 }
+
+#[test]
+fn an_insertion_right_after_a_span_leaves_that_span_alone() {
+    // `model` ends where `stream_options` is inserted.
+    let chat = parse(r#"{"stream":true,"model":"a"}"#).with_include_usage();
+    assert_eq!(chat.model(), Some("a"));
+    assert_eq!(
+        chat.with_model("b").unwrap().body(),
+        r#"{"stream":true,"model":"b","stream_options":{"include_usage":true}}"#
+    );
+    // `fallbacks` ends there: removing it keeps the inserted member.
+    let chat = parse(r#"{"model":"a","stream":true,"fallbacks":["b"]}"#).with_include_usage();
+    let stripped = chat.without_fallbacks();
+    assert_eq!(
+        stripped.body(),
+        r#"{"model":"a","stream":true,"stream_options":{"include_usage":true}}"#
+    );
+    assert!(
+        ChatRequest::parse(stripped.body().clone())
+            .unwrap()
+            .include_usage()
+    );
+}

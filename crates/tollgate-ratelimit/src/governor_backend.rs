@@ -122,15 +122,19 @@ impl<C: Clock> StateStore for Store<C> {
                 Some(tat) => {
                     let current = tat.load(Ordering::Acquire);
                     let (outcome, next) = f(Some(Nanos::new(current)))?;
-                    if tat
+                    let swapped = tat
                         .compare_exchange(
                             current,
                             next.as_u64(),
                             Ordering::AcqRel,
                             Ordering::Acquire,
                         )
-                        .is_ok()
-                    {
+                        .is_ok();
+                    // A sweep may have dropped this key between the read and the swap: a charge
+                    // on the dropped entry would be lost, so it only counts if the entry is
+                    // still the key's.
+                    let still_current = tats.get(key).is_some_and(|now| std::ptr::eq(now, tat));
+                    if swapped && still_current {
                         return Ok(outcome);
                     }
                 }

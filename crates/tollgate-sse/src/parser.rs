@@ -41,6 +41,8 @@ pub struct SseParser {
     skip_lf: bool,
     /// Whether the first line (which may start with a BOM) has been seen.
     past_first_line: bool,
+    /// A field line (`event`, `id`, `retry`, ...) of an event not dispatched yet.
+    pending_fields: bool,
     /// Data of the pending event, when it is not borrowed.
     data: String,
     data_lines: usize,
@@ -64,10 +66,10 @@ impl SseParser {
         self.retry
     }
 
-    /// Whether the stream so far ends at an event boundary: no partial line and no pending
-    /// event data.
+    /// Whether the stream so far ends at an event boundary: no partial line, and no field of
+    /// an event not yet dispatched.
     pub fn at_boundary(&self) -> bool {
-        self.partial.is_empty() && self.data_lines == 0
+        self.partial.is_empty() && self.data_lines == 0 && !self.pending_fields
     }
 
     /// Feeds the next chunk; `on_event` sees every event the chunk completes.
@@ -133,6 +135,7 @@ impl SseParser {
         if line[0] == b':' {
             return; // a comment
         }
+        self.pending_fields = true;
         let (field, value_start) = match memchr::memchr(b':', line) {
             Some(colon) => {
                 let value = colon + 1;
@@ -206,6 +209,7 @@ impl SseParser {
         self.data_lines = 0;
         self.borrowed = None;
         self.event_type.clear();
+        self.pending_fields = false;
     }
 }
 

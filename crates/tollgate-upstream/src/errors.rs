@@ -97,6 +97,13 @@ pub(crate) fn unreachable() -> GatewayError {
     )
 }
 
+pub(crate) fn closed() -> GatewayError {
+    GatewayError::new(
+        ErrorKind::ProviderError,
+        "The upstream provider closed the connection before it answered. Retry later.",
+    )
+}
+
 pub(crate) fn timed_out(which: &str, after: Duration) -> GatewayError {
     GatewayError::new(
         ErrorKind::Timeout,

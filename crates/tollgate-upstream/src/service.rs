@@ -35,14 +35,16 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 ///
 /// - Sends the provider key from configuration, never the client's: `authorization`,
 ///   `x-api-key` and hop-by-hop headers are dropped both ways.
-/// - Failures become envelopes: connect/DNS failure → 503 `provider_unavailable`; connect,
+/// - Failures become envelopes: connect/DNS failure → 503 `provider_unavailable`; a connection
+///   that breaks after the request was sent → 502 `provider_error` (never re-sent); connect,
 ///   first-byte or total timeout → 504 `timeout`; upstream 5xx → 502 `provider_error` with the
 ///   upstream status and message in `details`; upstream 429 → 429 with its `retry-after`; an
 ///   upstream 4xx error body is normalized into the envelope.
-/// - Retries ([`RetryPolicy`]): only 429, 500, 502, 503, 504 and connection failures,
+/// - Retries ([`RetryPolicy`]): only 429, 500, 502, 503, 504 and failures to connect,
 ///   exponential backoff with full jitter, 3 retries by default, an upstream `retry-after`
-///   honoured up to a cap, and a retry budget (tower's `TpsBudget`: retries may add at most
-///   20% to the request rate) that stops retry storms. A response whose head arrived is never
+///   honoured up to a cap (beyond it the model's retries stop and its fallbacks run), and a
+///   retry budget (tower's `TpsBudget`: retries may add at most 20% to the request rate) that
+///   stops retry storms. A response whose head arrived is never
 ///   retried once its body started: retries happen before any byte reaches the client.
 /// - Fallback models: when a model still fails retryably after its retries, the request goes to
 ///   the next model of its fallback list (the body's `model` spliced), and the response
@@ -300,8 +302,9 @@ impl Shared {
             };
             attempt += 1;
             let wait = match retry_after {
+                // Too long to wait here: this model is done, but a fallback may still serve.
                 Some(after) if after > self.retry.max_retry_after => {
-                    return Err(Failure::Final(error));
+                    return Err(Failure::Retryable(error, retry_after));
                 }
                 Some(after) => after,
                 None => self.retry.jittered(attempt),
@@ -360,11 +363,12 @@ impl Shared {
             .and_then(|value| value.to_str().ok()?.trim().parse::<u64>().ok())
             .map(Duration::from_secs);
         // An error body is small: read a bounded amount to normalize it.
-        let body = Limited::new(response.into_body(), 64 * 1024)
-            .collect()
-            .await
-            .map(|collected| collected.to_bytes())
-            .unwrap_or_default();
+        let read = Limited::new(response.into_body(), 64 * 1024).collect();
+        let body = match tokio::time::timeout_at(deadline, read).await {
+            Ok(Ok(collected)) => collected.to_bytes(),
+            // A body that stalls or breaks still leaves its status to answer with.
+            _ => Bytes::new(),
+        };
         let error = errors::from_response(status, &body, retry_after);
         if is_retryable(status) {
             Err(Failure::Retryable(error, retry_after))
@@ -404,8 +408,14 @@ fn classify_client_error(
         return Failure::Final(errors::timed_out("connect", connect_timeout));
     }
     tracing::warn!(error = %error, "upstream connection failed");
-    // Refused, reset before the head, DNS: nothing reached the provider's model.
-    Failure::Retryable(errors::unreachable(), None)
+    if error.is_connect() {
+        // Refused, DNS: the request never reached the provider, so trying again is safe.
+        Failure::Retryable(errors::unreachable(), None)
+    } else {
+        // The request was sent and the connection broke before an answer: the provider may
+        // have run (and billed) it, so it is not sent again.
+        Failure::Final(errors::closed())
+    }
 }
 
 /// Headers that describe one connection, not the message: never forwarded.
@@ -434,15 +444,18 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
 }
 
 /// The client's headers as the upstream should see them: no hop-by-hop, no client key, no
-/// host or length (the client sets them), and the provider key.
+/// host or length (the client sets them), no `accept-encoding` (a compressed answer would hide
+/// its usage from the gateway), and the provider key.
 fn forwarded_headers(client: &HeaderMap, api_key: Option<&HeaderValue>) -> HeaderMap {
     let mut headers = client.clone();
     strip_hop_by_hop(&mut headers);
+    // No compressed answers: the gateway reads usage from the bytes it forwards.
     for name in [
         header::AUTHORIZATION,
         HeaderName::from_static("x-api-key"),
         header::HOST,
         header::CONTENT_LENGTH,
+        header::ACCEPT_ENCODING,
     ] {
         headers.remove(name);
     }

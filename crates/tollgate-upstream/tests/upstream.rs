@@ -122,9 +122,34 @@ async fn a_short_upstream_retry_after_is_waited_for() {
 }
 
 #[tokio::test]
-async fn a_reset_connection_is_retried_then_falls_back() {
+async fn a_connection_reset_after_sending_is_never_sent_again() {
     let mock = MockUpstream::builder()
         .model_behavior("m", Behavior::fault(Fault::ResetBeforeHead))
+        .start()
+        .await;
+    let response = upstream(&mock, 2)
+        .oneshot(request("m", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(json(response).await["error"]["type"], "provider_error");
+    assert_eq!(
+        mock.calls().len(),
+        1,
+        "the provider may have run it: not re-sent, no fallback"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_model_falls_back_after_its_retries() {
+    let mock = MockUpstream::builder()
+        .model_behavior(
+            "m",
+            Behavior::fault(Fault::Status {
+                status: 503,
+                retry_after: None,
+            }),
+        )
         .start()
         .await;
     let response = upstream(&mock, 2)
@@ -143,6 +168,40 @@ async fn a_reset_connection_is_retried_then_falls_back() {
         "the first attempt and two retries"
     );
     assert_eq!(mock.calls_for("m-backup").len(), 1);
+}
+
+#[tokio::test]
+async fn a_long_upstream_retry_after_moves_to_the_fallback_at_once() {
+    let mock = MockUpstream::builder()
+        .model_behavior(
+            "m",
+            Behavior::fault(Fault::Status {
+                status: 429,
+                retry_after: Some(60),
+            }),
+        )
+        .start()
+        .await;
+    let started = Instant::now();
+    let response = upstream(&mock, 2)
+        .oneshot(request("m", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-tollgate-model"], "m-backup");
+    assert_eq!(mock.calls_for("m").len(), 1);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn the_clients_accept_encoding_is_not_forwarded() {
+    let mock = MockUpstream::start().await;
+    let mut request = request("m", None);
+    request
+        .headers_mut()
+        .insert("accept-encoding", "gzip, br".parse().unwrap());
+    upstream(&mock, 0).oneshot(request).await.unwrap();
+    assert_eq!(mock.calls().pop().unwrap().header("accept-encoding"), None);
 }
 
 #[tokio::test]
