@@ -4,13 +4,13 @@
 use std::convert::Infallible;
 
 use http::Request;
-use tollgate::auth::{BearerAuthLayer, StaticKeyStore};
+use tollgate::auth::{BearerAuthLayer, InMemoryKeyStore};
 use tollgate::core::{Body, Principal};
 use tower::{ServiceBuilder, ServiceExt};
 
 #[tokio::main]
 async fn main() {
-    let store = StaticKeyStore::new().with_key(
+    let store = InMemoryKeyStore::new().with_key(
         "sk-llmaai-example-0000000001",
         Principal::new("key_1", "acct_1"),
     );

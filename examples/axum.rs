@@ -10,11 +10,11 @@ use axum::body::Body;
 use axum::extract::Extension;
 use axum::routing::{get, post};
 use http::Request;
-use tollgate::auth::{BearerAuthLayer, StaticKeyStore};
+use tollgate::auth::{BearerAuthLayer, InMemoryKeyStore};
 use tollgate::core::{ChatRequest, Principal};
 use tollgate::error::ErrorEnvelopeLayer;
 use tollgate::guard::RequestGuardLayer;
-use tollgate::models::{ListModels, ModelCatalog, ModelCatalogLayer};
+use tollgate::models::{ListModels, ModelCatalog, ModelResolutionLayer};
 use tower::ServiceBuilder;
 
 /// The demo key of this example.
@@ -32,7 +32,7 @@ pub fn app() -> Router {
         "#,
     )
     .expect("a valid catalog");
-    let keys = StaticKeyStore::new().with_key(KEY, Principal::new("key_axum", "acct_axum"));
+    let keys = InMemoryKeyStore::new().with_key(KEY, Principal::new("key_axum", "acct_axum"));
     let models = ListModels::new(catalog.clone());
     Router::new()
         .route("/v1/chat/completions", post(echo))
@@ -47,7 +47,7 @@ pub fn app() -> Router {
             ServiceBuilder::new()
                 .layer(ErrorEnvelopeLayer::new())
                 .layer(BearerAuthLayer::new(keys))
-                .layer(ModelCatalogLayer::new(catalog))
+                .layer(ModelResolutionLayer::new(catalog))
                 .layer(RequestGuardLayer::new()),
         )
 }

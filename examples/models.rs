@@ -1,4 +1,4 @@
-//! `ModelCatalogLayer` alone: aliases, did-you-mean, retirement.
+//! `ModelResolutionLayer` alone: aliases, did-you-mean, retirement.
 //! `cargo run --example models`
 
 use std::convert::Infallible;
@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use http::Request;
 use http_body_util::BodyExt;
 use tollgate::core::{Body, ModelInfo};
-use tollgate::models::{ModelCatalog, ModelCatalogLayer};
+use tollgate::models::{ModelCatalog, ModelResolutionLayer};
 use tower::{ServiceBuilder, ServiceExt};
 
 #[tokio::main]
@@ -30,7 +30,7 @@ async fn main() {
     )
     .unwrap();
     let service = ServiceBuilder::new()
-        .layer(ModelCatalogLayer::new(catalog))
+        .layer(ModelResolutionLayer::new(catalog))
         .service_fn(|request: Request<Body>| async move {
             let model = request
                 .extensions()

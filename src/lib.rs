@@ -11,7 +11,7 @@
 //! | `balance` | `tollgate-balance` | `BalanceGateLayer`, `Ledger`: prepaid balance that never overspends (402), settled from usage |
 //! | `error` | `tollgate-error` | `ErrorEnvelopeLayer`: one JSON error envelope for every failure |
 //! | `guard` | `tollgate-guard` | `RequestGuardLayer`: body size (413), read timeout (408), validation (400), context window |
-//! | `models` | `tollgate-models` | `ModelCatalogLayer`, `ModelCatalog`, `ListModels`: slugs, aliases, deprecation, retirement |
+//! | `models` | `tollgate-models` | `ModelResolutionLayer`, `ModelCatalog`, `ListModels`: slugs, aliases, deprecation, retirement |
 //! | `ratelimit` | `tollgate-ratelimit` | `RateLimitLayer`: GCRA limits per key and model on governor, `X-RateLimit-*` headers (429) |
 //! | `sse` | `tollgate-sse` | `SsePassthroughLayer`, `SseParser`: streams forwarded as they arrive, usage still seen |
 //! | `upstream` | `tollgate-upstream` | `Upstream`: pooled HTTP(S) client, retries with backoff and jitter, fallback models, error envelopes |
@@ -84,7 +84,7 @@ pub mod prelude {
     };
 
     #[cfg(feature = "auth")]
-    pub use tollgate_auth::{BearerAuthLayer, KeyStore, StaticKeyStore};
+    pub use tollgate_auth::{BearerAuthLayer, InMemoryKeyStore, KeyStore};
     #[cfg(feature = "balance")]
     pub use tollgate_balance::{BalanceGateLayer, InMemoryLedger, Ledger};
     #[cfg(feature = "error")]
@@ -92,7 +92,7 @@ pub mod prelude {
     #[cfg(feature = "guard")]
     pub use tollgate_guard::RequestGuardLayer;
     #[cfg(feature = "models")]
-    pub use tollgate_models::{ListModels, ModelCatalog, ModelCatalogLayer};
+    pub use tollgate_models::{ListModels, ModelCatalog, ModelResolutionLayer};
     #[cfg(feature = "ratelimit")]
     pub use tollgate_ratelimit::{Limits, RateLimitLayer};
     #[cfg(feature = "sse")]

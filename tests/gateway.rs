@@ -406,7 +406,7 @@ async fn upstream_failures_are_502_503_504_after_retries() {
 
 #[tokio::test]
 async fn a_panic_is_a_500_envelope() {
-    let keys = tollgate::auth::StaticKeyStore::new().with_key(
+    let keys = tollgate::auth::InMemoryKeyStore::new().with_key(
         DEMO,
         tollgate::core::Principal::new("key_demo", "acct_demo"),
     );

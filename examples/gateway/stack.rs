@@ -1,19 +1,18 @@
 //! The demo gateway's configuration and its stack of tollgate layers, shared by
 //! `examples/gateway/main.rs` and the end-to-end tests.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Method, Request, Response};
 use serde::Deserialize;
-use tollgate::auth::{BearerAuthLayer, KeyDigest, StaticKeyStore};
+use tollgate::auth::{BearerAuthLayer, InMemoryKeyStore, KeyDigest};
 use tollgate::balance::{BalanceGateLayer, InMemoryLedger, Ledger, TracingUsageSink};
-use tollgate::core::{Body, BodyLimit, GatewayError, ModelInfo, Principal, Rate, X_MODEL};
+use tollgate::core::{Body, BodyLimit, GatewayError, Principal, Rate, X_MODEL};
 use tollgate::error::{ErrorEnvelopeLayer, panic_response};
 use tollgate::guard::RequestGuardLayer;
-use tollgate::models::{CatalogFile, ListModels, ModelCatalog, ModelCatalogLayer};
+use tollgate::models::{CatalogFile, ListModels, ModelCatalog, ModelResolutionLayer};
 use tollgate::ratelimit::{Limits, RateLimitLayer};
 use tollgate::sse::SsePassthroughLayer;
 use tollgate::upstream::{RetryPolicy, Timeouts, Upstream};
@@ -47,8 +46,6 @@ pub struct Config {
     pub keys: Vec<KeyConfig>,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
-    #[serde(default)]
-    pub fallbacks: HashMap<String, Vec<String>>,
     pub catalog: CatalogFile,
 }
 
@@ -135,7 +132,7 @@ impl Config {
 /// What the running gateway shares with whoever started it.
 pub struct Handles {
     pub ledger: Arc<InMemoryLedger>,
-    pub keys: StaticKeyStore,
+    pub keys: InMemoryKeyStore,
     pub catalog: ModelCatalog,
 }
 
@@ -150,7 +147,7 @@ pub async fn build(
     let catalog =
         ModelCatalog::from_file(config.catalog.clone()).map_err(|error| error.to_string())?;
 
-    let keys = StaticKeyStore::new();
+    let keys = InMemoryKeyStore::new();
     for key in &config.keys {
         let digest = match (&key.key, &key.sha256) {
             (Some(plain), None) => KeyDigest::of(plain),
@@ -213,21 +210,9 @@ pub async fn build(
     if let Some(key) = upstream_key {
         builder = builder.api_key(key);
     }
-    for (model, fallbacks) in &config.fallbacks {
-        let infos: Result<Vec<ModelInfo>, String> = fallbacks
-            .iter()
-            .map(|id| {
-                catalog
-                    .get(id)
-                    .map(|m| m.info.clone())
-                    .ok_or_else(|| format!("fallback {id:?} of {model:?} is not in the catalog"))
-            })
-            .collect();
-        builder = builder.fallbacks(model.clone(), infos?);
-    }
 
     let chat = ServiceBuilder::new()
-        .layer(ModelCatalogLayer::new(catalog.clone()).body_limit(body_limit))
+        .layer(ModelResolutionLayer::new(catalog.clone()).body_limit(body_limit))
         .layer(
             RequestGuardLayer::new()
                 .body_limit(body_limit)
@@ -269,7 +254,7 @@ pub async fn build(
 /// The layers every request passes before routing: error envelope → request id → trace (one
 /// log line per request: request id, key id, model, status, latency, error type) → catch panic
 /// → bearer auth.
-pub fn outer<S, B>(inner: S, keys: StaticKeyStore) -> Gateway
+pub fn outer<S, B>(inner: S, keys: InMemoryKeyStore) -> Gateway
 where
     S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible>
         + Clone

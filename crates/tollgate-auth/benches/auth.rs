@@ -8,7 +8,7 @@ use std::task::{Context, Poll, Waker};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
-use tollgate_auth::{BearerAuthLayer, StaticKeyStore};
+use tollgate_auth::{BearerAuthLayer, InMemoryKeyStore};
 use tollgate_core::{Body, Principal};
 use tower::{Layer, Service, service_fn};
 
@@ -38,7 +38,7 @@ fn call_once<S: Service<Request<Body>>>(service: &mut S) -> S::Response {
 fn bench(c: &mut Criterion) {
     let inner =
         service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
-    let store = StaticKeyStore::new().with_key(KEY, Principal::new("key_bench", "acct_bench"));
+    let store = InMemoryKeyStore::new().with_key(KEY, Principal::new("key_bench", "acct_bench"));
     // A realistic store: the key among 100,000 others.
     for n in 0..100_000 {
         store.insert(

@@ -15,10 +15,10 @@ use crate::{BearerAuth, KeyStore};
 /// what to fix.
 ///
 /// ```
-/// use tollgate_auth::{BearerAuthLayer, StaticKeyStore};
+/// use tollgate_auth::{BearerAuthLayer, InMemoryKeyStore};
 /// use tollgate_core::Principal;
 ///
-/// let store = StaticKeyStore::new().with_key("sk-llmaai-demo-key-1", Principal::new("key_demo", "acct_demo"));
+/// let store = InMemoryKeyStore::new().with_key("sk-llmaai-demo-key-1", Principal::new("key_demo", "acct_demo"));
 /// let layer = BearerAuthLayer::new(store)
 ///     .required_prefix("sk-llmaai-")
 ///     .key_header(http::HeaderName::from_static("x-api-key"));

@@ -3,7 +3,7 @@
 //! - The key comes from `Authorization: Bearer <key>` (a raw key in `Authorization`, an
 //!   `x-api-key`-style header and a required prefix are options).
 //! - Keys are stored as SHA-256 digests only ([`KeyDigest`]), compared in constant time; the
-//!   [`KeyStore`] trait lets you back the lookup with your database, and [`StaticKeyStore`]
+//!   [`KeyStore`] trait lets you back the lookup with your database, and [`InMemoryKeyStore`]
 //!   is an in-memory store you can update at runtime without blocking readers.
 //! - Every failure is a 401 `auth_error`, code `invalid_api_key`, with
 //!   `WWW-Authenticate: Bearer` and a message that tells the user what to fix: header missing,
@@ -16,12 +16,12 @@
 //! ```
 //! use std::convert::Infallible;
 //! use http::Request;
-//! use tollgate_auth::{BearerAuthLayer, StaticKeyStore};
+//! use tollgate_auth::{BearerAuthLayer, InMemoryKeyStore};
 //! use tollgate_core::{Body, Principal};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # tokio_test::block_on(async {
-//! let store = StaticKeyStore::new()
+//! let store = InMemoryKeyStore::new()
 //!     .with_key("sk-llmaai-demo-0001", Principal::new("key_demo", "acct_demo"));
 //! let service = ServiceBuilder::new()
 //!     .layer(BearerAuthLayer::new(store))
@@ -56,4 +56,4 @@ pub use future::ResponseFuture;
 pub use key::{ApiKey, KeyDigest};
 pub use layer::BearerAuthLayer;
 pub use service::BearerAuth;
-pub use store::{KeyRecord, KeyStore, StaticKeyStore};
+pub use store::{InMemoryKeyStore, KeyRecord, KeyStore};

@@ -1,4 +1,4 @@
-//! Where keys live: the `KeyStore` trait and the in-memory `StaticKeyStore`.
+//! Where keys live: the `KeyStore` trait and the in-memory `InMemoryKeyStore`.
 
 use std::fmt;
 use std::future::{Future, Ready, ready};
@@ -60,7 +60,7 @@ impl KeyRecord {
     }
 }
 
-/// Looks keys up by digest. Implement it over your database; [`StaticKeyStore`] is the
+/// Looks keys up by digest. Implement it over your database; [`InMemoryKeyStore`] is the
 /// in-memory one.
 ///
 /// A store never sees a plaintext key: the layer hashes the presented key first.
@@ -104,10 +104,10 @@ impl<K: KeyStore> KeyStore for Arc<K> {
 /// on a lock-free map (papaya), so a revocation takes effect on the very next request.
 ///
 /// ```
-/// use tollgate_auth::{KeyDigest, StaticKeyStore};
+/// use tollgate_auth::{KeyDigest, InMemoryKeyStore};
 /// use tollgate_core::Principal;
 ///
-/// let store = StaticKeyStore::new()
+/// let store = InMemoryKeyStore::new()
 ///     .with_key("sk-llmaai-alice-0001", Principal::new("key_alice", "acct_alice"));
 /// store.insert_digest(KeyDigest::from_hex(&"ab".repeat(32)).unwrap(), Principal::new("key_bob", "acct_bob"));
 /// assert_eq!(store.len(), 2);
@@ -115,14 +115,14 @@ impl<K: KeyStore> KeyStore for Arc<K> {
 /// assert!(format!("{store:?}").contains("keys: 2"));
 /// ```
 #[derive(Clone, Default)]
-pub struct StaticKeyStore {
+pub struct InMemoryKeyStore {
     keys: Arc<papaya::HashMap<KeyDigest, KeyRecord>>,
 }
 
-impl StaticKeyStore {
+impl InMemoryKeyStore {
     /// An empty store.
     pub fn new() -> Self {
-        StaticKeyStore::default()
+        InMemoryKeyStore::default()
     }
 
     /// Adds a plaintext key (only its digest is kept).
@@ -189,7 +189,7 @@ impl StaticKeyStore {
     }
 }
 
-impl KeyStore for StaticKeyStore {
+impl KeyStore for InMemoryKeyStore {
     type Future = Ready<Result<Option<KeyRecord>, BoxError>>;
 
     fn lookup(&self, digest: &KeyDigest) -> Self::Future {
@@ -197,10 +197,10 @@ impl KeyStore for StaticKeyStore {
     }
 }
 
-impl fmt::Debug for StaticKeyStore {
+impl fmt::Debug for InMemoryKeyStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Not even the digests: they identify keys.
-        f.debug_struct("StaticKeyStore")
+        f.debug_struct("InMemoryKeyStore")
             .field("keys", &self.len())
             .finish()
     }

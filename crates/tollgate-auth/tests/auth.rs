@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use serde_json::Value;
-use tollgate_auth::{BearerAuthLayer, KeyDigest, KeyRecord, KeyStore, StaticKeyStore};
+use tollgate_auth::{BearerAuthLayer, InMemoryKeyStore, KeyDigest, KeyRecord, KeyStore};
 use tollgate_core::{Body, BoxError, Principal};
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -15,8 +15,8 @@ const GOOD: &str = "sk-llmaai-good-0000000001";
 const REVOKED: &str = "sk-llmaai-revoked-00000002";
 const EXPIRED: &str = "sk-llmaai-expired-00000003";
 
-fn store() -> StaticKeyStore {
-    let store = StaticKeyStore::new().with_key(
+fn store() -> InMemoryKeyStore {
+    let store = InMemoryKeyStore::new().with_key(
         GOOD,
         Principal::new("key_good", "acct_1").allowed_models(["gpt-5.4"]),
     );

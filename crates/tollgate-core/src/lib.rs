@@ -50,7 +50,7 @@ pub use buffer::{
 };
 pub use chat::{ChatRequest, Field, ParseError};
 pub use error::{ErrorKind, GatewayError};
-pub use model::{Lifecycle, ModelInfo, Prices, PromptTokens, RequestedFallbacks, X_MODEL};
+pub use model::{Fallbacks, Lifecycle, ModelInfo, Prices, PromptTokens, X_MODEL};
 pub use principal::{Principal, Rate};
 pub use request_id::request_id;
 pub use usage::Usage;

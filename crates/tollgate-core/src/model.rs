@@ -188,10 +188,10 @@ impl PromptTokens {
 /// configured fallbacks, when the model fails after its retries.
 ///
 /// ```
-/// use tollgate_core::{ModelInfo, RequestedFallbacks};
+/// use tollgate_core::{ModelInfo, Fallbacks};
 ///
-/// let fallbacks = RequestedFallbacks(vec![ModelInfo::new("gpt-5.4-mini", 400_000, 16_384)]);
+/// let fallbacks = Fallbacks(vec![ModelInfo::new("gpt-5.4-mini", 400_000, 16_384)]);
 /// assert_eq!(&*fallbacks.0[0].id, "gpt-5.4-mini");
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RequestedFallbacks(pub Vec<ModelInfo>);
+pub struct Fallbacks(pub Vec<ModelInfo>);

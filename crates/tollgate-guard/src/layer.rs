@@ -9,7 +9,7 @@ use crate::RequestGuard;
 /// (408), OpenAI's validation rules (400), and the context window (413
 /// `context_length_exceeded`).
 ///
-/// Put it after `ModelCatalogLayer`, so the resolved model's context window and max output
+/// Put it after `ModelResolutionLayer`, so the resolved model's context window and max output
 /// apply; without a resolved model it uses the configured fallback window, or skips the
 /// window check when none is set.
 ///

@@ -77,6 +77,10 @@ pub struct ModelEntry {
     /// What to use instead of a deprecated or retired model.
     #[serde(default)]
     pub replacement: Option<String>,
+    /// Model ids tried in order when this model still fails after its retries (a request's
+    /// own `fallbacks` replace them).
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
     /// A model-specific note shown when it is sent to an endpoint it does not serve.
     #[serde(default)]
     pub hint: Option<String>,
@@ -157,6 +161,8 @@ pub struct Model {
     pub created: u64,
     /// Its position in the catalog.
     pub(crate) index: usize,
+    /// Its configured fallbacks, by position in the catalog.
+    pub(crate) fallbacks: Vec<usize>,
     /// Response headers for every request it serves, rendered once: `x-tollgate-model`, and
     /// `Deprecation`, `Sunset`, `Link` for a deprecated model.
     pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
@@ -441,6 +447,24 @@ fn build(file: CatalogFile, now: Timestamp) -> Result<ModelCatalog, CatalogError
                 Some(_) => {}
             }
         }
+        let mut fallbacks = Vec::with_capacity(entry.fallbacks.len());
+        for fallback in &entry.fallbacks {
+            match names.get(fallback.as_str()) {
+                None => problem(format!(
+                    "fallback \"{fallback}\" is not a model of the catalog"
+                )),
+                Some(&(_, true)) => problem(format!(
+                    "fallback \"{fallback}\" is an alias; name the model id"
+                )),
+                Some(&(index, false)) if file.models[index].status == Status::Retired => {
+                    problem(format!("fallback \"{fallback}\" is retired"))
+                }
+                Some(&(index, false)) if file.models[index].id == entry.id => {
+                    problem("a fallback is the model itself".into())
+                }
+                Some(&(index, false)) => fallbacks.push(index),
+            }
+        }
         let replacement: Option<Arc<str>> = entry.replacement.as_deref().map(Arc::from);
         let lifecycle = match (entry.status, sunset, retired_on) {
             (Status::Active, _, _) => Lifecycle::Active,
@@ -490,6 +514,7 @@ fn build(file: CatalogFile, now: Timestamp) -> Result<ModelCatalog, CatalogError
                 .or_else(|| docs_url.clone()),
             created: entry.created,
             index: models.len(),
+            fallbacks,
             headers,
         });
     }

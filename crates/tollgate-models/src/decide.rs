@@ -5,7 +5,8 @@ use tollgate_core::{ChatRequest, ErrorKind, Field, GatewayError, Lifecycle, Prin
 
 use crate::catalog::{Model, ModelCatalog, Resolution};
 
-/// The model a request may use, whether its name was an alias, and the fallbacks it named.
+/// The model a request may use, whether its name was an alias, and its fallbacks (the ones it
+/// named, else the catalog's).
 pub(crate) struct Admitted<'a> {
     pub(crate) model: &'a Model,
     pub(crate) via_alias: bool,
@@ -37,7 +38,15 @@ pub(crate) fn decide<'a>(
     };
     let (model, via_alias) = admit(catalog, requested, endpoint, principal, "model")?;
     let fallbacks = match chat.fallbacks() {
-        Field::Absent => Vec::new(),
+        // The catalog's own fallbacks, less those this caller may not use here.
+        Field::Absent => model
+            .fallbacks
+            .iter()
+            .map(|&index| catalog.at(index))
+            .filter(|fallback| {
+                principal.is_none_or(|p| p.allows_model(fallback.id())) && fallback.serves(endpoint)
+            })
+            .collect(),
         Field::Invalid(found) => {
             return Err(GatewayError::new(
                 ErrorKind::InvalidRequest,

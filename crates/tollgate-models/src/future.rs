@@ -6,9 +6,7 @@ use std::task::{Context, Poll, ready};
 use bytes::Bytes;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
-use tollgate_core::{
-    BoxError, BufferRequest, GatewayError, Principal, RequestedFallbacks, ResponseBody,
-};
+use tollgate_core::{BoxError, BufferRequest, Fallbacks, GatewayError, Principal, ResponseBody};
 use tower_service::Service;
 
 use crate::decide::decide;
@@ -112,9 +110,7 @@ where
                                 if !admitted.fallbacks.is_empty() {
                                     let fallbacks =
                                         admitted.fallbacks.iter().map(|m| m.info.clone()).collect();
-                                    request
-                                        .extensions_mut()
-                                        .insert(RequestedFallbacks(fallbacks));
+                                    request.extensions_mut().insert(Fallbacks(fallbacks));
                                 }
                                 State::Inner {
                                     model: Some(model.index),

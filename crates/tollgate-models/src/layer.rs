@@ -35,14 +35,15 @@ const MODEL_ENDPOINTS: &[&str] = &[
 ///   such as a fallback, already set it) and, for a deprecated model, `Deprecation`, `Sunset`
 ///   and `Link`.
 /// - A `fallbacks` array in the body (a gateway extension) is checked like `model`, each
-///   error naming `fallbacks[i]`, and the resolved models go into the request extensions as
-///   [`RequestedFallbacks`](tollgate_core::RequestedFallbacks) for the upstream.
+///   error naming `fallbacks[i]`; without one, the catalog entry's `fallbacks` apply (those
+///   the caller may use on this endpoint). The resolved models go into the request extensions
+///   as [`Fallbacks`](tollgate_core::Fallbacks) for the upstream.
 ///
 /// Other requests (other methods or paths, multipart uploads) pass through untouched.
 ///
 /// ```
 /// use tollgate_core::BodyLimit;
-/// use tollgate_models::{ModelCatalog, ModelCatalogLayer};
+/// use tollgate_models::{ModelCatalog, ModelResolutionLayer};
 ///
 /// let catalog = ModelCatalog::from_toml(r#"
 ///     [[models]]
@@ -50,11 +51,11 @@ const MODEL_ENDPOINTS: &[&str] = &[
 ///     context_window = 400000
 ///     max_output_tokens = 128000
 /// "#).unwrap();
-/// let layer = ModelCatalogLayer::new(catalog).body_limit(BodyLimit::default().bytes(1 << 20));
+/// let layer = ModelResolutionLayer::new(catalog).body_limit(BodyLimit::default().bytes(1 << 20));
 /// # let _ = layer;
 /// ```
 #[derive(Clone, Debug)]
-pub struct ModelCatalogLayer {
+pub struct ModelResolutionLayer {
     shared: Arc<Shared>,
 }
 
@@ -65,7 +66,7 @@ pub(crate) struct Shared {
     pub(crate) endpoints: HashSet<Box<str>>,
 }
 
-impl ModelCatalogLayer {
+impl ModelResolutionLayer {
     /// Validates models against `catalog`, reading bodies under [`BodyLimit::default`].
     pub fn new(catalog: ModelCatalog) -> Self {
         let endpoints = MODEL_ENDPOINTS
@@ -77,7 +78,7 @@ impl ModelCatalogLayer {
                     .flat_map(|m| m.endpoints.iter().map(|e| Box::from(&**e))),
             )
             .collect();
-        ModelCatalogLayer {
+        ModelResolutionLayer {
             shared: Arc::new(Shared {
                 catalog,
                 body_limit: BodyLimit::default(),
@@ -88,7 +89,7 @@ impl ModelCatalogLayer {
 
     /// The size and time limits of the body read, when this layer is the first to read it.
     pub fn body_limit(self, limit: BodyLimit) -> Self {
-        ModelCatalogLayer {
+        ModelResolutionLayer {
             shared: Arc::new(Shared {
                 catalog: self.shared.catalog.clone(),
                 body_limit: limit,
@@ -103,7 +104,7 @@ impl ModelCatalogLayer {
     }
 }
 
-impl<S> Layer<S> for ModelCatalogLayer {
+impl<S> Layer<S> for ModelResolutionLayer {
     type Service = ModelResolution<S>;
 
     fn layer(&self, inner: S) -> Self::Service {

@@ -1,10 +1,10 @@
-//! `ModelCatalogLayer`: model slugs, aliases, deprecation and retirement for LLM gateways.
+//! `ModelResolutionLayer`: model slugs, aliases, deprecation and retirement for LLM gateways.
 //!
 //! - [`ModelCatalog`]: models with canonical lowercase ids, aliases, context window, max
 //!   output, endpoints, prices (integer micro-units per million tokens) and a lifecycle
 //!   (active, deprecated with a sunset, retired with a replacement); loaded from TOML or JSON
 //!   and validated when built.
-//! - [`ModelCatalogLayer`]: 400 for a missing model, 404 with a did-you-mean, 410 with the
+//! - [`ModelResolutionLayer`]: 400 for a missing model, 404 with a did-you-mean, 410 with the
 //!   replacement, 403 for a model the key may not use, 400 `unsupported_operation` for the
 //!   wrong endpoint; alias rewriting by body splice; `Deprecation`/`Sunset`/`Link` headers;
 //!   the resolved [`ModelInfo`](tollgate_core::ModelInfo) in the request extensions.
@@ -15,7 +15,7 @@
 //! use http::Request;
 //! use http_body_util::BodyExt;
 //! use tollgate_core::{Body, ModelInfo};
-//! use tollgate_models::{ModelCatalog, ModelCatalogLayer};
+//! use tollgate_models::{ModelCatalog, ModelResolutionLayer};
 //! use tower::{ServiceBuilder, ServiceExt};
 //!
 //! # tokio_test::block_on(async {
@@ -35,7 +35,7 @@
 //!     replacement = "openai/gpt-5.4"
 //! "#).unwrap();
 //! let service = ServiceBuilder::new()
-//!     .layer(ModelCatalogLayer::new(catalog))
+//!     .layer(ModelResolutionLayer::new(catalog))
 //!     .service_fn(|request: Request<Body>| async move {
 //!         let model = request.extensions().get::<ModelInfo>().unwrap().id.clone();
 //!         let body = request.into_body().collect().await.unwrap().to_bytes();
@@ -74,6 +74,6 @@ pub use catalog::{
     Resolution, Status,
 };
 pub use future::ResponseFuture;
-pub use layer::ModelCatalogLayer;
+pub use layer::ModelResolutionLayer;
 pub use list::ListModels;
 pub use service::ModelResolution;

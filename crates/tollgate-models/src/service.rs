@@ -10,7 +10,7 @@ use tower_service::Service;
 use crate::future::ResponseFuture;
 use crate::layer::Shared;
 
-/// The service of [`ModelCatalogLayer`](crate::ModelCatalogLayer); see there.
+/// The service of [`ModelResolutionLayer`](crate::ModelResolutionLayer); see there.
 #[derive(Debug)]
 pub struct ModelResolution<S> {
     inner: S,

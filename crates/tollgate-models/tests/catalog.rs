@@ -108,6 +108,25 @@ fn every_invalid_configuration_is_named() {
             vec!["model \"old\": replacement \"n\" is an alias; name the model id"],
         ),
         (
+            vec![
+                ModelEntry {
+                    fallbacks: vec!["nope".into(), "old".into(), "n".into(), "a".into()],
+                    ..entry("a")
+                },
+                retired("old"),
+                ModelEntry {
+                    aliases: vec!["n".into()],
+                    ..entry("new")
+                },
+            ],
+            vec![
+                "model \"a\": fallback \"nope\" is not a model of the catalog",
+                "model \"a\": fallback \"old\" is retired",
+                "model \"a\": fallback \"n\" is an alias; name the model id",
+                "model \"a\": a fallback is the model itself",
+            ],
+        ),
+        (
             vec![ModelEntry {
                 status: Status::Retired,
                 ..entry("old")

@@ -1,4 +1,4 @@
-//! ModelCatalogLayer through `oneshot`: every outcome with its exact status, type, message
+//! ModelResolutionLayer through `oneshot`: every outcome with its exact status, type, message
 //! and details.
 
 use std::convert::Infallible;
@@ -7,7 +7,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tollgate_core::{Body, ModelInfo, Principal};
-use tollgate_models::{ModelCatalog, ModelCatalogLayer};
+use tollgate_models::{ModelCatalog, ModelResolutionLayer};
 use tower::{ServiceBuilder, ServiceExt};
 
 const CATALOG: &str = r#"
@@ -20,6 +20,7 @@ owned_by = "openai"
 context_window = 400000
 max_output_tokens = 128000
 prices = { input = 2500000, output = 10000000 }
+fallbacks = ["mimo/mimo-v2.5-pro", "gpt-4.1", "text-embedding-3-small"]
 
 [[models]]
 id = "google/gemini-3.1-flash-image"
@@ -72,7 +73,7 @@ async fn echo(request: Request<Body>) -> Result<Response<Body>, Infallible> {
 async fn send(request: Request<Body>) -> (u16, http::HeaderMap, Value) {
     let catalog = ModelCatalog::from_toml(CATALOG).unwrap();
     let service = ServiceBuilder::new()
-        .layer(ModelCatalogLayer::new(catalog))
+        .layer(ModelResolutionLayer::new(catalog))
         .service_fn(echo);
     let response = service.oneshot(request).await.unwrap();
     let status = response.status().as_u16();
@@ -201,11 +202,11 @@ async fn request_fallbacks_are_checked_like_model_and_resolved() {
     let body = r#"{"model":"gpt-5.4","fallbacks":["mimo/mimo-v2.5-pro","gpt-5"],"messages":[]}"#;
     let catalog = ModelCatalog::from_toml(CATALOG).unwrap();
     let service = ServiceBuilder::new()
-        .layer(ModelCatalogLayer::new(catalog))
+        .layer(ModelResolutionLayer::new(catalog))
         .service_fn(|request: Request<Body>| async move {
             let fallbacks = request
                 .extensions()
-                .get::<tollgate_core::RequestedFallbacks>()
+                .get::<tollgate_core::Fallbacks>()
                 .cloned()
                 .unwrap_or_default();
             let ids: Vec<String> = fallbacks.0.iter().map(|m| m.id.to_string()).collect();
@@ -234,6 +235,44 @@ async fn request_fallbacks_are_checked_like_model_and_resolved() {
         assert_eq!(got, status, "{fallbacks}: {json}");
         assert_eq!(json["error"]["param"], param, "{fallbacks}");
     }
+}
+
+#[tokio::test]
+async fn the_catalogs_fallbacks_apply_when_the_request_names_none() {
+    let catalog = ModelCatalog::from_toml(CATALOG).unwrap();
+    let service = ServiceBuilder::new()
+        .layer(ModelResolutionLayer::new(catalog))
+        .service_fn(|request: Request<Body>| async move {
+            let fallbacks = request
+                .extensions()
+                .get::<tollgate_core::Fallbacks>()
+                .cloned()
+                .unwrap_or_default();
+            let ids: Vec<String> = fallbacks.0.iter().map(|m| m.id.to_string()).collect();
+            Ok::<_, Infallible>(Response::new(Body::from(ids.join(","))))
+        });
+    let body = r#"{"model":"latest","messages":[]}"#;
+    let response = service
+        .clone()
+        .oneshot(post("/v1/chat/completions", body))
+        .await
+        .unwrap();
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "mimo/mimo-v2.5-pro,gpt-4.1",
+        "in order, less the one that does not serve this endpoint"
+    );
+
+    let mut request = post("/v1/chat/completions", body);
+    request
+        .extensions_mut()
+        .insert(Principal::new("k", "a").allowed_models(["gpt-5.4", "gpt-4.1"]));
+    let response = service.oneshot(request).await.unwrap();
+    assert_eq!(
+        response.into_body().collect().await.unwrap().to_bytes(),
+        "gpt-4.1",
+        "less those the key may not use"
+    );
 }
 
 #[tokio::test]
@@ -327,7 +366,7 @@ async fn a_wrong_content_type_does_not_bypass_the_catalog() {
 async fn an_inner_model_header_wins() {
     let catalog = ModelCatalog::from_toml(CATALOG).unwrap();
     let service = ServiceBuilder::new()
-        .layer(ModelCatalogLayer::new(catalog))
+        .layer(ModelResolutionLayer::new(catalog))
         .service_fn(|_request: Request<Body>| async {
             // As a fallback layer would: another model served the request.
             let mut response = Response::new(Body::empty());
@@ -345,7 +384,7 @@ async fn a_body_over_the_limit_is_413() {
     let catalog = ModelCatalog::from_toml(CATALOG).unwrap();
     let service = ServiceBuilder::new()
         .layer(
-            ModelCatalogLayer::new(catalog)
+            ModelResolutionLayer::new(catalog)
                 .body_limit(tollgate_core::BodyLimit::default().bytes(64)),
         )
         .service_fn(echo);

@@ -1,9 +1,6 @@
 //! How to reach the upstream and when to try again.
 
-use std::collections::HashMap;
 use std::time::Duration;
-
-use tollgate_core::ModelInfo;
 
 /// Retries of one model: only 429, 500, 502, 503, 504 and connection failures; exponential
 /// backoff with full jitter; an upstream `Retry-After` honoured up to a cap.
@@ -95,6 +92,3 @@ impl Default for Timeouts {
         }
     }
 }
-
-/// Ordered fallbacks per model id.
-pub type Fallbacks = HashMap<String, Vec<ModelInfo>>;

@@ -7,5 +7,5 @@ mod config;
 mod errors;
 mod service;
 
-pub use config::{Fallbacks, RetryPolicy, Timeouts};
+pub use config::{RetryPolicy, Timeouts};
 pub use service::{Upstream, UpstreamBuilder};

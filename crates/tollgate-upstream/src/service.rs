@@ -19,12 +19,11 @@ use hyper_util::rt::TokioExecutor;
 use tokio::time::Instant;
 use tollgate_core::body::collect_limited;
 use tollgate_core::{
-    BodyLimit, BoxError, ChatRequest, GatewayError, ModelInfo, RequestedFallbacks, ResponseBody,
-    X_MODEL,
+    BodyLimit, BoxError, ChatRequest, Fallbacks, GatewayError, ModelInfo, ResponseBody, X_MODEL,
 };
 use tower::retry::budget::{Budget, TpsBudget};
 
-use crate::config::{Fallbacks, RetryPolicy, Timeouts};
+use crate::config::{RetryPolicy, Timeouts};
 use crate::errors;
 
 type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -49,9 +48,9 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// - Fallback models: when a model still fails retryably after its retries, the request goes to
 ///   the next model of its fallback list (the body's `model` spliced), and the response
 ///   carries `x-tollgate-model` and the serving model's [`ModelInfo`] (so the balance gate
-///   settles at that model's price). A request's own `fallbacks` (resolved by the catalog into
-///   [`RequestedFallbacks`]) replace the configured list, and the member is removed from the
-///   body before it goes upstream.
+///   settles at that model's price). The list is the request's [`Fallbacks`], which the catalog
+///   resolved (the body's own `fallbacks`, else the model's catalog entry); the body member is
+///   removed before it goes upstream.
 ///
 /// ```
 /// use std::time::Duration;
@@ -77,7 +76,6 @@ struct Shared {
     timeouts: Timeouts,
     retry: RetryPolicy,
     budget: TpsBudget,
-    fallbacks: Fallbacks,
     body_limit: BodyLimit,
 }
 
@@ -88,7 +86,6 @@ pub struct UpstreamBuilder {
     api_key: Option<HeaderValue>,
     timeouts: Timeouts,
     retry: RetryPolicy,
-    fallbacks: Fallbacks,
     body_limit: BodyLimit,
 }
 
@@ -101,7 +98,6 @@ impl Upstream {
             api_key: None,
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
-            fallbacks: Fallbacks::new(),
             body_limit: BodyLimit::default(),
         })
     }
@@ -131,12 +127,6 @@ impl UpstreamBuilder {
         self
     }
 
-    /// The ordered fallbacks of `model`.
-    pub fn fallbacks(mut self, model: impl Into<String>, fallbacks: Vec<ModelInfo>) -> Self {
-        self.fallbacks.insert(model.into(), fallbacks);
-        self
-    }
-
     /// Limits for a request body no earlier layer read.
     pub fn body_limit(mut self, limit: BodyLimit) -> Self {
         self.body_limit = limit;
@@ -162,7 +152,6 @@ impl UpstreamBuilder {
                 timeouts: self.timeouts,
                 retry: self.retry,
                 budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
-                fallbacks: self.fallbacks,
                 body_limit: self.body_limit,
             }),
         }
@@ -218,7 +207,7 @@ impl Shared {
             .get::<ChatRequest>()
             .map(ChatRequest::without_fallbacks);
         let model = request.extensions().get::<ModelInfo>().cloned();
-        let requested = request.extensions().get::<RequestedFallbacks>().cloned();
+        let fallbacks = request.extensions().get::<Fallbacks>().cloned();
         let (parts, body) = request.into_parts();
         let body = match &memo {
             // Every layer before read the body through the memo: it is the body.
@@ -230,15 +219,10 @@ impl Shared {
         let headers = forwarded_headers(&parts.headers, self.api_key.as_ref());
         let uri = self.uri_for(&parts.uri)?;
 
-        // The request's own fallbacks replace the configured ones.
-        let fallbacks = match &requested {
-            Some(requested) => requested.0.as_slice(),
-            None => model
-                .as_ref()
-                .and_then(|model| self.fallbacks.get(&*model.id))
-                .map(Vec::as_slice)
-                .unwrap_or_default(),
-        };
+        let fallbacks = fallbacks
+            .as_ref()
+            .map(|f| f.0.as_slice())
+            .unwrap_or_default();
         let mut last_error = None;
         for (index, candidate) in std::iter::once(model.as_ref())
             .chain(fallbacks.iter().map(Some))

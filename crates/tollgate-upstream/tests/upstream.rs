@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::Request;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tollgate_core::{Body, ChatRequest, ModelInfo};
+use tollgate_core::{Body, ChatRequest, Fallbacks, ModelInfo};
 use tollgate_testkit::{Behavior, Fault, MockUpstream};
 use tollgate_upstream::{RetryPolicy, Upstream};
 use tower::ServiceExt;
@@ -20,7 +20,6 @@ fn upstream(mock: &MockUpstream, retries: u32) -> Upstream {
                 .max_retries(retries)
                 .base_delay(Duration::from_millis(10)),
         )
-        .fallbacks("m", vec![ModelInfo::new("m-backup", 1000, 100)])
         .build()
 }
 
@@ -46,6 +45,12 @@ fn request(model: &str, mock: Option<&str>) -> Request<Body> {
     request
         .extensions_mut()
         .insert(ModelInfo::new(model.to_owned(), 1000, 100));
+    // What the catalog resolves for "m": its configured fallback.
+    if model == "m" {
+        request
+            .extensions_mut()
+            .insert(Fallbacks(vec![ModelInfo::new("m-backup", 1000, 100)]));
+    }
     request
 }
 
