@@ -26,8 +26,8 @@ use crate::{BearerAuth, KeyStore};
 /// ```
 #[derive(Debug)]
 pub struct BearerAuthLayer<K> {
-    store: Arc<K>,
-    sources: Arc<Sources>,
+    pub(crate) store: Arc<K>,
+    pub(crate) sources: Arc<Sources>,
 }
 
 impl<K> Clone for BearerAuthLayer<K> {
@@ -68,6 +68,10 @@ impl<K: KeyStore> BearerAuthLayer<K> {
         self.with_sources(|sources| sources.prefix = Some(prefix))
     }
 
+    pub(crate) fn wrap<S>(&self, inner: S) -> BearerAuth<S, K> {
+        BearerAuth::from_layer(inner, self.clone())
+    }
+
     fn with_sources(self, change: impl FnOnce(&mut Sources)) -> Self {
         let mut sources = (*self.sources).clone();
         change(&mut sources);
@@ -82,6 +86,6 @@ impl<S, K> Layer<S> for BearerAuthLayer<K> {
     type Service = BearerAuth<S, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BearerAuth::from_parts(inner, self.store.clone(), self.sources.clone())
+        BearerAuth::from_layer(inner, self.clone())
     }
 }

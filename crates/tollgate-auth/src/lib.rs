@@ -44,16 +44,15 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod credentials;
-mod future;
 mod key;
 mod layer;
 mod service;
 mod store;
 
-pub use future::ResponseFuture;
 pub use key::{ApiKey, KeyDigest};
 pub use layer::BearerAuthLayer;
-pub use service::BearerAuth;
+pub use service::{BearerAuth, ResponseFuture};
 pub use store::{InMemoryKeyStore, KeyRecord, KeyStore};

@@ -1,64 +1,80 @@
-use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::time::SystemTime;
 
-use http::{Request, Response};
-use tollgate_core::ResponseBody;
-use tower_service::Service;
+use http::Request;
+use tollgate_core::admission::{Admission, AdmissionFuture, Carry, Start, Verdict};
+use tollgate_core::{BoxError, ErrorKind, GatewayError};
 
-use crate::credentials::Sources;
-use crate::future::ResponseFuture;
-use crate::{KeyDigest, KeyStore};
+use crate::credentials::Failure;
+use crate::{BearerAuthLayer, KeyDigest, KeyRecord, KeyStore};
 
-/// The service of [`BearerAuthLayer`](crate::BearerAuthLayer); see there.
+/// The service of [`BearerAuthLayer`]; see there.
 #[derive(Debug)]
 pub struct BearerAuth<S, K> {
     inner: S,
-    store: Arc<K>,
-    sources: Arc<Sources>,
+    admission: BearerAuthLayer<K>,
 }
 
-impl<S: Clone, K> Clone for BearerAuth<S, K> {
-    fn clone(&self) -> Self {
-        BearerAuth {
-            inner: self.inner.clone(),
-            store: self.store.clone(),
-            sources: self.sources.clone(),
-        }
+impl<S, K: KeyStore> BearerAuth<S, K> {
+    /// Authenticates `inner`'s requests against `store` (see [`BearerAuthLayer::new`]).
+    pub fn new(inner: S, store: K) -> Self {
+        BearerAuthLayer::new(store).wrap(inner)
+    }
+
+    /// A [`BearerAuthLayer`] for `store`.
+    pub fn layer(store: K) -> BearerAuthLayer<K> {
+        BearerAuthLayer::new(store)
     }
 }
 
 impl<S, K> BearerAuth<S, K> {
-    pub(crate) fn from_parts(inner: S, store: Arc<K>, sources: Arc<Sources>) -> Self {
-        BearerAuth {
-            inner,
-            store,
-            sources,
-        }
+    pub(crate) fn from_layer(inner: S, admission: BearerAuthLayer<K>) -> Self {
+        BearerAuth { inner, admission }
     }
 }
 
-impl<S, K, ReqBody, ResBody> Service<Request<ReqBody>> for BearerAuth<S, K>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    K: KeyStore,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, K::Future, ReqBody>;
+tollgate_core::admission_service!(BearerAuth<S, K> => BearerAuthLayer<K>);
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+/// The response future of [`BearerAuth`].
+pub type ResponseFuture<S, K, B> = AdmissionFuture<S, BearerAuthLayer<K>, B>;
+
+impl<B, K: KeyStore> Admission<B> for BearerAuthLayer<K> {
+    type Ticket = ();
+    type Pending = Carry<K::Future, Request<B>>;
+
+    fn start(&self, request: Request<B>) -> Start<B, (), Self::Pending> {
+        let lookup = match self.sources.extract(request.headers()) {
+            Ok(key) => self.store.lookup(&KeyDigest::of(key)),
+            Err(failure) => {
+                return Start::Decided(Verdict::Reject(failure.into_error(&self.sources), ()));
+            }
+        };
+        Start::after(self, lookup, request)
     }
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
-        let key = match self.sources.extract(request.headers()) {
-            Ok(key) => key,
-            Err(failure) => return ResponseFuture::reject(failure, self.sources.clone()),
+    fn resume(
+        &self,
+        (found, mut request): (Result<Option<KeyRecord>, BoxError>, Request<B>),
+    ) -> Verdict<B, ()> {
+        let record = match found {
+            Ok(Some(record)) => record,
+            Ok(None) => return Verdict::Reject(Failure::Unknown.into_error(&self.sources), ()),
+            Err(error) => {
+                tracing::error!(error = %error, "key store lookup failed");
+                let error = GatewayError::new(
+                    ErrorKind::ServiceUnavailable,
+                    "The API key could not be checked right now. Retry after a short delay.",
+                );
+                return Verdict::Reject(error, ());
+            }
         };
-        let lookup = self.store.lookup(&KeyDigest::of(key));
-        // The ready service handles this request; its clone stays for the next one.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::lookup(lookup, request, inner, self.sources.clone())
+        if record.revoked {
+            return Verdict::Reject(Failure::Revoked.into_error(&self.sources), ());
+        }
+        if record.expires_at.is_some() && record.is_expired(SystemTime::now()) {
+            return Verdict::Reject(Failure::Expired.into_error(&self.sources), ());
+        }
+        tracing::Span::current().record("key_id", record.principal.key_id());
+        request.extensions_mut().insert(record.principal);
+        Verdict::Admit(request, ())
     }
 }

@@ -82,9 +82,10 @@ impl KeyRecord {
 /// }
 /// ```
 pub trait KeyStore: Send + Sync + 'static {
-    /// The lookup's future; `std::future::Ready` for in-memory stores, a boxed future for
+    /// The lookup's future; `std::future::Ready` for in-memory stores (`Unpin`: an in-memory
+    /// answer is taken on the spot, without parking the request), a boxed future for
     /// databases.
-    type Future: Future<Output = Result<Option<KeyRecord>, BoxError>> + Send + 'static;
+    type Future: Future<Output = Result<Option<KeyRecord>, BoxError>> + Send + Unpin + 'static;
 
     /// The record of the key with this digest; `Ok(None)` if there is none. An `Err` (the
     /// database is down) is answered with 503 `service_unavailable`.

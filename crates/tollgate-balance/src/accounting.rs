@@ -1,12 +1,11 @@
 //! Settling a request to its real cost, and telling the usage sink about it.
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
 use serde::Serialize;
+use tollgate_core::admission::poll_now;
 use tollgate_core::{Prices, Usage};
 
 use crate::{Ledger, Micros, Reservation};
@@ -200,10 +199,9 @@ where
     F: Future + Send + Unpin + 'static,
     F::Output: Send,
 {
-    let mut cx = Context::from_waker(Waker::noop());
-    match Pin::new(&mut future).poll(&mut cx) {
-        Poll::Ready(output) => done(output),
-        Poll::Pending => match tokio::runtime::Handle::try_current() {
+    match poll_now(&mut future) {
+        Some(output) => done(output),
+        None => match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move { done(future.await) });
             }

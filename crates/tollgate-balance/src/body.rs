@@ -1,13 +1,15 @@
 //! Watching a response for its usage as it streams through.
 
+use std::fmt;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Frame, SizeHint};
+use http_body_util::Full;
 use pin_project_lite::pin_project;
-use tollgate_core::Usage;
-use tollgate_sse::{ChatStreamSummary, Event, SseObserver, StreamEnd};
+use tollgate_core::{BoxError, Usage};
+use tollgate_sse::{ChatStreamSummary, Event, SseBody, SseObserver, StreamEnd};
 
 use crate::Ledger;
 use crate::accounting::{Accountant, Ending};
@@ -18,7 +20,7 @@ const TAIL: usize = 8 * 1024;
 pin_project! {
     /// A JSON response body, forwarded frame by frame, that settles the request from the
     /// `usage` at its end. Only its last few KiB are kept, never the whole response.
-    pub struct UsageBody<B, L: Ledger> {
+    pub(crate) struct UsageBody<B, L: Ledger> {
         #[pin]
         inner: B,
         tail: Vec<u8>,
@@ -154,5 +156,103 @@ mod tests {
         assert!(tail.len() <= TAIL);
         assert_eq!(usage_in_tail(&tail), Some(Usage::new(12, 34)));
         assert_eq!(usage_in_tail(br#"{"choices":[]}"#), None);
+    }
+}
+
+pin_project! {
+    /// The response body of [`BalanceGate`](crate::BalanceGate): passed through, watched for
+    /// usage (JSON or event stream), or a rendered 402.
+    pub struct BalanceBody<B, L: Ledger> {
+        #[pin]
+        kind: Kind<B, L>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B, L: Ledger> {
+        Passthrough { #[pin] body: B },
+        Json { #[pin] body: UsageBody<B, L> },
+        Stream { #[pin] body: SseBody<B> },
+        Rendered { body: Full<Bytes> },
+    }
+}
+
+impl<B, L: Ledger> BalanceBody<B, L> {
+    pub(crate) fn passthrough(body: B) -> Self {
+        BalanceBody {
+            kind: Kind::Passthrough { body },
+        }
+    }
+
+    pub(crate) fn json(body: UsageBody<B, L>) -> Self {
+        BalanceBody {
+            kind: Kind::Json { body },
+        }
+    }
+
+    pub(crate) fn stream(body: SseBody<B>) -> Self {
+        BalanceBody {
+            kind: Kind::Stream { body },
+        }
+    }
+
+    pub(crate) fn rendered(body: Full<Bytes>) -> Self {
+        BalanceBody {
+            kind: Kind::Rendered { body },
+        }
+    }
+}
+
+impl<B, L: Ledger> fmt::Debug for BalanceBody<B, L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self.kind {
+            Kind::Passthrough { .. } => "BalanceBody::Passthrough",
+            Kind::Json { .. } => "BalanceBody::Json",
+            Kind::Stream { .. } => "BalanceBody::Stream",
+            Kind::Rendered { .. } => "BalanceBody::Rendered",
+        })
+    }
+}
+
+impl<B, L> http_body::Body for BalanceBody<B, L>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+    L: Ledger,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.project().kind.project() {
+            KindProj::Passthrough { body } => body.poll_frame(cx),
+            KindProj::Json { body } => body.poll_frame(cx),
+            KindProj::Stream { body } => body.poll_frame(cx),
+            KindProj::Rendered { body } => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|result| result.map_err(|never| match never {}))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Passthrough { body } => body.is_end_stream(),
+            Kind::Json { body } => body.is_end_stream(),
+            Kind::Stream { body } => body.is_end_stream(),
+            Kind::Rendered { body } => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Passthrough { body } => body.size_hint(),
+            Kind::Json { body } => body.size_hint(),
+            Kind::Stream { body } => body.size_hint(),
+            Kind::Rendered { body } => body.size_hint(),
+        }
     }
 }

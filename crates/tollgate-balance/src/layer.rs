@@ -100,6 +100,10 @@ impl<L: Ledger> BalanceGateLayer<L> {
         self.with(|config| config.sink = Some(sink))
     }
 
+    pub(crate) fn wrap<S>(&self, inner: S) -> BalanceGate<S, L> {
+        BalanceGate::from_layer(inner, self.clone())
+    }
+
     fn with(self, change: impl FnOnce(&mut Config<L>)) -> Self {
         let mut config = Config {
             ledger: self.config.ledger.clone(),
@@ -118,6 +122,6 @@ impl<S, L> Layer<S> for BalanceGateLayer<L> {
     type Service = BalanceGate<S, L>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BalanceGate::from_config(inner, self.config.clone())
+        BalanceGate::from_layer(inner, self.clone())
     }
 }

@@ -37,6 +37,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod accounting;
 mod body;
@@ -46,8 +47,8 @@ mod ledger;
 mod service;
 
 pub use accounting::{NoUsagePolicy, TracingUsageSink, UsageRecord, UsageSink, UsageSource};
-pub use body::UsageBody;
-pub use future::{ResponseBody, ResponseFuture, X_BALANCE};
+pub use body::BalanceBody;
+pub use future::X_BALANCE;
 pub use layer::BalanceGateLayer;
 pub use ledger::{InMemoryLedger, Ledger, LedgerError, Micros, Reservation, Settlement};
-pub use service::BalanceGate;
+pub use service::{BalanceGate, ResponseFuture};

@@ -1,90 +1,67 @@
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use http::{Request, Response};
+use http::Request;
+use tollgate_core::admission::{Admission, AdmissionFuture, Carry, Start, Verdict};
 use tollgate_core::request_id::X_REQUEST_ID;
-use tollgate_core::{ChatRequest, ModelInfo, Principal, PromptTokens};
+use tollgate_core::{ModelInfo, Principal, TokenEstimate};
 use tollgate_sse::SseObservers;
-use tower_service::Service;
 
 use crate::accounting::{Accountant, RecordBase};
-use crate::future::{Pending, ResponseFuture, reject};
-use crate::layer::Config;
-use crate::{Ledger, ResponseBody};
+use crate::future::{Billing, Hold, reject};
+use crate::{BalanceGateLayer, Ledger, LedgerError, Reservation};
 
-/// The service of [`BalanceGateLayer`](crate::BalanceGateLayer); see there.
+/// The service of [`BalanceGateLayer`]; see there.
+#[derive(Debug)]
 pub struct BalanceGate<S, L> {
     inner: S,
-    config: Arc<Config<L>>,
+    admission: BalanceGateLayer<L>,
 }
 
-impl<S: Clone, L> Clone for BalanceGate<S, L> {
-    fn clone(&self) -> Self {
-        BalanceGate {
-            inner: self.inner.clone(),
-            config: self.config.clone(),
-        }
+impl<S, L: Ledger> BalanceGate<S, L> {
+    /// Gates `inner`'s requests on `ledger`'s balances (see [`BalanceGateLayer::new`]).
+    pub fn new(inner: S, ledger: L) -> Self {
+        BalanceGateLayer::new(ledger).wrap(inner)
     }
-}
 
-impl<S: std::fmt::Debug, L> std::fmt::Debug for BalanceGate<S, L> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BalanceGate")
-            .field("inner", &self.inner)
-            .finish_non_exhaustive()
+    /// A [`BalanceGateLayer`] on `ledger`.
+    pub fn layer(ledger: L) -> BalanceGateLayer<L> {
+        BalanceGateLayer::new(ledger)
     }
 }
 
 impl<S, L> BalanceGate<S, L> {
-    pub(crate) fn from_config(inner: S, config: Arc<Config<L>>) -> Self {
-        BalanceGate { inner, config }
+    pub(crate) fn from_layer(inner: S, admission: BalanceGateLayer<L>) -> Self {
+        BalanceGate { inner, admission }
     }
 }
 
-impl<S, L, ReqBody, ResBody> Service<Request<ReqBody>> for BalanceGate<S, L>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    L: Ledger,
-    ResBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    ResBody::Error: Into<tollgate_core::BoxError>,
-{
-    type Response = Response<ResponseBody<ResBody, L>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, L, ReqBody>;
+tollgate_core::admission_service!(BalanceGate<S, L> => BalanceGateLayer<L>);
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
+/// The response future of [`BalanceGate`].
+pub type ResponseFuture<S, L, B> = AdmissionFuture<S, BalanceGateLayer<L>, B>;
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+impl<B, L: Ledger> Admission<B> for BalanceGateLayer<L> {
+    type Ticket = Billing<L>;
+    type Pending = Carry<L::Reserve, (Request<B>, Hold<L>)>;
+
+    fn start(&self, request: Request<B>) -> Start<B, Billing<L>, Self::Pending> {
         let extensions = request.extensions();
         let (Some(principal), Some(model)) =
             (extensions.get::<Principal>(), extensions.get::<ModelInfo>())
         else {
-            return ResponseFuture::unbilled(self.inner.call(request));
+            return Start::Decided(Verdict::Admit(request, Billing(None)));
         };
-        let chat = extensions.get::<ChatRequest>();
-        let prompt = extensions
-            .get::<PromptTokens>()
-            .map(|tokens| tokens.value())
-            .or_else(|| chat.map(|chat| chat.prompt_bytes() as u64))
-            .unwrap_or(0);
-        let completion = chat
-            .and_then(|chat| chat.completion_budget(Some(model)))
-            .unwrap_or(model.max_output_tokens);
-        let estimate = model.prices.cost(prompt, completion);
+        let estimate = TokenEstimate::of(extensions);
         let account = principal.account_id_shared().clone();
-        let pending = Pending {
+        let config = &self.config;
+        let hold = Hold {
             accountant: Accountant {
-                ledger: self.config.ledger.clone(),
+                ledger: config.ledger.clone(),
                 reservation: None,
                 prices: model.prices,
-                prompt_estimate: prompt,
-                policy: self.config.policy,
-                sink: self.config.sink.clone(),
+                prompt_estimate: estimate.prompt,
+                policy: config.policy,
+                sink: config.sink.clone(),
                 record: RecordBase {
                     request_id: request.headers().get(X_REQUEST_ID).cloned(),
                     key_id: principal.key_id_shared().clone(),
@@ -94,24 +71,25 @@ where
                 },
                 started: Instant::now(),
             },
-            balance_header: self.config.balance_header,
+            balance_header: config.balance_header,
             observers: extensions.get::<SseObservers>().cloned(),
         };
-        let mut reserve = self.config.ledger.reserve(&account, estimate);
-        // The in-memory ledger answers at once: go straight on without parking the request.
-        let mut cx = Context::from_waker(Waker::noop());
-        if let Poll::Ready(result) = Pin::new(&mut reserve).poll(&mut cx) {
-            return match result {
-                Ok(reservation) => {
-                    let mut pending = pending;
-                    pending.accountant.reservation = Some(reservation);
-                    ResponseFuture::billed(self.inner.call(request), pending)
-                }
-                Err(error) => ResponseFuture::rejected(reject(error)),
-            };
+        let cost = model.prices.cost(estimate.prompt, estimate.completion);
+        let reserve = config.ledger.reserve(&account, cost);
+        Start::after(self, reserve, (request, hold))
+    }
+
+    fn resume(
+        &self,
+        (reserved, (request, mut hold)): (Result<Reservation, LedgerError>, (Request<B>, Hold<L>)),
+    ) -> Verdict<B, Billing<L>> {
+        match reserved {
+            Ok(reservation) => {
+                hold.accountant.reservation = Some(reservation);
+                Verdict::Admit(request, Billing(Some(hold)))
+            }
+            // Nothing was reserved: nothing to settle.
+            Err(error) => Verdict::Reject(reject(error), Billing(None)),
         }
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::reserving(reserve, request, inner, pending)
     }
 }

@@ -163,6 +163,16 @@ pin_project! {
     }
 }
 
+impl<B> BufferRequest<B> {
+    /// The memo an earlier layer left, at once; or `self` when the body is still to be read.
+    pub fn memoized(self) -> Result<Buffered<B>, Self> {
+        match self.state {
+            State::Memoized { done: Some(done) } => Ok(done),
+            state => Err(BufferRequest { state }),
+        }
+    }
+}
+
 impl<B> fmt::Debug for BufferRequest<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BufferRequest").finish_non_exhaustive()

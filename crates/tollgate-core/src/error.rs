@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
+use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
@@ -378,15 +378,21 @@ impl GatewayError {
         Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
     }
 
-    /// The response headers every rendering of this error carries: `retry-after` and `x-should-retry`.
+    /// The response headers every rendering of this error carries: `retry-after`,
+    /// `x-should-retry`, and on a 401 `WWW-Authenticate: Bearer` (RFC 9110 requires it).
     ///
     /// ```
     /// # use tollgate_core::{ErrorKind, GatewayError};
     /// let mut headers = http::HeaderMap::new();
     /// GatewayError::new(ErrorKind::Timeout, "slow").apply_headers(&mut headers);
     /// assert_eq!(headers["x-should-retry"], "true");
+    /// GatewayError::new(ErrorKind::Auth, "no key").apply_headers(&mut headers);
+    /// assert_eq!(headers["www-authenticate"], "Bearer");
     /// ```
     pub fn apply_headers(&self, headers: &mut http::HeaderMap) {
+        if self.kind == ErrorKind::Auth {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(after) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(after)));
         }

@@ -34,11 +34,14 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod body;
 mod buffer;
 pub mod chat;
 pub mod error;
+mod estimate;
 pub mod model;
+mod paths;
 mod principal;
 pub mod request_id;
 mod usage;
@@ -50,7 +53,9 @@ pub use buffer::{
 };
 pub use chat::{ChatRequest, Field, ParseError};
 pub use error::{ErrorKind, GatewayError};
+pub use estimate::TokenEstimate;
 pub use model::{Fallbacks, Lifecycle, ModelInfo, Prices, PromptTokens, X_MODEL};
+pub use paths::{Paths, is_event_stream, is_multipart};
 pub use principal::{Principal, Rate};
 pub use request_id::request_id;
 pub use usage::Usage;

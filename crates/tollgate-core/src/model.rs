@@ -183,9 +183,9 @@ impl PromptTokens {
     }
 }
 
-/// The fallbacks a request named in its body (`"fallbacks": ["model", ...]`), resolved and
-/// checked by the catalog like `model`, in order. The upstream tries them, instead of its
-/// configured fallbacks, when the model fails after its retries.
+/// A request's fallback models, in order, as the catalog resolved them: the ones the body
+/// named (`"fallbacks": ["model", ...]`, each checked like `model`), else the model's catalog
+/// entry's. The upstream tries them when the model still fails after its retries.
 ///
 /// ```
 /// use tollgate_core::{ModelInfo, Fallbacks};

@@ -1,21 +1,15 @@
 use std::sync::Arc;
 
-use tollgate_core::BodyLimit;
+use tollgate_core::{BodyLimit, Paths};
 use tower_layer::Layer;
 
 use crate::RequestGuard;
 
-/// Guards chat requests before they cost anything upstream: body size (413), slow bodies
-/// (408), OpenAI's validation rules (400), and the context window (413
-/// `context_length_exceeded`).
-///
-/// Put it after `ModelResolutionLayer`, so the resolved model's context window and max output
-/// apply; without a resolved model it uses the configured fallback window, or skips the
-/// window check when none is set.
+/// Guards chat requests before they cost anything upstream; see the [crate docs](crate).
 ///
 /// ```
 /// use std::time::Duration;
-/// use tollgate_core::BodyLimit;
+/// use tollgate_core::{BodyLimit, Paths};
 /// use tollgate_guard::RequestGuardLayer;
 ///
 /// let layer = RequestGuardLayer::new()
@@ -26,7 +20,7 @@ use crate::RequestGuard;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct RequestGuardLayer {
-    config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
 }
 
 #[derive(Clone, Debug)]
@@ -35,7 +29,7 @@ pub(crate) struct Config {
     pub(crate) strict: bool,
     /// Context window and max output when no model was resolved.
     pub(crate) fallback_window: Option<(u64, u64)>,
-    pub(crate) paths: Vec<Box<str>>,
+    pub(crate) paths: Paths,
 }
 
 impl Default for Config {
@@ -44,7 +38,7 @@ impl Default for Config {
             body_limit: BodyLimit::default(),
             strict: false,
             fallback_window: None,
-            paths: vec!["/v1/chat/completions".into()],
+            paths: Paths::chat_completions(),
         }
     }
 }
@@ -73,9 +67,12 @@ impl RequestGuardLayer {
     }
 
     /// The paths guarded, instead of `/v1/chat/completions`.
-    pub fn paths<I: IntoIterator<Item = S>, S: Into<Box<str>>>(self, paths: I) -> Self {
-        let paths = paths.into_iter().map(Into::into).collect();
+    pub fn paths(self, paths: Paths) -> Self {
         self.with(|config| config.paths = paths)
+    }
+
+    pub(crate) fn wrap<S>(&self, inner: S) -> RequestGuard<S> {
+        RequestGuard::from_layer(inner, self.clone())
     }
 
     fn with(self, change: impl FnOnce(&mut Config)) -> Self {
@@ -91,6 +88,6 @@ impl<S> Layer<S> for RequestGuardLayer {
     type Service = RequestGuard<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RequestGuard::from_config(inner, self.config.clone())
+        self.wrap(inner)
     }
 }

@@ -1,5 +1,10 @@
 //! `RequestGuardLayer`: request size limit, request validation and context-window guard.
 //!
+//! Put it after the model catalog's layer, so the resolved model's context window and max
+//! output apply; without a resolved model it uses the configured fallback window, or skips
+//! the window check when none is set. It guards `POST /v1/chat/completions` unless
+//! [`paths`](RequestGuardLayer::paths) says otherwise.
+//!
 //! - Size: a `Content-Length` over the limit is a 413 `request_too_large` before a byte of
 //!   the body is read; a chunked body stops being read at the frame that crosses the limit;
 //!   a body slower than the read timeout is a 408 `request_timeout`.
@@ -47,14 +52,14 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
-mod future;
+mod check;
 mod layer;
 mod service;
 mod tokens;
 mod validate;
 
-pub use future::ResponseFuture;
 pub use layer::RequestGuardLayer;
-pub use service::RequestGuard;
+pub use service::{RequestGuard, ResponseFuture};
 pub use tokens::{Encoding, count_prompt, prompt_bound};

@@ -159,13 +159,11 @@ pub struct Model {
     pub docs_url: Option<Arc<str>>,
     /// `created` in `/v1/models`.
     pub created: u64,
-    /// Its position in the catalog.
-    pub(crate) index: usize,
     /// Its configured fallbacks, by position in the catalog.
     pub(crate) fallbacks: Vec<usize>,
     /// Response headers for every request it serves, rendered once: `x-tollgate-model`, and
     /// `Deprecation`, `Sunset`, `Link` for a deprecated model.
-    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) headers: Arc<[(HeaderName, HeaderValue)]>,
 }
 
 impl Model {
@@ -497,7 +495,7 @@ fn build(file: CatalogFile, now: Timestamp) -> Result<ModelCatalog, CatalogError
                 .map(|e| Arc::from(e.as_str()))
                 .collect()
         };
-        let headers = response_headers(&info, now, docs_url.as_deref());
+        let headers = response_headers(&info, now, docs_url.as_deref()).into();
         models.push(Model {
             info,
             aliases: entry
@@ -513,7 +511,6 @@ fn build(file: CatalogFile, now: Timestamp) -> Result<ModelCatalog, CatalogError
                 .map(Arc::from)
                 .or_else(|| docs_url.clone()),
             created: entry.created,
-            index: models.len(),
             fallbacks,
             headers,
         });

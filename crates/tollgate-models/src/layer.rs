@@ -1,7 +1,6 @@
-use std::collections::HashSet;
 use std::sync::Arc;
 
-use tollgate_core::BodyLimit;
+use tollgate_core::{BodyLimit, Paths};
 use tower_layer::Layer;
 
 use crate::{ModelCatalog, ModelResolution};
@@ -42,7 +41,7 @@ const MODEL_ENDPOINTS: &[&str] = &[
 /// Other requests (other methods or paths, multipart uploads) pass through untouched.
 ///
 /// ```
-/// use tollgate_core::BodyLimit;
+/// use tollgate_core::{BodyLimit, Paths};
 /// use tollgate_models::{ModelCatalog, ModelResolutionLayer};
 ///
 /// let catalog = ModelCatalog::from_toml(r#"
@@ -56,28 +55,26 @@ const MODEL_ENDPOINTS: &[&str] = &[
 /// ```
 #[derive(Clone, Debug)]
 pub struct ModelResolutionLayer {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) catalog: ModelCatalog,
     pub(crate) body_limit: BodyLimit,
-    pub(crate) endpoints: HashSet<Box<str>>,
+    pub(crate) endpoints: Paths,
 }
 
 impl ModelResolutionLayer {
     /// Validates models against `catalog`, reading bodies under [`BodyLimit::default`].
     pub fn new(catalog: ModelCatalog) -> Self {
-        let endpoints = MODEL_ENDPOINTS
-            .iter()
-            .map(|e| Box::from(*e))
-            .chain(
-                catalog
-                    .models()
-                    .flat_map(|m| m.endpoints.iter().map(|e| Box::from(&**e))),
-            )
-            .collect();
+        let mut endpoints: Vec<&str> = MODEL_ENDPOINTS.to_vec();
+        for endpoint in catalog.models().flat_map(|m| m.endpoints.iter()) {
+            if !endpoints.contains(&&**endpoint) {
+                endpoints.push(endpoint);
+            }
+        }
+        let endpoints = Paths::new(endpoints);
         ModelResolutionLayer {
             shared: Arc::new(Shared {
                 catalog,
@@ -102,12 +99,16 @@ impl ModelResolutionLayer {
     pub fn catalog(&self) -> &ModelCatalog {
         &self.shared.catalog
     }
+
+    pub(crate) fn wrap<S>(&self, inner: S) -> ModelResolution<S> {
+        ModelResolution::from_layer(inner, self.clone())
+    }
 }
 
 impl<S> Layer<S> for ModelResolutionLayer {
     type Service = ModelResolution<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        ModelResolution::from_shared(inner, self.shared.clone())
+        self.wrap(inner)
     }
 }

@@ -60,10 +60,10 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod catalog;
 mod decide;
-mod future;
 mod layer;
 mod list;
 mod service;
@@ -73,7 +73,6 @@ pub use catalog::{
     CHAT_COMPLETIONS, CatalogError, CatalogFile, Model, ModelCatalog, ModelEntry, PriceEntry,
     Resolution, Status,
 };
-pub use future::ResponseFuture;
 pub use layer::ModelResolutionLayer;
 pub use list::ListModels;
-pub use service::ModelResolution;
+pub use service::{ModelResolution, ResponseFuture};

@@ -1,82 +1,111 @@
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{Method, Request, Response};
-use tollgate_core::{BoxError, ResponseBody, buffer_chat_request};
-use tower_service::Service;
+use http::{HeaderName, HeaderValue, Request, Response};
+use tollgate_core::admission::{Admission, AdmissionFuture, BodyArrived, Respond, Start, Verdict};
+use tollgate_core::{
+    BoxError, BufferRequest, Fallbacks, GatewayError, Principal, ResponseBody, is_multipart,
+};
 
-use crate::future::ResponseFuture;
-use crate::layer::Shared;
+use crate::decide::decide;
+use crate::{ModelCatalog, ModelResolutionLayer};
 
-/// The service of [`ModelResolutionLayer`](crate::ModelResolutionLayer); see there.
+/// The service of [`ModelResolutionLayer`]; see there.
 #[derive(Debug)]
 pub struct ModelResolution<S> {
     inner: S,
-    shared: Arc<Shared>,
+    admission: ModelResolutionLayer,
 }
 
 impl<S> ModelResolution<S> {
-    pub(crate) fn from_shared(inner: S, shared: Arc<Shared>) -> Self {
-        ModelResolution { inner, shared }
+    /// Validates the models of `inner`'s requests against `catalog`.
+    pub fn new(inner: S, catalog: ModelCatalog) -> Self {
+        ModelResolutionLayer::new(catalog).wrap(inner)
+    }
+
+    /// A [`ModelResolutionLayer`] for `catalog`.
+    pub fn layer(catalog: ModelCatalog) -> ModelResolutionLayer {
+        ModelResolutionLayer::new(catalog)
+    }
+
+    pub(crate) fn from_layer(inner: S, admission: ModelResolutionLayer) -> Self {
+        ModelResolution { inner, admission }
     }
 }
 
-impl<S: Clone> Clone for ModelResolution<S> {
-    fn clone(&self) -> Self {
-        ModelResolution {
-            inner: self.inner.clone(),
-            shared: self.shared.clone(),
-        }
-    }
-}
+tollgate_core::admission_service!(ModelResolution<S> => ModelResolutionLayer);
 
-impl<S, B, ResBody> Service<Request<B>> for ModelResolution<S>
+/// The response future of [`ModelResolution`].
+pub type ResponseFuture<S, B> = AdmissionFuture<S, ModelResolutionLayer, B>;
+
+impl<B> Admission<B> for ModelResolutionLayer
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
     B: http_body::Body<Data = Bytes> + From<Bytes>,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
+    type Ticket = ModelHeaders;
+    type Pending = BufferRequest<B>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+    fn start(&self, request: Request<B>) -> Start<B, ModelHeaders, BufferRequest<B>> {
+        // Only multipart uploads are left alone (their model is a form field); any other body
+        // is read as JSON whatever its declared type, so a wrong `content-type` cannot slip a
+        // request past the catalog.
+        if !self.shared.endpoints.is_post_to(&request) || is_multipart(request.headers()) {
+            return Start::Decided(Verdict::Admit(request, ModelHeaders(None)));
+        }
+        Start::with_body(self, request, self.shared.body_limit)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
-        if !self.names_a_model(&request) {
-            return ResponseFuture::passthrough(self.inner.call(request), self.shared.clone());
+    fn resume(&self, arrived: BodyArrived<B>) -> Verdict<B, ModelHeaders> {
+        let (mut request, chat) = match arrived {
+            Ok((request, Ok(chat))) => (request, chat),
+            Ok((_, Err(error))) => {
+                return Verdict::Reject(GatewayError::from(&error), ModelHeaders(None));
+            }
+            Err(error) => return Verdict::Reject(GatewayError::from(&error), ModelHeaders(None)),
+        };
+        let endpoint = request.uri().path();
+        let principal = request.extensions().get::<Principal>();
+        let admitted = match decide(&self.shared.catalog, &chat, endpoint, principal) {
+            Ok(admitted) => admitted,
+            Err(error) => return Verdict::Reject(error, ModelHeaders(None)),
+        };
+        let model = admitted.model;
+        if admitted.via_alias
+            && let Some(rewritten) = chat.with_model(model.id())
+        {
+            rewritten.install(&mut request);
         }
-        let limit = self.shared.body_limit;
-        // The ready service handles this request; its clone stays for the next one.
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::buffering(
-            buffer_chat_request(request, limit),
-            inner,
-            self.shared.clone(),
-        )
+        let extensions = request.extensions_mut();
+        extensions.insert(model.info.clone());
+        if !admitted.fallbacks.is_empty() {
+            let fallbacks = admitted.fallbacks.iter().map(|m| m.info.clone()).collect();
+            extensions.insert(Fallbacks(fallbacks));
+        }
+        Verdict::Admit(request, ModelHeaders(Some(model.headers.clone())))
     }
 }
 
-impl<S> ModelResolution<S> {
-    /// A POST to an endpoint whose body names a model. Only multipart uploads are left alone
-    /// (their model is a form field); any other body is read as JSON whatever its declared
-    /// type, so a wrong `content-type` cannot slip a request past the catalog.
-    fn names_a_model<B>(&self, request: &Request<B>) -> bool {
-        let multipart = request.headers().get(CONTENT_TYPE).is_some_and(|value| {
-            value.to_str().is_ok_and(|value| {
-                value
-                    .trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("multipart/")
-            })
-        });
-        request.method() == Method::POST
-            && !multipart
-            && self.shared.endpoints.contains(request.uri().path())
+/// The headers of the model that serves a request (rendered once, when the catalog was
+/// built): `x-tollgate-model`, and `Deprecation`, `Sunset`, `Link` for a deprecated model.
+#[derive(Debug)]
+pub struct ModelHeaders(Option<Arc<[(HeaderName, HeaderValue)]>>);
+
+impl<B> Respond<B> for ModelHeaders {
+    type Body = ResponseBody<B>;
+
+    fn admitted(self, mut response: Response<B>) -> Response<ResponseBody<B>> {
+        let headers = response.headers_mut();
+        // An inner layer's value wins: a fallback names the model that really answered.
+        for (name, value) in self.0.iter().flat_map(|headers| headers.iter()) {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        response.map(ResponseBody::inner)
+    }
+
+    fn rejected(self, error: GatewayError) -> Response<ResponseBody<B>> {
+        error.into_response().map(ResponseBody::from)
     }
 }

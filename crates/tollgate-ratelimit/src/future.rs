@@ -1,21 +1,15 @@
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use http::{Request, Response};
-use pin_project_lite::pin_project;
-use tollgate_core::{BoxError, ChatRequest, ErrorKind, GatewayError, ModelInfo, ResponseBody};
-use tower_service::Service;
+use tollgate_core::{BoxError, ChatRequest, ErrorKind, GatewayError, ModelInfo};
 
 use smallvec::SmallVec;
 
 use crate::backend::{Decision, QuotaState, Scope};
 use crate::headers::{Families, RateHeaders, ceil_secs, go_duration, period_name};
 
-/// What the response side needs to know about a request's rules.
-pub(crate) struct Planned {
+/// What deciding on a request needs to know about its rules.
+pub struct Planned {
     /// Per check: its scope, period and cost.
     pub(crate) periods: SmallVec<[(Scope, Duration, u64); 2]>,
     pub(crate) model: Option<Arc<str>>,
@@ -24,112 +18,6 @@ pub(crate) struct Planned {
 
 /// `(scope, state, period)` per rule.
 pub(crate) type Labelled = SmallVec<[(Scope, QuotaState, Duration); 2]>;
-
-pin_project! {
-    /// The response future of [`RateLimit`](crate::RateLimit).
-    pub struct ResponseFuture<S, F, ReqBody>
-    where
-        S: Service<Request<ReqBody>>,
-    {
-        #[pin]
-        state: State<S, F, ReqBody>,
-        planned: Option<Planned>,
-        // Rendered when the decision is known, written on the response head.
-        headers: RateHeaders,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<S, F, ReqBody>
-    where
-        S: Service<Request<ReqBody>>,
-    {
-        // Boxed: only a backend that answers later pays for carrying the request, and the
-        // future stays small for the common in-memory case.
-        Checking { #[pin] decision: F, waiting: Option<Box<(Request<ReqBody>, S)>> },
-        Inner { #[pin] future: S::Future },
-        Rejected { error: Option<GatewayError> },
-    }
-}
-
-impl<S, F, ReqBody> ResponseFuture<S, F, ReqBody>
-where
-    S: Service<Request<ReqBody>>,
-{
-    pub(crate) fn admitted(future: S::Future, headers: RateHeaders) -> Self {
-        ResponseFuture {
-            state: State::Inner { future },
-            planned: None,
-            headers,
-        }
-    }
-
-    pub(crate) fn rejected(error: GatewayError, headers: RateHeaders) -> Self {
-        ResponseFuture {
-            state: State::Rejected { error: Some(error) },
-            planned: None,
-            headers,
-        }
-    }
-
-    pub(crate) fn checking(
-        decision: F,
-        request: Request<ReqBody>,
-        inner: S,
-        planned: Planned,
-    ) -> Self {
-        ResponseFuture {
-            state: State::Checking {
-                decision,
-                waiting: Some(Box::new((request, inner))),
-            },
-            planned: Some(planned),
-            headers: RateHeaders::default(),
-        }
-    }
-}
-
-impl<S, F, ReqBody, ResBody> Future for ResponseFuture<S, F, ReqBody>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
-    F: Future<Output = Result<Decision, BoxError>>,
-{
-    type Output = Result<Response<ResponseBody<ResBody>>, S::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
-        loop {
-            let next = match this.state.as_mut().project() {
-                StateProj::Inner { future } => {
-                    let mut response = ready!(future.poll(cx))?;
-                    this.headers.apply(response.headers_mut());
-                    return Poll::Ready(Ok(response.map(ResponseBody::inner)));
-                }
-                StateProj::Rejected { error } => {
-                    let error = error.take().unwrap_or_else(GatewayError::internal);
-                    let mut response = error.into_response().map(ResponseBody::from);
-                    this.headers.apply(response.headers_mut());
-                    return Poll::Ready(Ok(response));
-                }
-                StateProj::Checking { decision, waiting } => {
-                    let planned = this.planned.as_ref().expect("checks are planned");
-                    let result = ready!(decision.poll(cx));
-                    let (request, mut inner) = *waiting.take().expect("polled after completion");
-                    let (headers, error) = decide(planned, result, request.extensions());
-                    *this.headers = headers;
-                    match error {
-                        None => State::Inner {
-                            future: inner.call(request),
-                        },
-                        Some(error) => State::Rejected { error: Some(error) },
-                    }
-                }
-            };
-            this.state.set(next);
-        }
-    }
-}
 
 /// The headers for the response, and the error to answer with when the request is denied.
 pub(crate) fn decide(

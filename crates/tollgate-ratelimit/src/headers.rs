@@ -4,7 +4,9 @@ use std::fmt::Write as _;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use http::{HeaderMap, HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue, Response};
+use tollgate_core::admission::Respond;
+use tollgate_core::{GatewayError, ResponseBody};
 
 use crate::backend::{QuotaState, Scope};
 
@@ -113,9 +115,10 @@ impl Families {
     }
 }
 
-/// The rate-limit headers of one response, rendered when the decision is made.
-#[derive(Default)]
-pub(crate) struct RateHeaders {
+/// The rate-limit headers of one response, rendered when the decision is made and written on
+/// the response head, whether the request was admitted or refused.
+#[derive(Debug, Default)]
+pub struct RateHeaders {
     /// Limit, remaining and reset of the most constraining rule.
     basic: Option<[HeaderValue; 3]>,
     /// OpenAI's and the IETF draft's, when enabled.
@@ -158,19 +161,34 @@ impl RateHeaders {
         }
     }
 
-    pub(crate) fn apply(&mut self, headers: &mut HeaderMap) {
-        if let Some([limit, remaining, reset]) = self.basic.take() {
+    fn apply(self, headers: &mut HeaderMap) {
+        if let Some([limit, remaining, reset]) = self.basic {
             headers.insert(LIMIT, limit);
             headers.insert(REMAINING, remaining);
             headers.insert(RESET, reset);
         }
-        if let Some(extra) = self.extra.take() {
+        if let Some(extra) = self.extra {
             for (name, value) in *extra {
                 if let Some(name) = name {
                     headers.insert(name, value);
                 }
             }
         }
+    }
+}
+
+impl<B> Respond<B> for RateHeaders {
+    type Body = ResponseBody<B>;
+
+    fn admitted(self, mut response: Response<B>) -> Response<ResponseBody<B>> {
+        self.apply(response.headers_mut());
+        response.map(ResponseBody::inner)
+    }
+
+    fn rejected(self, error: GatewayError) -> Response<ResponseBody<B>> {
+        let mut response = error.into_response().map(ResponseBody::from);
+        self.apply(response.headers_mut());
+        response
     }
 }
 

@@ -74,8 +74,8 @@ impl Limits {
 /// ```
 #[derive(Debug)]
 pub struct RateLimitLayer<B = GovernorBackend> {
-    backend: Arc<B>,
-    rules: Arc<Rules>,
+    pub(crate) backend: Arc<B>,
+    pub(crate) rules: Arc<Rules>,
 }
 
 impl<B> Clone for RateLimitLayer<B> {
@@ -178,6 +178,6 @@ impl<S, B> Layer<S> for RateLimitLayer<B> {
     type Service = RateLimit<S, B>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        RateLimit::from_parts(inner, self.backend.clone(), self.rules.clone())
+        RateLimit::from_layer(inner, self.clone())
     }
 }

@@ -31,6 +31,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod backend;
 mod future;
@@ -40,8 +41,7 @@ mod layer;
 mod service;
 
 pub use backend::{Check, Decision, QuotaState, RateLimitBackend, RuleKey, Scope, States};
-pub use future::ResponseFuture;
 pub use governor_backend::GovernorBackend;
 pub use headers::go_duration;
 pub use layer::{Limits, RateLimitLayer};
-pub use service::RateLimit;
+pub use service::{RateLimit, ResponseFuture};

@@ -1,78 +1,68 @@
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
-use http::{Request, Response};
+use http::Request;
 use smallvec::SmallVec;
-use tollgate_core::{ChatRequest, ModelInfo, Principal, PromptTokens, Rate, ResponseBody};
-use tower_service::Service;
+use tollgate_core::admission::{Admission, AdmissionFuture, Carry, Start, Verdict};
+use tollgate_core::{BoxError, ChatRequest, ModelInfo, Principal, Rate, TokenEstimate};
 
-use crate::RateLimitBackend;
-use crate::backend::{Check, RuleKey, Scope};
-use crate::future::{Planned, ResponseFuture, decide};
+use crate::backend::{Check, Decision, RuleKey, Scope};
+use crate::future::{Planned, decide};
 use crate::headers::RateHeaders;
 use crate::layer::Rules;
+use crate::{RateLimitBackend, RateLimitLayer};
 
-/// The service of [`RateLimitLayer`](crate::RateLimitLayer); see there.
+/// The service of [`RateLimitLayer`]; see there.
 #[derive(Debug)]
 pub struct RateLimit<S, B> {
     inner: S,
-    backend: Arc<B>,
-    rules: Arc<Rules>,
+    admission: RateLimitLayer<B>,
 }
 
-impl<S: Clone, B> Clone for RateLimit<S, B> {
-    fn clone(&self) -> Self {
-        RateLimit {
-            inner: self.inner.clone(),
-            backend: self.backend.clone(),
-            rules: self.rules.clone(),
-        }
+impl<S, B: RateLimitBackend> RateLimit<S, B> {
+    /// Rate limits `inner` by `layer`'s rules.
+    pub fn new(inner: S, layer: RateLimitLayer<B>) -> Self {
+        RateLimit::from_layer(inner, layer)
     }
 }
 
 impl<S, B> RateLimit<S, B> {
-    pub(crate) fn from_parts(inner: S, backend: Arc<B>, rules: Arc<Rules>) -> Self {
-        RateLimit {
-            inner,
-            backend,
-            rules,
-        }
+    pub(crate) fn from_layer(inner: S, admission: RateLimitLayer<B>) -> Self {
+        RateLimit { inner, admission }
     }
 }
 
-impl<S, B, ReqBody, ResBody> Service<Request<ReqBody>> for RateLimit<S, B>
-where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone,
-    B: RateLimitBackend,
-{
-    type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, B::Future, ReqBody>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+impl<S> RateLimit<S, crate::GovernorBackend> {
+    /// A [`RateLimitLayer`] with no rules yet, in memory on governor.
+    pub fn layer() -> RateLimitLayer {
+        RateLimitLayer::new()
     }
+}
 
-    fn call(&mut self, request: Request<ReqBody>) -> Self::Future {
+tollgate_core::admission_service!(RateLimit<S, B> => RateLimitLayer<B>);
+
+/// The response future of [`RateLimit`].
+pub type ResponseFuture<S, Bk, B> = AdmissionFuture<S, RateLimitLayer<Bk>, B>;
+
+impl<B, Bk: RateLimitBackend> Admission<B> for RateLimitLayer<Bk> {
+    type Ticket = RateHeaders;
+    type Pending = Carry<Bk::Future, (Request<B>, Planned)>;
+
+    fn start(&self, request: Request<B>) -> Start<B, RateHeaders, Self::Pending> {
         let (checks, planned) = plan(&self.rules, &request);
         if checks.is_empty() {
-            return ResponseFuture::admitted(self.inner.call(request), RateHeaders::default());
+            return Start::Decided(Verdict::Admit(request, RateHeaders::default()));
         }
-        let mut decision = self.backend.check(&checks);
-        // An in-memory backend has answered already: act on it here, so the request goes
-        // straight to the inner service instead of through this future.
-        let mut cx = Context::from_waker(Waker::noop());
-        if let Poll::Ready(result) = Pin::new(&mut decision).poll(&mut cx) {
-            return match decide(&planned, result, request.extensions()) {
-                (headers, None) => ResponseFuture::admitted(self.inner.call(request), headers),
-                (headers, Some(error)) => ResponseFuture::rejected(error, headers),
-            };
+        Start::after(self, self.backend.check(&checks), (request, planned))
+    }
+
+    fn resume(
+        &self,
+        (result, (request, planned)): (Result<Decision, BoxError>, (Request<B>, Planned)),
+    ) -> Verdict<B, RateHeaders> {
+        match decide(&planned, result, request.extensions()) {
+            (headers, None) => Verdict::Admit(request, headers),
+            (headers, Some(error)) => Verdict::Reject(error, headers),
         }
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        ResponseFuture::checking(decision, request, inner, planned)
     }
 }
 
@@ -82,29 +72,19 @@ fn plan<B>(rules: &Rules, request: &Request<B>) -> (SmallVec<[Check; 2]>, Planne
     let principal = extensions.get::<Principal>();
     let needs_tokens = rules.counts_tokens || principal.is_some_and(|p| p.token_quota().is_some());
     // Only what the configured rules use is looked up.
-    let (resolved, chat) = if rules.uses_model || needs_tokens {
-        (
-            extensions.get::<ModelInfo>(),
-            extensions.get::<ChatRequest>(),
-        )
+    let model: Option<Arc<str>> = if rules.uses_model {
+        match extensions.get::<ModelInfo>() {
+            Some(resolved) => Some(resolved.id.clone()),
+            None => extensions
+                .get::<ChatRequest>()
+                .and_then(ChatRequest::model)
+                .map(Arc::from),
+        }
     } else {
-        (None, None)
-    };
-    let model: Option<Arc<str>> = match (rules.uses_model, resolved) {
-        (false, _) => None,
-        (true, Some(resolved)) => Some(resolved.id.clone()),
-        (true, None) => chat.and_then(|chat| chat.model()).map(Arc::from),
+        None
     };
     let tokens = if needs_tokens {
-        let prompt = extensions
-            .get::<PromptTokens>()
-            .map(|tokens| tokens.value())
-            .or_else(|| chat.map(|chat| chat.prompt_bytes() as u64))
-            .unwrap_or(0);
-        let completion = chat
-            .and_then(|chat| chat.completion_budget(resolved))
-            .unwrap_or(0);
-        prompt.saturating_add(completion)
+        TokenEstimate::of(extensions).total()
     } else {
         0
     };

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tollgate_core::BodyLimit;
+use tollgate_core::{BodyLimit, Paths};
 use tower_layer::Layer;
 
 use crate::SsePassthrough;
@@ -39,7 +39,7 @@ use crate::SsePassthrough;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct SsePassthroughLayer {
-    config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +48,7 @@ pub(crate) struct Config {
     pub(crate) inject_usage: bool,
     pub(crate) drain_on_disconnect: bool,
     pub(crate) body_limit: BodyLimit,
+    pub(crate) paths: Paths,
 }
 
 impl Default for Config {
@@ -57,6 +58,7 @@ impl Default for Config {
             inject_usage: false,
             drain_on_disconnect: false,
             body_limit: BodyLimit::default(),
+            paths: Paths::chat_completions(),
         }
     }
 }
@@ -92,6 +94,12 @@ impl SsePassthroughLayer {
         self.with(|config| config.body_limit = limit)
     }
 
+    /// The chat endpoints whose requests get usage injected, instead of
+    /// `/v1/chat/completions`.
+    pub fn paths(self, paths: Paths) -> Self {
+        self.with(|config| config.paths = paths)
+    }
+
     fn with(self, change: impl FnOnce(&mut Config)) -> Self {
         let mut config = (*self.config).clone();
         change(&mut config);
@@ -105,6 +113,6 @@ impl<S> Layer<S> for SsePassthroughLayer {
     type Service = SsePassthrough<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        SsePassthrough::from_config(inner, self.config.clone())
+        self.wrap(inner)
     }
 }

@@ -51,6 +51,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod body;
 mod future;
@@ -60,8 +61,7 @@ mod parser;
 mod service;
 
 pub use body::SseBody;
-pub use future::ResponseFuture;
 pub use layer::SsePassthroughLayer;
 pub use observer::{ChatStreamSummary, SseObserver, SseObservers, StreamEnd};
 pub use parser::{Event, SseParser};
-pub use service::SsePassthrough;
+pub use service::{ResponseFuture, SsePassthrough};

@@ -1,94 +1,99 @@
-use std::sync::Arc;
-use std::task::{Context, Poll};
-
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
-use http::{Method, Request, Response};
+use http::Request;
+use tollgate_core::admission::{Admission, AdmissionFuture, BodyArrived, Start, Verdict};
 use tollgate_core::request_id::X_REQUEST_ID;
-use tollgate_core::{BoxError, ChatRequest, buffer_chat_request};
-use tower_service::Service;
+use tollgate_core::{BoxError, BufferRequest, ChatRequest, GatewayError, is_multipart};
 
-use crate::future::ResponseFuture;
-use crate::layer::Config;
-use crate::{SseBody, SseObservers};
+use crate::future::StreamPlan;
+use crate::{SseObservers, SsePassthroughLayer};
 
-/// The service of [`SsePassthroughLayer`](crate::SsePassthroughLayer); see there.
+/// The service of [`SsePassthroughLayer`]; see there.
 #[derive(Debug)]
 pub struct SsePassthrough<S> {
     inner: S,
-    config: Arc<Config>,
+    admission: SsePassthroughLayer,
 }
 
 impl<S> SsePassthrough<S> {
-    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
-        SsePassthrough { inner, config }
+    /// Streams `inner`'s event streams through with the default settings (see
+    /// [`SsePassthroughLayer::new`]).
+    pub fn new(inner: S) -> Self {
+        SsePassthroughLayer::new().wrap(inner)
+    }
+
+    /// An [`SsePassthroughLayer`] with the default settings.
+    pub fn layer() -> SsePassthroughLayer {
+        SsePassthroughLayer::new()
+    }
+
+    pub(crate) fn from_layer(inner: S, admission: SsePassthroughLayer) -> Self {
+        SsePassthrough { inner, admission }
     }
 }
 
-impl<S: Clone> Clone for SsePassthrough<S> {
-    fn clone(&self) -> Self {
-        SsePassthrough {
-            inner: self.inner.clone(),
-            config: self.config.clone(),
-        }
-    }
-}
+tollgate_core::admission_service!(SsePassthrough<S> => SsePassthroughLayer);
 
-impl<S, B, ResBody> Service<Request<B>> for SsePassthrough<S>
+/// The response future of [`SsePassthrough`].
+pub type ResponseFuture<S, B> = AdmissionFuture<S, SsePassthroughLayer, B>;
+
+impl<B> Admission<B> for SsePassthroughLayer
 where
-    S: Service<Request<B>, Response = Response<ResBody>> + Clone,
     B: http_body::Body<Data = Bytes> + From<Bytes>,
     B::Error: Into<BoxError>,
-    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
-    ResBody::Error: Into<BoxError>,
 {
-    type Response = Response<SseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<S, B>;
+    type Ticket = StreamPlan;
+    type Pending = BufferRequest<B>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let request_id = request.headers().get(X_REQUEST_ID).cloned();
+    fn start(&self, mut request: Request<B>) -> Start<B, StreamPlan, BufferRequest<B>> {
         // Observers matter only for a stream; a request known not to stream skips them.
         let known_not_streaming = request
             .extensions()
             .get::<ChatRequest>()
             .is_some_and(|chat| !chat.stream());
-        let observers = (!known_not_streaming).then(|| {
-            let observers = SseObservers::default();
-            request.extensions_mut().insert(observers.clone());
-            observers
-        });
-        let context = crate::future::Context {
-            config: self.config.clone(),
-            observers,
-            request_id,
-            strip_usage: false,
-        };
-        if self.config.inject_usage && is_chat_json(&request) {
-            let clone = self.inner.clone();
-            let inner = std::mem::replace(&mut self.inner, clone);
-            let buffer = buffer_chat_request(request, self.config.body_limit);
-            return ResponseFuture::buffering(buffer, inner, context);
+        if !known_not_streaming {
+            request.extensions_mut().insert(SseObservers::default());
         }
-        ResponseFuture::inner(self.inner.call(request), context)
+        // A multipart upload is not a chat request; any other body is read as JSON whatever
+        // `content-type` says.
+        if self.config.inject_usage
+            && self.config.paths.is_post_to(&request)
+            && !is_multipart(request.headers())
+        {
+            return Start::with_body(self, request, self.config.body_limit);
+        }
+        let plan = self.plan(&request, false);
+        Start::Decided(Verdict::Admit(request, plan))
+    }
+
+    fn resume(&self, arrived: BodyArrived<B>) -> Verdict<B, StreamPlan> {
+        let (mut request, parsed) = match arrived {
+            Ok(buffered) => buffered,
+            Err(error) => return Verdict::Reject(GatewayError::from(&error), StreamPlan::none()),
+        };
+        // A body that is not a valid chat request is the guard's to refuse: passed on as is.
+        let inject = parsed.is_ok_and(|chat| {
+            let inject = chat.stream() && !chat.include_usage();
+            if inject {
+                chat.with_include_usage().install(&mut request);
+            }
+            inject
+        });
+        let plan = self.plan(&request, inject);
+        Verdict::Admit(request, plan)
     }
 }
 
-/// A chat completion request; its body is JSON whatever `content-type` says, unless it is a
-/// multipart upload.
-fn is_chat_json<B>(request: &Request<B>) -> bool {
-    request.method() == Method::POST
-        && request.uri().path() == "/v1/chat/completions"
-        && !request.headers().get(CONTENT_TYPE).is_some_and(|value| {
-            value.to_str().is_ok_and(|value| {
-                value
-                    .trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("multipart/")
-            })
-        })
+impl SsePassthroughLayer {
+    pub(crate) fn wrap<S>(&self, inner: S) -> SsePassthrough<S> {
+        SsePassthrough::from_layer(inner, self.clone())
+    }
+
+    fn plan<B>(&self, request: &Request<B>, strip_usage: bool) -> StreamPlan {
+        StreamPlan {
+            config: Some(self.config.clone()),
+            observers: request.extensions().get::<SseObservers>().cloned(),
+            request_id: request.headers().get(X_REQUEST_ID).cloned(),
+            strip_usage,
+        }
+    }
 }

@@ -1,0 +1,60 @@
+//! The tokens a request may use, as every layer that counts before the upstream answers
+//! counts them.
+
+use http::Extensions;
+
+use crate::{ChatRequest, ModelInfo, PromptTokens};
+
+/// The most tokens a request may use, known before the upstream answers: what the rate
+/// limiter charges against token quotas and what the balance gate reserves money for.
+///
+/// - `prompt`: the guard's [`PromptTokens`] (exact, or its byte bound), else the byte bound of
+///   the parsed body's text, else 0 (no body was parsed).
+/// - `completion`: the request's own budget (`max_completion_tokens`, else `max_tokens`), else
+///   the resolved model's max output, else 0: with neither, nothing bounds the completion
+///   before it happens, and settlement charges what it really used.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http::Extensions;
+/// use tollgate_core::{ChatRequest, ModelInfo, PromptTokens, TokenEstimate};
+///
+/// let mut extensions = Extensions::new();
+/// extensions.insert(ChatRequest::parse(Bytes::from_static(br#"{"max_tokens":100}"#)).unwrap());
+/// extensions.insert(PromptTokens::Exact(12));
+/// assert_eq!(TokenEstimate::of(&extensions), TokenEstimate { prompt: 12, completion: 100 });
+///
+/// let mut extensions = Extensions::new();
+/// extensions.insert(ChatRequest::parse(Bytes::from_static(b"{}")).unwrap());
+/// extensions.insert(ModelInfo::new("m", 8_192, 1_024));
+/// assert_eq!(TokenEstimate::of(&extensions).total(), 1_024);
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TokenEstimate {
+    /// Prompt tokens, at most.
+    pub prompt: u64,
+    /// Completion tokens, at most.
+    pub completion: u64,
+}
+
+impl TokenEstimate {
+    /// The estimate from what earlier layers left in the request extensions.
+    pub fn of(extensions: &Extensions) -> Self {
+        let chat = extensions.get::<ChatRequest>();
+        let model = extensions.get::<ModelInfo>();
+        let prompt = match extensions.get::<PromptTokens>() {
+            Some(tokens) => tokens.value(),
+            None => chat.map_or(0, |chat| chat.prompt_bytes() as u64),
+        };
+        let completion = chat
+            .and_then(ChatRequest::max_completion_tokens)
+            .or(model.map(|model| model.max_output_tokens))
+            .unwrap_or(0);
+        TokenEstimate { prompt, completion }
+    }
+
+    /// Prompt and completion together.
+    pub fn total(self) -> u64 {
+        self.prompt.saturating_add(self.completion)
+    }
+}

@@ -1,0 +1,87 @@
+//! The request paths a layer acts on, and what a request's content type says.
+
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, Method, Request};
+
+/// The paths a layer acts on, matched exactly: no prefix and no pattern, so a path the
+/// operator did not list is never mistaken for one that was.
+///
+/// ```
+/// use http::Request;
+/// use tollgate_core::Paths;
+///
+/// let paths = Paths::new(["/v1/chat/completions", "/v1/embeddings"]);
+/// assert!(paths.matches("/v1/embeddings"));
+/// assert!(!paths.matches("/v1/embeddings/"));
+/// assert!(paths.is_post_to(&Request::post("/v1/chat/completions").body(()).unwrap()));
+/// assert!(!paths.is_post_to(&Request::get("/v1/chat/completions").body(()).unwrap()));
+/// assert!(Paths::chat_completions().matches("/v1/chat/completions"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Paths {
+    // A handful of short paths: a scan beats hashing the request's path.
+    paths: Box<[Box<str>]>,
+}
+
+impl Paths {
+    /// These paths.
+    pub fn new<I, S>(paths: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<Box<str>>,
+    {
+        Paths {
+            paths: paths.into_iter().map(Into::into).collect(),
+        }
+    }
+
+    /// `/v1/chat/completions` alone.
+    pub fn chat_completions() -> Self {
+        Paths::new(["/v1/chat/completions"])
+    }
+
+    /// Whether `path` is one of them.
+    pub fn matches(&self, path: &str) -> bool {
+        self.paths.iter().any(|candidate| **candidate == *path)
+    }
+
+    /// Whether `request` is a `POST` to one of them.
+    pub fn is_post_to<B>(&self, request: &Request<B>) -> bool {
+        request.method() == Method::POST && self.matches(request.uri().path())
+    }
+
+    /// The paths, in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        self.paths.iter().map(|path| &**path)
+    }
+}
+
+/// Whether the `content-type` is `text/event-stream` (a server-sent event stream).
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("content-type", "text/event-stream; charset=utf-8".parse().unwrap());
+/// assert!(tollgate_core::is_event_stream(&headers));
+/// ```
+pub fn is_event_stream(headers: &HeaderMap) -> bool {
+    content_type_starts_with(headers, "text/event-stream")
+}
+
+/// Whether the `content-type` is a `multipart/*` upload.
+///
+/// ```
+/// let mut headers = http::HeaderMap::new();
+/// headers.insert("content-type", "Multipart/Form-Data; boundary=x".parse().unwrap());
+/// assert!(tollgate_core::is_multipart(&headers));
+/// ```
+pub fn is_multipart(headers: &HeaderMap) -> bool {
+    content_type_starts_with(headers, "multipart/")
+}
+
+fn content_type_starts_with(headers: &HeaderMap, prefix: &str) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim_start().get(..prefix.len()))
+        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+}
