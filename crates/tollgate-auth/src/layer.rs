@@ -1,10 +1,9 @@
 use std::sync::Arc;
 
 use http::HeaderName;
-use tower_layer::Layer;
 
+use crate::KeyStore;
 use crate::credentials::Sources;
-use crate::{BearerAuth, KeyStore};
 
 /// Authenticates every request by API key and puts the caller's
 /// [`Principal`](tollgate_core::Principal) in the request extensions.
@@ -68,10 +67,6 @@ impl<K: KeyStore> BearerAuthLayer<K> {
         self.with_sources(|sources| sources.prefix = Some(prefix))
     }
 
-    pub(crate) fn wrap<S>(&self, inner: S) -> BearerAuth<S, K> {
-        BearerAuth::from_layer(inner, self.clone())
-    }
-
     fn with_sources(self, change: impl FnOnce(&mut Sources)) -> Self {
         let mut sources = (*self.sources).clone();
         change(&mut sources);
@@ -79,13 +74,5 @@ impl<K: KeyStore> BearerAuthLayer<K> {
             store: self.store,
             sources: Arc::new(sources),
         }
-    }
-}
-
-impl<S, K> Layer<S> for BearerAuthLayer<K> {
-    type Service = BearerAuth<S, K>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BearerAuth::from_layer(inner, self.clone())
     }
 }

@@ -1,4 +1,5 @@
 use std::time::SystemTime;
+use tower_layer::Layer;
 
 use http::Request;
 use tollgate_core::admission::{Admission, AdmissionFuture, Carry, Start, Verdict};
@@ -17,18 +18,12 @@ pub struct BearerAuth<S, K> {
 impl<S, K: KeyStore> BearerAuth<S, K> {
     /// Authenticates `inner`'s requests against `store` (see [`BearerAuthLayer::new`]).
     pub fn new(inner: S, store: K) -> Self {
-        BearerAuthLayer::new(store).wrap(inner)
+        BearerAuthLayer::new(store).layer(inner)
     }
 
     /// A [`BearerAuthLayer`] for `store`.
     pub fn layer(store: K) -> BearerAuthLayer<K> {
         BearerAuthLayer::new(store)
-    }
-}
-
-impl<S, K> BearerAuth<S, K> {
-    pub(crate) fn from_layer(inner: S, admission: BearerAuthLayer<K>) -> Self {
-        BearerAuth { inner, admission }
     }
 }
 

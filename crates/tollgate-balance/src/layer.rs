@@ -1,8 +1,6 @@
 use std::sync::Arc;
 
-use tower_layer::Layer;
-
-use crate::{BalanceGate, Ledger, NoUsagePolicy, UsageSink};
+use crate::{Ledger, NoUsagePolicy, UsageSink};
 
 /// Gates requests on a prepaid balance and charges them their real cost.
 ///
@@ -100,10 +98,6 @@ impl<L: Ledger> BalanceGateLayer<L> {
         self.with(|config| config.sink = Some(sink))
     }
 
-    pub(crate) fn wrap<S>(&self, inner: S) -> BalanceGate<S, L> {
-        BalanceGate::from_layer(inner, self.clone())
-    }
-
     fn with(self, change: impl FnOnce(&mut Config<L>)) -> Self {
         let mut config = Config {
             ledger: self.config.ledger.clone(),
@@ -115,13 +109,5 @@ impl<L: Ledger> BalanceGateLayer<L> {
         BalanceGateLayer {
             config: Arc::new(config),
         }
-    }
-}
-
-impl<S, L> Layer<S> for BalanceGateLayer<L> {
-    type Service = BalanceGate<S, L>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        BalanceGate::from_layer(inner, self.clone())
     }
 }

@@ -1,4 +1,5 @@
 use std::time::Instant;
+use tower_layer::Layer;
 
 use http::Request;
 use tollgate_core::admission::{Admission, AdmissionFuture, Carry, Start, Verdict};
@@ -20,18 +21,12 @@ pub struct BalanceGate<S, L> {
 impl<S, L: Ledger> BalanceGate<S, L> {
     /// Gates `inner`'s requests on `ledger`'s balances (see [`BalanceGateLayer::new`]).
     pub fn new(inner: S, ledger: L) -> Self {
-        BalanceGateLayer::new(ledger).wrap(inner)
+        BalanceGateLayer::new(ledger).layer(inner)
     }
 
     /// A [`BalanceGateLayer`] on `ledger`.
     pub fn layer(ledger: L) -> BalanceGateLayer<L> {
         BalanceGateLayer::new(ledger)
-    }
-}
-
-impl<S, L> BalanceGate<S, L> {
-    pub(crate) fn from_layer(inner: S, admission: BalanceGateLayer<L>) -> Self {
-        BalanceGate { inner, admission }
     }
 }
 

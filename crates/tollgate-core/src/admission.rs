@@ -86,6 +86,10 @@ pub trait Admission<B> {
 }
 
 /// How a check begins: decided, or waiting.
+#[allow(
+    clippy::large_enum_variant,
+    reason = "lives for one call and is matched at once; boxing would allocate per request"
+)]
 pub enum Start<B, T, P> {
     /// The check decided without waiting.
     Decided(Verdict<B, T>),
@@ -164,9 +168,10 @@ where
     where
         A: Admission<B, Ticket = T, Pending = BufferRequest<B>>,
     {
-        match buffer_chat_request(request, limit).memoized() {
-            Ok(buffered) => Start::Decided(admission.resume(Ok(buffered))),
-            Err(reading) => Start::Waiting(reading),
+        let mut reading = buffer_chat_request(request, limit);
+        match reading.take_memo() {
+            Some(buffered) => Start::Decided(admission.resume(Ok(buffered))),
+            None => Start::Waiting(reading),
         }
     }
 }
@@ -349,11 +354,12 @@ where
     }
 }
 
-/// Writes an admission layer's service: `get_ref`, `get_mut`, `into_inner`, `Clone`, and the
-/// `tower::Service` impl that runs the check through [`AdmissionFuture`].
+/// Writes an admission layer's service: `get_ref`, `get_mut`, `into_inner`, `Clone`, the
+/// `tower::Service` impl that runs the check through [`AdmissionFuture`], and the layer's
+/// `tower::Layer` impl.
 ///
-/// The service is a struct with the fields `inner: S` and `admission: A`, where `A`
-/// implements [`Admission`] (usually the layer itself). The crate needs `http` and
+/// The service is a struct with the fields `inner: S` and `admission: A`, where `A` is the
+/// layer and implements [`Admission`]. The crate needs `http`, `tower-layer` and
 /// `tower-service` as dependencies.
 ///
 /// ```
@@ -398,6 +404,20 @@ macro_rules! admission_service {
             /// Consumes `self`, returning the inner service.
             pub fn into_inner(self) -> S {
                 self.inner
+            }
+        }
+
+        impl<S $(, $param)*> ::tower_layer::Layer<S> for $admission
+        where
+            $admission: ::core::clone::Clone,
+        {
+            type Service = $service<S $(, $param)*>;
+
+            fn layer(&self, inner: S) -> Self::Service {
+                $service {
+                    inner,
+                    admission: self.clone(),
+                }
             }
         }
 

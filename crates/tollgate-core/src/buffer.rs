@@ -164,11 +164,12 @@ pin_project! {
 }
 
 impl<B> BufferRequest<B> {
-    /// The memo an earlier layer left, at once; or `self` when the body is still to be read.
-    pub fn memoized(self) -> Result<Buffered<B>, Self> {
-        match self.state {
-            State::Memoized { done: Some(done) } => Ok(done),
-            state => Err(BufferRequest { state }),
+    /// Takes the memo an earlier layer left, at once; `None` when the body is still to be
+    /// read (poll the future then).
+    pub fn take_memo(&mut self) -> Option<Buffered<B>> {
+        match &mut self.state {
+            State::Memoized { done } => done.take(),
+            State::Reading { .. } => None,
         }
     }
 }

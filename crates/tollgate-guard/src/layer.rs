@@ -1,9 +1,6 @@
 use std::sync::Arc;
 
 use tollgate_core::{BodyLimit, Paths};
-use tower_layer::Layer;
-
-use crate::RequestGuard;
 
 /// Guards chat requests before they cost anything upstream; see the [crate docs](crate).
 ///
@@ -71,23 +68,11 @@ impl RequestGuardLayer {
         self.with(|config| config.paths = paths)
     }
 
-    pub(crate) fn wrap<S>(&self, inner: S) -> RequestGuard<S> {
-        RequestGuard::from_layer(inner, self.clone())
-    }
-
     fn with(self, change: impl FnOnce(&mut Config)) -> Self {
         let mut config = (*self.config).clone();
         change(&mut config);
         RequestGuardLayer {
             config: Arc::new(config),
         }
-    }
-}
-
-impl<S> Layer<S> for RequestGuardLayer {
-    type Service = RequestGuard<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        self.wrap(inner)
     }
 }

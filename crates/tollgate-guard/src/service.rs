@@ -1,4 +1,5 @@
 use tollgate_core::admission::AdmissionFuture;
+use tower_layer::Layer;
 
 use crate::RequestGuardLayer;
 
@@ -12,16 +13,12 @@ pub struct RequestGuard<S> {
 impl<S> RequestGuard<S> {
     /// Guards `inner` with the default limits (see [`RequestGuardLayer::new`]).
     pub fn new(inner: S) -> Self {
-        RequestGuardLayer::new().wrap(inner)
+        RequestGuardLayer::new().layer(inner)
     }
 
     /// A [`RequestGuardLayer`] with the default limits.
     pub fn layer() -> RequestGuardLayer {
         RequestGuardLayer::new()
-    }
-
-    pub(crate) fn from_layer(inner: S, admission: RequestGuardLayer) -> Self {
-        RequestGuard { inner, admission }
     }
 }
 

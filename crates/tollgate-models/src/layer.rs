@@ -1,9 +1,8 @@
 use std::sync::Arc;
 
 use tollgate_core::{BodyLimit, Paths};
-use tower_layer::Layer;
 
-use crate::{ModelCatalog, ModelResolution};
+use crate::ModelCatalog;
 
 /// OpenAI endpoints whose JSON body names a model; the catalog's own endpoints are added.
 const MODEL_ENDPOINTS: &[&str] = &[
@@ -98,17 +97,5 @@ impl ModelResolutionLayer {
     /// The catalog.
     pub fn catalog(&self) -> &ModelCatalog {
         &self.shared.catalog
-    }
-
-    pub(crate) fn wrap<S>(&self, inner: S) -> ModelResolution<S> {
-        ModelResolution::from_layer(inner, self.clone())
-    }
-}
-
-impl<S> Layer<S> for ModelResolutionLayer {
-    type Service = ModelResolution<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        self.wrap(inner)
     }
 }

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use tower_layer::Layer;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
@@ -20,16 +21,12 @@ pub struct ModelResolution<S> {
 impl<S> ModelResolution<S> {
     /// Validates the models of `inner`'s requests against `catalog`.
     pub fn new(inner: S, catalog: ModelCatalog) -> Self {
-        ModelResolutionLayer::new(catalog).wrap(inner)
+        ModelResolutionLayer::new(catalog).layer(inner)
     }
 
     /// A [`ModelResolutionLayer`] for `catalog`.
     pub fn layer(catalog: ModelCatalog) -> ModelResolutionLayer {
         ModelResolutionLayer::new(catalog)
-    }
-
-    pub(crate) fn from_layer(inner: S, admission: ModelResolutionLayer) -> Self {
-        ModelResolution { inner, admission }
     }
 }
 

@@ -2,10 +2,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use tollgate_core::Rate;
-use tower_layer::Layer;
 
 use crate::headers::Families;
-use crate::{GovernorBackend, RateLimit, RateLimitBackend};
+use crate::{GovernorBackend, RateLimitBackend};
 
 /// A request quota and a token quota; either may be absent.
 ///
@@ -171,13 +170,5 @@ impl<B: RateLimitBackend> RateLimitLayer<B> {
             backend: self.backend,
             rules: Arc::new(rules),
         }
-    }
-}
-
-impl<S, B> Layer<S> for RateLimitLayer<B> {
-    type Service = RateLimit<S, B>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        RateLimit::from_layer(inner, self.clone())
     }
 }

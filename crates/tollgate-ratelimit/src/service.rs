@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use tower_layer::Layer;
 
 use http::Request;
 use smallvec::SmallVec;
@@ -21,13 +22,7 @@ pub struct RateLimit<S, B> {
 impl<S, B: RateLimitBackend> RateLimit<S, B> {
     /// Rate limits `inner` by `layer`'s rules.
     pub fn new(inner: S, layer: RateLimitLayer<B>) -> Self {
-        RateLimit::from_layer(inner, layer)
-    }
-}
-
-impl<S, B> RateLimit<S, B> {
-    pub(crate) fn from_layer(inner: S, admission: RateLimitLayer<B>) -> Self {
-        RateLimit { inner, admission }
+        layer.layer(inner)
     }
 }
 

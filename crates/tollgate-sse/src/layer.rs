@@ -2,9 +2,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tollgate_core::{BodyLimit, Paths};
-use tower_layer::Layer;
-
-use crate::SsePassthrough;
 
 /// Streams `text/event-stream` responses through as they arrive, while observers see the
 /// parsed events; leaves other responses untouched.
@@ -106,13 +103,5 @@ impl SsePassthroughLayer {
         SsePassthroughLayer {
             config: Arc::new(config),
         }
-    }
-}
-
-impl<S> Layer<S> for SsePassthroughLayer {
-    type Service = SsePassthrough<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        self.wrap(inner)
     }
 }

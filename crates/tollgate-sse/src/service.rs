@@ -3,6 +3,7 @@ use http::Request;
 use tollgate_core::admission::{Admission, AdmissionFuture, BodyArrived, Start, Verdict};
 use tollgate_core::request_id::X_REQUEST_ID;
 use tollgate_core::{BoxError, BufferRequest, ChatRequest, GatewayError, is_multipart};
+use tower_layer::Layer;
 
 use crate::future::StreamPlan;
 use crate::{SseObservers, SsePassthroughLayer};
@@ -18,16 +19,12 @@ impl<S> SsePassthrough<S> {
     /// Streams `inner`'s event streams through with the default settings (see
     /// [`SsePassthroughLayer::new`]).
     pub fn new(inner: S) -> Self {
-        SsePassthroughLayer::new().wrap(inner)
+        SsePassthroughLayer::new().layer(inner)
     }
 
     /// An [`SsePassthroughLayer`] with the default settings.
     pub fn layer() -> SsePassthroughLayer {
         SsePassthroughLayer::new()
-    }
-
-    pub(crate) fn from_layer(inner: S, admission: SsePassthroughLayer) -> Self {
-        SsePassthrough { inner, admission }
     }
 }
 
@@ -84,10 +81,6 @@ where
 }
 
 impl SsePassthroughLayer {
-    pub(crate) fn wrap<S>(&self, inner: S) -> SsePassthrough<S> {
-        SsePassthrough::from_layer(inner, self.clone())
-    }
-
     fn plan<B>(&self, request: &Request<B>, strip_usage: bool) -> StreamPlan {
         StreamPlan {
             config: Some(self.config.clone()),
