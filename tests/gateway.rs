@@ -24,7 +24,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tollgate::balance::Ledger;
 use tollgate::core::Body;
-use tollgate_testkit::{Behavior, Fault, MockUpstream, Outcome, TestServer};
+use tollgate_testkit::{Behavior, MockUpstream, Outcome, TestServer, body_text};
 
 const DEMO: &str = "sk-llmaai-demo-0123456789abcdef0123456789abcdef";
 const BROKE: &str = "sk-llmaai-broke-0123456789abcdef0123456789abcd";
@@ -162,16 +162,7 @@ async fn a_stream_carries_rate_limit_headers_and_settles_its_usage() {
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     assert_eq!(response.headers()["x-ratelimit-limit-requests"], "60");
     assert!(response.headers().contains_key("x-ratelimit-remaining"));
-    let streamed = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let streamed = body_text(response).await;
     assert!(!streamed.contains("\"usage\":{"), "{streamed}");
     assert!(streamed.ends_with("data: [DONE]\n\n"));
     let call = running.upstream.calls().pop().unwrap();
@@ -330,13 +321,7 @@ async fn every_client_error_has_its_envelope_and_headers() {
 #[tokio::test]
 async fn upstream_failures_are_502_503_504_after_retries() {
     let upstream = MockUpstream::builder()
-        .model_behavior(
-            "gpt-5.4-mini",
-            Behavior::fault(Fault::Status {
-                status: 500,
-                retry_after: None,
-            }),
-        )
+        .model_behavior("gpt-5.4-mini", Behavior::status(500))
         .start()
         .await;
     let running = start(upstream).await;
@@ -429,21 +414,8 @@ async fn a_panic_is_a_500_envelope() {
 #[tokio::test]
 async fn a_retry_recovers_and_a_fallback_serves_at_its_own_price() {
     let upstream = MockUpstream::builder()
-        .model_behavior_times(
-            "gpt-4.1",
-            Behavior::fault(Fault::Status {
-                status: 503,
-                retry_after: None,
-            }),
-            1,
-        )
-        .model_behavior(
-            "gpt-5.4",
-            Behavior::fault(Fault::Status {
-                status: 502,
-                retry_after: None,
-            }),
-        )
+        .model_behavior_times("gpt-4.1", Behavior::status(503), 1)
+        .model_behavior("gpt-5.4", Behavior::status(502))
         .start()
         .await;
     let running = start(upstream).await;
@@ -519,13 +491,7 @@ async fn a_client_hanging_up_mid_stream_cancels_the_upstream() {
 #[tokio::test]
 async fn a_request_can_name_its_own_fallbacks() {
     let upstream = MockUpstream::builder()
-        .model_behavior(
-            "gpt-4.1",
-            Behavior::fault(Fault::Status {
-                status: 503,
-                retry_after: None,
-            }),
-        )
+        .model_behavior("gpt-4.1", Behavior::status(503))
         .start()
         .await;
     let running = start(upstream).await;

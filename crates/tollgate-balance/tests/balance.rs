@@ -13,7 +13,7 @@ use tollgate_balance::{
     BalanceGateLayer, InMemoryLedger, Ledger, UsageRecord, UsageSink, UsageSource,
 };
 use tollgate_core::{Body, ChatRequest, ModelInfo, Prices, Principal};
-use tollgate_testkit::{Forward, MockUpstream, prompt_tokens};
+use tollgate_testkit::{Forward, MockUpstream, body_text, prompt_tokens};
 use tower::{ServiceBuilder, ServiceExt};
 
 /// $1 per million input tokens, $2 per million output tokens.
@@ -42,11 +42,10 @@ impl Records {
 
 fn chat_request(body: Value) -> Request<Body> {
     let bytes = Bytes::from(body.to_string());
-    let mut request = Request::post("/v1/chat/completions")
-        .header("content-type", "application/json")
-        .header("x-request-id", "req_bal")
-        .body(Body::from(bytes.clone()))
-        .unwrap();
+    let mut request = tollgate_testkit::chat_request(&body);
+    request
+        .headers_mut()
+        .insert("x-request-id", "req_bal".parse().unwrap());
     let extensions = request.extensions_mut();
     extensions.insert(Principal::new("key_1", "acct_1"));
     extensions.insert(ModelInfo::new("gpt-5.4", 100_000, 1_000).prices(PRICES));
@@ -213,16 +212,7 @@ async fn a_stream_settles_from_its_final_usage_chunk() {
         .layer(BalanceGateLayer::with_shared_ledger(ledger.clone()).usage_sink(records.clone()))
         .service(Forward::to(&upstream.url()));
     let response = service.oneshot(chat_request(hello(true))).await.unwrap();
-    let text = String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap();
+    let text = body_text(response).await;
     assert!(text.ends_with("data: [DONE]\n\n"));
     let records = records.wait(1).await;
     assert_eq!(records[0].completion_tokens, 12);

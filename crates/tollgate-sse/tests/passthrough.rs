@@ -13,7 +13,7 @@ use tollgate_core::Body;
 use tollgate_sse::{
     ChatStreamSummary, Event, SseObserver, SseObservers, SsePassthroughLayer, StreamEnd,
 };
-use tollgate_testkit::{Forward, MockUpstream, Outcome, TestServer};
+use tollgate_testkit::{Forward, MockUpstream, Outcome, TestServer, body_json, body_text};
 use tower::ServiceBuilder;
 
 /// What a test observer saw.
@@ -94,19 +94,6 @@ fn chat(stream: bool, include_usage: Option<bool>) -> Value {
     body
 }
 
-async fn text(response: Response<Incoming>) -> String {
-    String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn a_stream_passes_with_its_headers_and_observers_see_usage() {
     let upstream = MockUpstream::builder().reply("one two three").start().await;
@@ -117,7 +104,7 @@ async fn a_stream_passes_with_its_headers_and_observers_see_usage() {
     assert_eq!(response.headers()["cache-control"], "no-cache");
     assert_eq!(response.headers()["x-accel-buffering"], "no");
     assert!(response.headers().get("content-length").is_none());
-    let body = text(response).await;
+    let body = body_text(response).await;
     assert!(
         body.contains("\"usage\":{\"completion_tokens\":3"),
         "{body}"
@@ -137,7 +124,7 @@ async fn json_responses_pass_untouched() {
     let response = send(&server, chat(false, None)).await;
     assert_eq!(response.headers()["content-type"], "application/json");
     assert!(response.headers().get("x-accel-buffering").is_none());
-    let body: Value = serde_json::from_str(&text(response).await).unwrap();
+    let body: Value = body_json(response).await;
     assert_eq!(body["object"], "chat.completion");
 }
 
@@ -151,7 +138,7 @@ async fn usage_is_injected_for_accounting_and_stripped_for_the_client() {
         seen.clone(),
     )
     .await;
-    let body = text(send(&server, chat(true, None)).await).await;
+    let body = body_text(send(&server, chat(true, None)).await).await;
     // The upstream was asked for usage...
     let call = upstream.calls().pop().unwrap();
     assert_eq!(
@@ -171,7 +158,7 @@ async fn usage_is_injected_for_accounting_and_stripped_for_the_client() {
     assert!(body.ends_with("data: [DONE]\n\n"));
 
     // A client that asked for usage gets it, and nothing is spliced.
-    let body = text(send(&server, chat(true, Some(true))).await).await;
+    let body = body_text(send(&server, chat(true, Some(true))).await).await;
     assert!(body.contains("\"usage\":{"), "{body}");
 }
 
@@ -184,7 +171,7 @@ async fn an_upstream_failure_mid_stream_ends_with_one_error_event() {
     let seen = Seen::default();
     let server = gateway(&upstream, SsePassthroughLayer::new(), seen.clone()).await;
     let response = send_with(&server, chat(true, Some(true)), Some("abort-after=2")).await;
-    let text = text(response).await; // ends cleanly: no error reading the body
+    let text = body_text(response).await; // ends cleanly: no error reading the body
     let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
     assert_eq!(events.len(), 4, "{text}");
     let last: Value = serde_json::from_str(events[3].strip_prefix("data: ").unwrap()).unwrap();
@@ -241,7 +228,7 @@ async fn keep_alive_comments_fill_quiet_periods_at_event_boundaries() {
         .await;
     let layer = SsePassthroughLayer::new().keep_alive(Duration::from_secs(10));
     let server = gateway(&upstream, layer, Seen::default()).await;
-    let body = text(send(&server, chat(true, None)).await).await;
+    let body = body_text(send(&server, chat(true, None)).await).await;
     // 25 s of quiet before each word: two keep-alives each time, never inside an event.
     assert_eq!(body.matches(": keep-alive\n\n").count(), 4, "{body}");
     for event in body.split("\n\n").filter(|e| !e.is_empty()) {

@@ -48,6 +48,23 @@ pub enum Fault {
 }
 
 impl Behavior {
+    /// Answering with `status` and an OpenAI-style error body, no `retry-after`.
+    ///
+    /// ```
+    /// use tollgate_testkit::{Behavior, Fault};
+    ///
+    /// assert_eq!(
+    ///     Behavior::status(503),
+    ///     Behavior::fault(Fault::Status { status: 503, retry_after: None })
+    /// );
+    /// ```
+    pub fn status(status: u16) -> Self {
+        Behavior::fault(Fault::Status {
+            status,
+            retry_after: None,
+        })
+    }
+
     /// The behavior of a fault alone.
     pub fn fault(fault: Fault) -> Self {
         Behavior {

@@ -17,11 +17,11 @@
 //! real TCP.
 //!
 //! ```
-//! use tollgate_testkit::{Behavior, Fault, MockUpstream};
+//! use tollgate_testkit::{Behavior, MockUpstream};
 //!
 //! # tokio_test::block_on(async {
 //! let upstream = MockUpstream::builder()
-//!     .model_behavior_times("flaky", Behavior::fault(Fault::Status { status: 503, retry_after: None }), 1)
+//!     .model_behavior_times("flaky", Behavior::status(503), 1)
 //!     .start()
 //!     .await;
 //! assert!(upstream.url().starts_with("http://127.0.0.1:"));
@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod behavior;
+mod bodies;
 mod client;
 mod forward;
 mod record;
@@ -49,6 +50,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use behavior::{Behavior, BehaviorError, Fault};
+pub use bodies::{body_json, body_text, chat_request};
 pub use client::send;
 pub use forward::Forward;
 pub use record::{Call, Outcome};

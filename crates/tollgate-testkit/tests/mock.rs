@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
-use tollgate_testkit::{Behavior, Fault, MockUpstream, Outcome};
+use tollgate_testkit::{Behavior, MockUpstream, Outcome, body_json, body_text, chat_request};
 
 async fn send(
     addr: SocketAddr,
@@ -24,16 +24,14 @@ async fn send(
 }
 
 fn chat(body: Value, mock: Option<&str>) -> Request<Full<Bytes>> {
-    let mut builder = Request::post("/v1/chat/completions")
-        .header("host", "mock")
-        .header("content-type", "application/json")
-        .header("authorization", "Bearer provider-key");
+    let mut request = chat_request(&body);
+    let headers = request.headers_mut();
+    headers.insert("host", "mock".parse().unwrap());
+    headers.insert("authorization", "Bearer provider-key".parse().unwrap());
     if let Some(mock) = mock {
-        builder = builder.header("x-mock", mock);
+        headers.insert("x-mock", mock.parse().unwrap());
     }
-    builder
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap()
+    request
 }
 
 fn hello(model: &str, stream: bool) -> Value {
@@ -45,19 +43,6 @@ fn hello(model: &str, stream: bool) -> Value {
     })
 }
 
-async fn text(response: Response<Incoming>) -> String {
-    String::from_utf8(
-        response
-            .into_body()
-            .collect()
-            .await
-            .unwrap()
-            .to_bytes()
-            .to_vec(),
-    )
-    .unwrap()
-}
-
 #[tokio::test]
 async fn json_completion_with_usage_from_the_input() {
     let upstream = MockUpstream::start().await;
@@ -66,7 +51,7 @@ async fn json_completion_with_usage_from_the_input() {
         .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
-    let body: Value = serde_json::from_str(&text(response).await).unwrap();
+    let body: Value = body_json(response).await;
     assert_eq!(body["object"], "chat.completion");
     assert_eq!(body["model"], "gpt-5.4");
     assert_eq!(
@@ -100,9 +85,7 @@ async fn max_tokens_caps_the_reply() {
     let upstream = MockUpstream::start().await;
     let mut body = hello("gpt-5.4", false);
     body["max_tokens"] = json!(2);
-    let body: Value =
-        serde_json::from_str(&text(send(upstream.addr(), chat(body, None)).await.unwrap()).await)
-            .unwrap();
+    let body = body_json(send(upstream.addr(), chat(body, None)).await.unwrap()).await;
     assert_eq!(body["choices"][0]["message"]["content"], "Hello from ");
     assert_eq!(body["choices"][0]["finish_reason"], "length");
     assert_eq!(body["usage"]["completion_tokens"], 2);
@@ -115,7 +98,7 @@ async fn stream_has_role_word_finish_usage_and_done_events() {
         .await
         .unwrap();
     assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let body = text(response).await;
+    let body = body_text(response).await;
     let events: Vec<&str> = body.split("\n\n").filter(|e| !e.is_empty()).collect();
     assert_eq!(events.len(), 6, "{body}");
     let data: Vec<Value> = events[..5]
@@ -135,7 +118,7 @@ async fn stream_has_role_word_finish_usage_and_done_events() {
 async fn stream_without_include_usage_has_no_usage_chunk() {
     let upstream = MockUpstream::start().await;
     let body = json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}], "stream": true});
-    let body = text(send(upstream.addr(), chat(body, None)).await.unwrap()).await;
+    let body = body_text(send(upstream.addr(), chat(body, None)).await.unwrap()).await;
     assert!(!body.contains("usage"), "{body}");
     assert!(body.ends_with("data: [DONE]\n\n"));
 }
@@ -151,7 +134,7 @@ async fn chunks_are_sent_after_the_configured_delay() {
     let response = send(upstream.addr(), chat(hello("gpt-5.4", true), None))
         .await
         .unwrap();
-    let _ = text(response).await;
+    let _ = body_text(response).await;
     assert!(started.elapsed() >= Duration::from_millis(160));
     let sent = upstream.calls()[0].frames_sent_at();
     // role, 4 words, finish, usage, done
@@ -176,7 +159,7 @@ async fn injected_status_has_an_openai_error_body_and_retry_after() {
     .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(response.headers()["retry-after"], "7");
-    let body: Value = serde_json::from_str(&text(response).await).unwrap();
+    let body: Value = body_json(response).await;
     assert_eq!(body["error"]["type"], "rate_limit_exceeded");
     assert!(body["error"]["message"].as_str().unwrap().contains("429"));
 
@@ -193,21 +176,8 @@ async fn injected_status_has_an_openai_error_body_and_retry_after() {
 #[tokio::test]
 async fn model_faults_can_hold_for_the_first_calls_only() {
     let upstream = MockUpstream::builder()
-        .model_behavior_times(
-            "flaky",
-            Behavior::fault(Fault::Status {
-                status: 502,
-                retry_after: None,
-            }),
-            2,
-        )
-        .model_behavior(
-            "broken",
-            Behavior::fault(Fault::Status {
-                status: 500,
-                retry_after: None,
-            }),
-        )
+        .model_behavior_times("flaky", Behavior::status(502), 2)
+        .model_behavior("broken", Behavior::status(500))
         .start()
         .await;
     let mut statuses = Vec::new();
@@ -346,8 +316,7 @@ async fn models_are_listed_and_unknown_paths_are_404() {
         .header("host", "mock")
         .body(Full::default())
         .unwrap();
-    let body: Value =
-        serde_json::from_str(&text(send(upstream.addr(), request).await.unwrap()).await).unwrap();
+    let body: Value = body_json(send(upstream.addr(), request).await.unwrap()).await;
     let ids: Vec<&str> = body["data"]
         .as_array()
         .unwrap()
@@ -363,7 +332,11 @@ async fn models_are_listed_and_unknown_paths_are_404() {
         .unwrap();
     let response = send(upstream.addr(), request).await.unwrap();
     assert_eq!(response.status(), 404);
-    assert!(text(response).await.contains("Invalid URL (POST /v1/nope)"));
+    assert!(
+        body_text(response)
+            .await
+            .contains("Invalid URL (POST /v1/nope)")
+    );
 }
 
 #[tokio::test]
@@ -376,5 +349,9 @@ async fn a_malformed_mock_header_is_a_400() {
     .await
     .unwrap();
     assert_eq!(response.status(), 400);
-    assert!(text(response).await.contains("unknown directive `explode`"));
+    assert!(
+        body_text(response)
+            .await
+            .contains("unknown directive `explode`")
+    );
 }

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::Request;
 use http_body_util::BodyExt;
-use serde_json::{Value, json};
+use serde_json::json;
 use tollgate_core::{Body, ChatRequest, Fallbacks, ModelInfo};
-use tollgate_testkit::{Behavior, Fault, MockUpstream};
+use tollgate_testkit::{Behavior, Fault, MockUpstream, body_json};
 use tollgate_upstream::{RetryPolicy, Upstream};
 use tower::ServiceExt;
 
@@ -54,10 +54,6 @@ fn request(model: &str, mock: Option<&str>) -> Request<Body> {
     request
 }
 
-async fn json(response: http::Response<impl http_body::Body<Error: std::fmt::Debug>>) -> Value {
-    serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap()
-}
-
 #[tokio::test]
 async fn the_provider_key_replaces_the_clients_and_hop_by_hop_headers_stay_behind() {
     let mock = MockUpstream::start().await;
@@ -84,7 +80,7 @@ async fn an_upstream_4xx_is_normalized_into_the_envelope() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    let body = json(response).await;
+    let body = body_json(response).await;
     assert_eq!(body["error"]["type"], "invalid_request_error");
     assert_eq!(body["error"]["details"]["upstream_status"], 400);
     assert_eq!(mock.calls().len(), 1, "a 4xx is never retried");
@@ -137,7 +133,7 @@ async fn a_connection_reset_after_sending_is_never_sent_again() {
         .await
         .unwrap();
     assert_eq!(response.status(), 502);
-    assert_eq!(json(response).await["error"]["type"], "provider_error");
+    assert_eq!(body_json(response).await["error"]["type"], "provider_error");
     assert_eq!(
         mock.calls().len(),
         1,
@@ -148,13 +144,7 @@ async fn a_connection_reset_after_sending_is_never_sent_again() {
 #[tokio::test]
 async fn a_failing_model_falls_back_after_its_retries() {
     let mock = MockUpstream::builder()
-        .model_behavior(
-            "m",
-            Behavior::fault(Fault::Status {
-                status: 503,
-                retry_after: None,
-            }),
-        )
+        .model_behavior("m", Behavior::status(503))
         .start()
         .await;
     let response = upstream(&mock, 2)
