@@ -11,7 +11,7 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 #[tokio::main]
 async fn main() {
     let mut service = ServiceBuilder::new()
-        .layer(RateLimitLayer::new().per_key(Limits::new().requests(Rate::per_minute(3))))
+        .layer(RateLimitLayer::new().per_key(Limits::new().requests(Rate::per_minute(3).unwrap())))
         .service_fn(|_request: Request<Body>| async {
             Ok::<_, Infallible>(http::Response::new(Body::empty()))
         });

@@ -162,13 +162,13 @@ pub async fn build(
         };
         let mut principal = Principal::new(key.id.as_str(), key.account.as_str());
         if let Some(models) = &key.models {
-            principal = principal.allowed_models(models.iter().map(String::as_str));
+            principal = principal.with_allowed_models(models.iter().map(String::as_str));
         }
         if let Some(rpm) = key.requests_per_minute {
-            principal = principal.request_rate(Rate::per_minute(rpm));
+            principal = principal.with_request_quota(rate(rpm, &key.id)?);
         }
         if let Some(tpm) = key.tokens_per_minute {
-            principal = principal.token_rate(Rate::per_minute(tpm));
+            principal = principal.with_token_quota(rate(tpm, &key.id)?);
         }
         keys.insert_digest(digest, principal);
     }
@@ -184,18 +184,27 @@ pub async fn build(
     let limits = &config.limits;
     let rate_limits = RateLimitLayer::new()
         .per_key(Limits {
-            requests: limits.requests_per_minute.map(Rate::per_minute),
-            tokens: limits.tokens_per_minute.map(Rate::per_minute),
+            requests: limits
+                .requests_per_minute
+                .map(|n| rate(n, "limits"))
+                .transpose()?,
+            tokens: limits
+                .tokens_per_minute
+                .map(|n| rate(n, "limits"))
+                .transpose()?,
         })
         .per_model(Limits {
-            requests: limits.model_requests_per_minute.map(Rate::per_minute),
+            requests: limits
+                .model_requests_per_minute
+                .map(|n| rate(n, "limits"))
+                .transpose()?,
             tokens: None,
         })
         .openai_headers(true);
 
     let body_limit = BodyLimit::default()
-        .bytes(config.guard.max_body_bytes)
-        .read_timeout(Duration::from_secs(config.guard.read_timeout_secs));
+        .with_max_bytes(config.guard.max_body_bytes)
+        .with_read_timeout(Duration::from_secs(config.guard.read_timeout_secs));
 
     let upstream = &config.upstream;
     let mut builder = Upstream::builder(upstream_url)
@@ -249,6 +258,11 @@ pub async fn build(
             catalog,
         },
     ))
+}
+
+/// A per-minute quota from the configuration; zero is refused, naming where it was set.
+fn rate(per_minute: u64, owner: &str) -> Result<Rate, String> {
+    Rate::per_minute(per_minute).map_err(|error| format!("{owner}: {error}"))
 }
 
 /// The layers every request passes before routing: error envelope → request id → trace (one

@@ -18,7 +18,7 @@ const EXPIRED: &str = "sk-llmaai-expired-00000003";
 fn store() -> InMemoryKeyStore {
     let store = InMemoryKeyStore::new().with_key(
         GOOD,
-        Principal::new("key_good", "acct_1").allowed_models(["gpt-5.4"]),
+        Principal::new("key_good", "acct_1").with_allowed_models(["gpt-5.4"]),
     );
     store.insert_record(
         KeyDigest::of(REVOKED),

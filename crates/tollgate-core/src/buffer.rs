@@ -31,51 +31,51 @@ pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// use std::time::Duration;
 /// use tollgate_core::BodyLimit;
 ///
-/// let limit = BodyLimit::default().bytes(1 << 20).read_timeout(Duration::from_secs(10));
+/// let limit = BodyLimit::default().with_max_bytes(1 << 20).with_read_timeout(Duration::from_secs(10));
 /// assert_eq!(limit.max_bytes(), 1 << 20);
 /// assert_eq!(BodyLimit::default().max_bytes(), tollgate_core::DEFAULT_BODY_LIMIT);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BodyLimit {
-    bytes: usize,
+    max_bytes: usize,
     read_timeout: Option<Duration>,
 }
 
 impl Default for BodyLimit {
     fn default() -> Self {
         BodyLimit {
-            bytes: DEFAULT_BODY_LIMIT,
+            max_bytes: DEFAULT_BODY_LIMIT,
             read_timeout: Some(DEFAULT_READ_TIMEOUT),
         }
     }
 }
 
 impl BodyLimit {
-    /// The most bytes read.
-    pub fn bytes(mut self, bytes: usize) -> Self {
-        self.bytes = bytes;
+    /// With at most `max_bytes` read.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
         self
     }
 
-    /// How long the whole body may take to arrive.
-    pub fn read_timeout(mut self, timeout: Duration) -> Self {
+    /// With the whole body to arrive within `timeout`.
+    pub fn with_read_timeout(mut self, timeout: Duration) -> Self {
         self.read_timeout = Some(timeout);
         self
     }
 
-    /// No read timeout (for tests, or a server that enforces one itself).
-    pub fn no_read_timeout(mut self) -> Self {
+    /// With no read timeout (for tests, or a server that enforces one itself).
+    pub fn without_read_timeout(mut self) -> Self {
         self.read_timeout = None;
         self
     }
 
     /// The most bytes read.
     pub fn max_bytes(&self) -> usize {
-        self.bytes
+        self.max_bytes
     }
 
-    /// The read timeout, if any.
-    pub fn timeout(&self) -> Option<Duration> {
+    /// How long the whole body may take to arrive, if limited.
+    pub fn read_timeout(&self) -> Option<Duration> {
         self.read_timeout
     }
 }
@@ -99,7 +99,7 @@ pub type Buffered<B> = (Request<B>, Result<ChatRequest, ParseError>);
 ///
 /// # tokio_test::block_on(async {
 /// let request = Request::new(Body::from(r#"{"model":"gpt-5.4","messages":[]}"#));
-/// let limit = BodyLimit::default().bytes(1024);
+/// let limit = BodyLimit::default().with_max_bytes(1024);
 /// let (request, chat) = buffer_chat_request(request, limit).await.unwrap();
 /// assert_eq!(chat.unwrap().model(), Some("gpt-5.4"));
 /// // A second layer gets the memo: same parse, no second read.
@@ -125,7 +125,7 @@ where
             let (parts, body) = request.into_parts();
             State::Reading {
                 parts: Some(parts),
-                collect: collect_limited(body, limit.bytes),
+                collect: collect_limited(body, limit.max_bytes),
                 deadline: match limit.read_timeout {
                     Some(after) => Deadline::Armed {
                         sleep: tokio::time::sleep(after),

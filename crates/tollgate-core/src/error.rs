@@ -426,8 +426,53 @@ impl GatewayError {
 /// assert_eq!(retry_after_secs(Duration::from_millis(20_001)), 21);
 /// ```
 pub fn retry_after_secs(after: Duration) -> u64 {
-    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-    secs.max(1)
+    ceil_secs(after).max(1)
+}
+
+/// Whole seconds, rounded up (a reset 0.2 s away is 1 s away; zero stays zero).
+///
+/// ```
+/// # use std::time::Duration;
+/// use tollgate_core::error::ceil_secs;
+/// assert_eq!(ceil_secs(Duration::ZERO), 0);
+/// assert_eq!(ceil_secs(Duration::from_millis(200)), 1);
+/// assert_eq!(ceil_secs(Duration::from_secs(60)), 60);
+/// ```
+pub fn ceil_secs(duration: Duration) -> u64 {
+    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
+}
+
+/// An error and its sources, outermost first: where a layer looks for the cause it knows
+/// (a timeout, an I/O error) under the wrappers of clients and middleware.
+///
+/// ```
+/// use std::error::Error;
+/// use std::io;
+/// use tollgate_core::error::source_chain;
+///
+/// #[derive(Debug)]
+/// struct Connect(io::Error);
+/// impl std::fmt::Display for Connect {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("connect failed")
+///     }
+/// }
+/// impl Error for Connect {
+///     fn source(&self) -> Option<&(dyn Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+///
+/// let error = Connect(io::Error::new(io::ErrorKind::TimedOut, "slow"));
+/// let timed_out = source_chain(&error)
+///     .filter_map(|cause| cause.downcast_ref::<io::Error>())
+///     .any(|io| io.kind() == io::ErrorKind::TimedOut);
+/// assert!(timed_out);
+/// ```
+pub fn source_chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |current| current.source())
 }
 
 impl fmt::Display for GatewayError {

@@ -56,6 +56,6 @@ pub use error::{ErrorKind, GatewayError};
 pub use estimate::TokenEstimate;
 pub use model::{Fallbacks, Lifecycle, ModelInfo, Prices, PromptTokens, X_MODEL};
 pub use paths::{Paths, is_event_stream, is_multipart};
-pub use principal::{Principal, Rate};
+pub use principal::{InvalidRate, Principal, Rate};
 pub use request_id::request_id;
 pub use usage::Usage;

@@ -7,14 +7,18 @@ use std::time::Duration;
 /// A quota: `amount` units per `period`, with an optional burst (the most that can be spent at
 /// once; defaults to `amount`).
 ///
+/// A zero amount, burst or period is an error: such a quota could never admit anything.
+///
 /// ```
 /// use std::time::Duration;
 /// use tollgate_core::Rate;
 ///
-/// let rpm = Rate::per_minute(60).burst(10);
+/// let rpm = Rate::per_minute(60)?.with_burst(10)?;
 /// assert_eq!(rpm.amount().get(), 60);
 /// assert_eq!(rpm.period(), Duration::from_secs(60));
-/// assert_eq!(rpm.burst_size().get(), 10);
+/// assert_eq!(rpm.burst().get(), 10);
+/// assert!(Rate::per_minute(0).is_err());
+/// # Ok::<(), tollgate_core::InvalidRate>(())
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Rate {
@@ -24,29 +28,32 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// `amount` units per `period`. An `amount` of 0 is taken as 1; a zero period as 1 ns.
-    pub fn new(amount: u64, period: Duration) -> Self {
-        Rate {
-            amount: NonZeroU64::new(amount).unwrap_or(NonZeroU64::MIN),
-            period: period.max(Duration::from_nanos(1)),
-            burst: None,
+    /// `amount` units per `period`.
+    pub fn new(amount: u64, period: Duration) -> Result<Self, InvalidRate> {
+        match NonZeroU64::new(amount) {
+            Some(amount) if !period.is_zero() => Ok(Rate {
+                amount,
+                period,
+                burst: None,
+            }),
+            _ => Err(InvalidRate),
         }
     }
 
     /// `amount` units per second.
-    pub fn per_second(amount: u64) -> Self {
+    pub fn per_second(amount: u64) -> Result<Self, InvalidRate> {
         Rate::new(amount, Duration::from_secs(1))
     }
 
     /// `amount` units per minute: OpenAI-style RPM and TPM.
-    pub fn per_minute(amount: u64) -> Self {
+    pub fn per_minute(amount: u64) -> Result<Self, InvalidRate> {
         Rate::new(amount, Duration::from_secs(60))
     }
 
-    /// The most units that can be spent at once (0 is taken as 1).
-    pub fn burst(mut self, burst: u64) -> Self {
-        self.burst = Some(NonZeroU64::new(burst).unwrap_or(NonZeroU64::MIN));
-        self
+    /// With at most `burst` units spent at once (`amount` by default).
+    pub fn with_burst(mut self, burst: u64) -> Result<Self, InvalidRate> {
+        self.burst = Some(NonZeroU64::new(burst).ok_or(InvalidRate)?);
+        Ok(self)
     }
 
     /// Units per period.
@@ -59,11 +66,23 @@ impl Rate {
         self.period
     }
 
-    /// The burst size: the configured burst, or `amount`.
-    pub fn burst_size(&self) -> NonZeroU64 {
+    /// The most units spent at once: the configured burst, or `amount`.
+    pub fn burst(&self) -> NonZeroU64 {
         self.burst.unwrap_or(self.amount)
     }
 }
+
+/// A [`Rate`] with a zero amount, burst or period: it could never admit anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidRate;
+
+impl std::fmt::Display for InvalidRate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a rate needs a positive amount, burst and period")
+    }
+}
+
+impl std::error::Error for InvalidRate {}
 
 /// The authenticated caller: a key id that is safe to log, the account it bills, the models it
 /// may use and its own rate limits. Cheap to clone.
@@ -72,19 +91,20 @@ impl Rate {
 /// use tollgate_core::{Principal, Rate};
 ///
 /// let principal = Principal::new("key_demo", "acct_demo")
-///     .allowed_models(["gpt-5.4", "openai/gpt-5.4-mini"])
-///     .request_rate(Rate::per_minute(60));
+///     .with_allowed_models(["gpt-5.4", "openai/gpt-5.4-mini"])
+///     .with_request_quota(Rate::per_minute(60)?);
 /// assert!(principal.allows_model("gpt-5.4"));
 /// assert!(!principal.allows_model("claude-sonnet-4-6"));
-/// assert_eq!(principal.request_quota(), Some(Rate::per_minute(60)));
+/// assert_eq!(principal.request_quota(), Some(Rate::per_minute(60)?));
+/// # Ok::<(), tollgate_core::InvalidRate>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
     key_id: Arc<str>,
     account_id: Arc<str>,
     allowed_models: Option<Arc<[Arc<str>]>>,
-    request_rate: Option<Rate>,
-    token_rate: Option<Rate>,
+    request_quota: Option<Rate>,
+    token_quota: Option<Rate>,
 }
 
 impl Principal {
@@ -94,13 +114,13 @@ impl Principal {
             key_id: key_id.into(),
             account_id: account_id.into(),
             allowed_models: None,
-            request_rate: None,
-            token_rate: None,
+            request_quota: None,
+            token_quota: None,
         }
     }
 
-    /// Restricts the caller to these canonical model ids.
-    pub fn allowed_models<I, M>(mut self, models: I) -> Self
+    /// Restricted to these canonical model ids.
+    pub fn with_allowed_models<I, M>(mut self, models: I) -> Self
     where
         I: IntoIterator<Item = M>,
         M: Into<Arc<str>>,
@@ -109,15 +129,15 @@ impl Principal {
         self
     }
 
-    /// This caller's request quota, overriding the rate-limit layer's default.
-    pub fn request_rate(mut self, rate: Rate) -> Self {
-        self.request_rate = Some(rate);
+    /// With its own request quota, overriding the rate-limit layer's default.
+    pub fn with_request_quota(mut self, rate: Rate) -> Self {
+        self.request_quota = Some(rate);
         self
     }
 
-    /// This caller's token quota, overriding the rate-limit layer's default.
-    pub fn token_rate(mut self, rate: Rate) -> Self {
-        self.token_rate = Some(rate);
+    /// With its own token quota, overriding the rate-limit layer's default.
+    pub fn with_token_quota(mut self, rate: Rate) -> Self {
+        self.token_quota = Some(rate);
         self
     }
 
@@ -142,7 +162,7 @@ impl Principal {
     }
 
     /// The models this caller may use; `None` means all of them.
-    pub fn allowed(&self) -> Option<&[Arc<str>]> {
+    pub fn allowed_models(&self) -> Option<&[Arc<str>]> {
         self.allowed_models.as_deref()
     }
 
@@ -155,11 +175,11 @@ impl Principal {
 
     /// This caller's request quota, if it overrides the default.
     pub fn request_quota(&self) -> Option<Rate> {
-        self.request_rate
+        self.request_quota
     }
 
     /// This caller's token quota, if it overrides the default.
     pub fn token_quota(&self) -> Option<Rate> {
-        self.token_rate
+        self.token_quota
     }
 }

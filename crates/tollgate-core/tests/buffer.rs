@@ -68,14 +68,14 @@ async fn two_body_aware_layers_share_one_read_and_one_parse() {
     let request = Request::new(body);
 
     // The first layer reads the body: two data frames and the end.
-    let (request, first) = buffer_chat_request(request, BodyLimit::default().bytes(1024))
+    let (request, first) = buffer_chat_request(request, BodyLimit::default().with_max_bytes(1024))
         .await
         .unwrap();
     assert_eq!(polls.load(Ordering::SeqCst), 3);
     let first = first.unwrap();
 
     // The second layer gets the memo: no poll of the original body, the same parse.
-    let (request, second) = buffer_chat_request(request, BodyLimit::default().bytes(1024))
+    let (request, second) = buffer_chat_request(request, BodyLimit::default().with_max_bytes(1024))
         .await
         .unwrap();
     assert_eq!(polls.load(Ordering::SeqCst), 3);
@@ -94,13 +94,15 @@ async fn two_body_aware_layers_share_one_read_and_one_parse() {
 #[tokio::test]
 async fn a_parse_error_is_memoized_and_the_request_stays_usable() {
     let (body, polls) = counting(&["{nope"], false);
-    let (request, parsed) =
-        buffer_chat_request(Request::new(body), BodyLimit::default().bytes(1024))
-            .await
-            .unwrap();
+    let (request, parsed) = buffer_chat_request(
+        Request::new(body),
+        BodyLimit::default().with_max_bytes(1024),
+    )
+    .await
+    .unwrap();
     assert!(parsed.is_err());
     let polls_after_first = polls.load(Ordering::SeqCst);
-    let (request, again) = buffer_chat_request(request, BodyLimit::default().bytes(1024))
+    let (request, again) = buffer_chat_request(request, BodyLimit::default().with_max_bytes(1024))
         .await
         .unwrap();
     assert_eq!(again.unwrap_err(), parsed.unwrap_err());
@@ -118,7 +120,10 @@ async fn an_endless_body_stops_being_read_at_the_limit() {
     let started = std::time::Instant::now();
     let result = tokio::time::timeout(
         Duration::from_secs(5),
-        buffer_chat_request(Request::new(body), BodyLimit::default().bytes(10 * 1024)),
+        buffer_chat_request(
+            Request::new(body),
+            BodyLimit::default().with_max_bytes(10 * 1024),
+        ),
     )
     .await
     .expect("returns promptly");
@@ -151,7 +156,7 @@ impl http_body::Body for StalledBody {
 
 #[tokio::test(start_paused = true)]
 async fn a_body_slower_than_the_read_timeout_fails() {
-    let limit = BodyLimit::default().read_timeout(Duration::from_secs(5));
+    let limit = BodyLimit::default().with_read_timeout(Duration::from_secs(5));
     let request = Request::new(Body::new(StalledBody { sent: false }));
     let error = buffer_chat_request(request, limit).await.unwrap_err();
     assert!(matches!(error, BodyError::TimedOut { after } if after == Duration::from_secs(5)));
@@ -171,7 +176,7 @@ async fn a_declared_length_over_the_limit_fails_before_any_read() {
     };
     let error = buffer_chat_request(
         Request::new(Body::new(body)),
-        BodyLimit::default().bytes(1024),
+        BodyLimit::default().with_max_bytes(1024),
     )
     .await
     .unwrap_err();

@@ -9,6 +9,7 @@ use http::header::{CONTENT_LENGTH, CONTENT_TYPE};
 use http::{HeaderValue, Response, StatusCode};
 use http_body::Body;
 use pin_project_lite::pin_project;
+use tollgate_core::error::source_chain;
 use tollgate_core::{BoxError, ErrorKind, GatewayError, ResponseBody};
 
 use crate::RenderError;
@@ -163,8 +164,7 @@ fn classify(error: BoxError) -> GatewayError {
         Ok(error) => return *error,
         Err(error) => error,
     };
-    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
-    while let Some(current) = cause {
+    for current in source_chain(&*error) {
         if current.is::<tower::timeout::error::Elapsed>() {
             return GatewayError::new(
                 ErrorKind::Timeout,
@@ -198,7 +198,6 @@ fn classify(error: BoxError) -> GatewayError {
                 _ => {}
             }
         }
-        cause = current.source();
     }
     tracing::error!(error = %error, "inner service failed");
     GatewayError::internal()

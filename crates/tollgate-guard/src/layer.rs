@@ -10,7 +10,7 @@ use tollgate_core::{BodyLimit, Paths};
 /// use tollgate_guard::RequestGuardLayer;
 ///
 /// let layer = RequestGuardLayer::new()
-///     .body_limit(BodyLimit::default().bytes(2 << 20).read_timeout(Duration::from_secs(10)))
+///     .body_limit(BodyLimit::default().with_max_bytes(2 << 20).with_read_timeout(Duration::from_secs(10)))
 ///     .fallback_window(128_000, 4_096)
 ///     .strict(true);
 /// # let _ = layer;

@@ -262,7 +262,7 @@ fn test_body(stall: bool) -> (Body, Arc<AtomicUsize>) {
 #[tokio::test]
 async fn an_endless_chunked_body_is_read_to_the_limit_plus_one_frame_then_413() {
     let (body, polls) = test_body(false);
-    let layer = RequestGuardLayer::new().body_limit(BodyLimit::default().bytes(64 * 1024));
+    let layer = RequestGuardLayer::new().body_limit(BodyLimit::default().with_max_bytes(64 * 1024));
     let request = Request::post("/v1/chat/completions").body(body).unwrap();
     let (status, json) = tokio::time::timeout(Duration::from_secs(5), send_with(layer, request))
         .await
@@ -277,7 +277,7 @@ async fn an_endless_chunked_body_is_read_to_the_limit_plus_one_frame_then_413() 
 #[tokio::test]
 async fn a_content_length_over_the_limit_is_413_before_any_read() {
     let (body, polls) = test_body(false);
-    let layer = RequestGuardLayer::new().body_limit(BodyLimit::default().bytes(1024));
+    let layer = RequestGuardLayer::new().body_limit(BodyLimit::default().with_max_bytes(1024));
     let request = Request::post("/v1/chat/completions")
         .header("content-length", "2048")
         .body(body)
@@ -295,7 +295,7 @@ async fn a_content_length_over_the_limit_is_413_before_any_read() {
 async fn a_body_slower_than_the_read_timeout_is_408() {
     let (body, _) = test_body(true);
     let layer = RequestGuardLayer::new()
-        .body_limit(BodyLimit::default().read_timeout(Duration::from_secs(10)));
+        .body_limit(BodyLimit::default().with_read_timeout(Duration::from_secs(10)));
     let request = Request::post("/v1/chat/completions").body(body).unwrap();
     let (status, json) = send_with(layer, request).await;
     assert_eq!(status, 408);
@@ -315,7 +315,7 @@ async fn a_body_another_layer_read_is_still_held_to_the_limit() {
     let (request, _) = tollgate_core::buffer_chat_request(chat(&body), BodyLimit::default())
         .await
         .unwrap();
-    let layer = RequestGuardLayer::new().body_limit(BodyLimit::default().bytes(1024));
+    let layer = RequestGuardLayer::new().body_limit(BodyLimit::default().with_max_bytes(1024));
     let (status, _) = send_with(layer, request).await;
     assert_eq!(status, 413);
 }

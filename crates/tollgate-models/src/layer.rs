@@ -49,7 +49,7 @@ const MODEL_ENDPOINTS: &[&str] = &[
 ///     context_window = 400000
 ///     max_output_tokens = 128000
 /// "#).unwrap();
-/// let layer = ModelResolutionLayer::new(catalog).body_limit(BodyLimit::default().bytes(1 << 20));
+/// let layer = ModelResolutionLayer::new(catalog).body_limit(BodyLimit::default().with_max_bytes(1 << 20));
 /// # let _ = layer;
 /// ```
 #[derive(Clone, Debug)]

@@ -57,7 +57,7 @@ impl ListModels {
             ));
         }
         let principal = request.extensions().get::<Principal>();
-        let allowed = principal.and_then(Principal::allowed);
+        let allowed = principal.and_then(Principal::allowed_models);
         let path = request.uri().path().trim_end_matches('/');
         let Some(id) = path.strip_prefix("/v1/models/").filter(|id| !id.is_empty()) else {
             return Ok(match allowed {

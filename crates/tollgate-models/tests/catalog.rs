@@ -283,7 +283,7 @@ async fn list_models_leaves_retired_out_and_filters_by_principal() {
     let (_, body) = list(
         &catalog,
         "/v1/models",
-        Some(Principal::new("k", "acct").allowed_models(["b"])),
+        Some(Principal::new("k", "acct").with_allowed_models(["b"])),
     )
     .await;
     assert_eq!(body["data"].as_array().unwrap().len(), 1);
@@ -299,7 +299,7 @@ async fn list_models_leaves_retired_out_and_filters_by_principal() {
     let (status, _) = list(
         &catalog,
         "/v1/models/a",
-        Some(Principal::new("k", "acct").allowed_models(["b"])),
+        Some(Principal::new("k", "acct").with_allowed_models(["b"])),
     )
     .await;
     assert_eq!(status, 404);

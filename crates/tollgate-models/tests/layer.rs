@@ -266,7 +266,7 @@ async fn the_catalogs_fallbacks_apply_when_the_request_names_none() {
     let mut request = post("/v1/chat/completions", body);
     request
         .extensions_mut()
-        .insert(Principal::new("k", "a").allowed_models(["gpt-5.4", "gpt-4.1"]));
+        .insert(Principal::new("k", "a").with_allowed_models(["gpt-5.4", "gpt-4.1"]));
     let response = service.oneshot(request).await.unwrap();
     assert_eq!(
         response.into_body().collect().await.unwrap().to_bytes(),
@@ -280,7 +280,7 @@ async fn a_principal_without_access_gets_403() {
     let mut request = chat("gpt-5");
     request
         .extensions_mut()
-        .insert(Principal::new("key_1", "acct_1").allowed_models(["mimo/mimo-v2.5-pro"]));
+        .insert(Principal::new("key_1", "acct_1").with_allowed_models(["mimo/mimo-v2.5-pro"]));
     let (status, _, body) = send(request).await;
     assert_eq!(status, 403);
     assert_eq!(
@@ -291,7 +291,7 @@ async fn a_principal_without_access_gets_403() {
     let mut request = chat("mimo/mimo-v2.5-pro");
     request
         .extensions_mut()
-        .insert(Principal::new("key_1", "acct_1").allowed_models(["mimo/mimo-v2.5-pro"]));
+        .insert(Principal::new("key_1", "acct_1").with_allowed_models(["mimo/mimo-v2.5-pro"]));
     assert_eq!(send(request).await.0, 200);
 }
 
@@ -385,7 +385,7 @@ async fn a_body_over_the_limit_is_413() {
     let service = ServiceBuilder::new()
         .layer(
             ModelResolutionLayer::new(catalog)
-                .body_limit(tollgate_core::BodyLimit::default().bytes(64)),
+                .body_limit(tollgate_core::BodyLimit::default().with_max_bytes(64)),
         )
         .service_fn(echo);
     let long = format!(

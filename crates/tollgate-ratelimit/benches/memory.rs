@@ -17,7 +17,7 @@ fn resident_bytes() -> u64 {
 
 fn main() {
     let backend = GovernorBackend::new();
-    let rate = Rate::per_minute(60);
+    let rate = Rate::per_minute(60).unwrap();
     // Key ids as a gateway holds them: shared strings owned by the principals.
     let ids: Vec<Arc<str>> = (0..1_000_000)
         .map(|n| Arc::from(format!("key_{n:012}")))

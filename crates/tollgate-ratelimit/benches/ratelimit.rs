@@ -55,8 +55,14 @@ fn bench(c: &mut Criterion) {
     let inner =
         service_fn(|_: Request<Body>| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
     // Generous quotas: nothing is denied during the run; both pay for a real GCRA update.
-    let ours = RateLimitLayer::new()
-        .per_key(Limits::new().requests(Rate::per_second(1_000_000).burst(u64::from(u32::MAX))));
+    let ours = RateLimitLayer::new().per_key(
+        Limits::new().requests(
+            Rate::per_second(1_000_000)
+                .unwrap()
+                .with_burst(u64::from(u32::MAX))
+                .unwrap(),
+        ),
+    );
     let mut ours = ours.layer(inner);
     let plain = GovernorConfigBuilder::default()
         .per_nanosecond(1)

@@ -6,7 +6,8 @@ use tollgate_core::{BoxError, ChatRequest, ErrorKind, GatewayError, ModelInfo};
 use smallvec::SmallVec;
 
 use crate::backend::{Decision, QuotaState, Scope};
-use crate::headers::{Families, RateHeaders, ceil_secs, go_duration, period_name};
+use crate::headers::{Families, RateHeaders, go_duration, period_name};
+use tollgate_core::error::ceil_secs;
 
 /// What deciding on a request needs to know about its rules.
 pub struct Planned {

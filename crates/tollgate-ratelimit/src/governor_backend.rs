@@ -37,7 +37,7 @@ const MIN_SWEEP_AT: usize = 4096;
 ///
 /// # tokio_test::block_on(async {
 /// let backend = GovernorBackend::new();
-/// let check = || vec![Check { key: RuleKey::new(Scope::KeyRequests, Some("key_1".into()), None), rate: Rate::per_minute(1), cost: 1 }];
+/// let check = || vec![Check { key: RuleKey::new(Scope::KeyRequests, Some("key_1".into()), None), rate: Rate::per_minute(1).unwrap(), cost: 1 }];
 /// assert!(matches!(backend.check(&check()).await.unwrap(), Decision::Allowed(_)));
 /// assert!(matches!(backend.check(&check()).await.unwrap(), Decision::Denied { .. }));
 /// # });
@@ -219,7 +219,7 @@ where
             return limiter;
         }
         let amount = u32::try_from(rate.amount().get()).unwrap_or(u32::MAX);
-        let burst = u32::try_from(rate.burst_size().get()).unwrap_or(u32::MAX);
+        let burst = u32::try_from(rate.burst().get()).unwrap_or(u32::MAX);
         let per_unit = (rate.period() / amount).max(Duration::from_nanos(1));
         let quota = Quota::with_period(per_unit)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use tollgate_core::admission::Respond;
+use tollgate_core::error::ceil_secs;
 use tollgate_core::{GatewayError, ResponseBody};
 
 use crate::backend::{QuotaState, Scope};
@@ -63,11 +64,6 @@ pub(crate) fn period_name(period: Duration) -> String {
         86400 => "day".into(),
         _ => format!("{}s", go_duration(period).trim_end_matches('s')),
     }
-}
-
-/// Seconds, rounded up.
-pub(crate) fn ceil_secs(duration: Duration) -> u64 {
-    duration.as_secs() + u64::from(duration.subsec_nanos() > 0)
 }
 
 /// The state that constrains most: the smallest share left (ties: the later reset).

@@ -12,8 +12,8 @@ use crate::{GovernorBackend, RateLimitBackend};
 /// use tollgate_core::Rate;
 /// use tollgate_ratelimit::Limits;
 ///
-/// let limits = Limits::new().requests(Rate::per_minute(60)).tokens(Rate::per_minute(100_000));
-/// assert_eq!(limits.requests, Some(Rate::per_minute(60)));
+/// let limits = Limits::new().requests(Rate::per_minute(60).unwrap()).tokens(Rate::per_minute(100_000).unwrap());
+/// assert_eq!(limits.requests, Some(Rate::per_minute(60).unwrap()));
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Limits {
@@ -65,9 +65,9 @@ impl Limits {
 /// use tollgate_ratelimit::{Limits, RateLimitLayer};
 ///
 /// let layer = RateLimitLayer::new()
-///     .per_key(Limits::new().requests(Rate::per_minute(60)).tokens(Rate::per_minute(200_000)))
-///     .per_model(Limits::new().requests(Rate::per_minute(1_000)))
-///     .model_limits("gpt-5.4", Limits::new().requests(Rate::per_minute(500)))
+///     .per_key(Limits::new().requests(Rate::per_minute(60).unwrap()).tokens(Rate::per_minute(200_000).unwrap()))
+///     .per_model(Limits::new().requests(Rate::per_minute(1_000).unwrap()))
+///     .model_limits("gpt-5.4", Limits::new().requests(Rate::per_minute(500).unwrap()))
 ///     .openai_headers(true);
 /// # let _ = layer;
 /// ```

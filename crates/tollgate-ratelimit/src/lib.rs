@@ -14,7 +14,7 @@
 //!
 //! # tokio_test::block_on(async {
 //! let mut service = ServiceBuilder::new()
-//!     .layer(RateLimitLayer::new().per_key(Limits::new().requests(Rate::per_minute(2))))
+//!     .layer(RateLimitLayer::new().per_key(Limits::new().requests(Rate::per_minute(2).unwrap())))
 //!     .service_fn(|_request: Request<Body>| async { Ok::<_, Infallible>(http::Response::new(Body::empty())) });
 //! let request = || {
 //!     let mut request = Request::new(Body::empty());

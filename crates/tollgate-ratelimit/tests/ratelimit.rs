@@ -66,8 +66,8 @@ async fn json<B: http_body::Body<Error: std::fmt::Debug>>(response: Response<B>)
 #[tokio::test]
 async fn three_per_minute_denies_the_fourth_for_20_seconds_with_exact_headers() {
     let (backend, clock) = backend();
-    let layer =
-        RateLimitLayer::with_backend(backend).per_key(Limits::new().requests(Rate::per_minute(3)));
+    let layer = RateLimitLayer::with_backend(backend)
+        .per_key(Limits::new().requests(Rate::per_minute(3).unwrap()));
     let mut service = ServiceBuilder::new().layer(layer).service_fn(ok);
     let mut send = async |model| {
         service
@@ -128,8 +128,8 @@ async fn three_per_minute_denies_the_fourth_for_20_seconds_with_exact_headers() 
 #[tokio::test]
 async fn a_retry_after_under_a_second_rounds_up_to_one() {
     let (backend, clock) = backend();
-    let layer =
-        RateLimitLayer::with_backend(backend).per_key(Limits::new().requests(Rate::per_second(2)));
+    let layer = RateLimitLayer::with_backend(backend)
+        .per_key(Limits::new().requests(Rate::per_second(2).unwrap()));
     let mut service = ServiceBuilder::new().layer(layer).service_fn(ok);
     for _ in 0..2 {
         service
@@ -161,7 +161,7 @@ async fn a_retry_after_under_a_second_rounds_up_to_one() {
 async fn token_rules_charge_prompt_plus_completion_tokens() {
     let (backend, _clock) = backend();
     let layer = RateLimitLayer::with_backend(backend.clone())
-        .per_key(Limits::new().tokens(Rate::per_minute(1_000)));
+        .per_key(Limits::new().tokens(Rate::per_minute(1_000).unwrap()));
     let mut service = ServiceBuilder::new().layer(layer).service_fn(ok);
     // 100 prompt tokens + max_tokens 200 = 300 of 1,000.
     let chat = Some(r#"{"model":"gpt-5.4","messages":[],"max_tokens":200}"#);
@@ -202,7 +202,7 @@ async fn token_rules_charge_prompt_plus_completion_tokens() {
 async fn a_request_that_can_never_fit_is_told_so_and_not_to_retry() {
     let (backend, _clock) = backend();
     let layer = RateLimitLayer::with_backend(backend)
-        .per_key(Limits::new().tokens(Rate::per_minute(1_000)));
+        .per_key(Limits::new().tokens(Rate::per_minute(1_000).unwrap()));
     let mut service = ServiceBuilder::new().layer(layer).service_fn(ok);
     // No max_tokens: the model's max output (1,000) is the budget, and 1,010 > 1,000.
     let chat = Some(r#"{"model":"gpt-5.4","messages":[]}"#);
@@ -226,8 +226,8 @@ async fn a_request_that_can_never_fit_is_told_so_and_not_to_retry() {
 async fn per_model_rules_isolate_models() {
     let (backend, _clock) = backend();
     let layer = RateLimitLayer::with_backend(backend)
-        .per_model(Limits::new().requests(Rate::per_minute(1)))
-        .model_limits("big", Limits::new().requests(Rate::per_minute(2)));
+        .per_model(Limits::new().requests(Rate::per_minute(1).unwrap()))
+        .model_limits("big", Limits::new().requests(Rate::per_minute(2).unwrap()));
     let mut service = ServiceBuilder::new().layer(layer).service_fn(ok);
     let mut status = async |key, model| {
         service
@@ -260,14 +260,14 @@ async fn per_model_rules_isolate_models() {
 async fn a_principal_quota_overrides_the_default_and_key_model_rules_apply() {
     let (backend, _clock) = backend();
     let layer = RateLimitLayer::with_backend(backend)
-        .per_key(Limits::new().requests(Rate::per_minute(1)))
-        .per_key_model(Limits::new().requests(Rate::per_minute(2)));
+        .per_key(Limits::new().requests(Rate::per_minute(1).unwrap()))
+        .per_key_model(Limits::new().requests(Rate::per_minute(2).unwrap()));
     let mut service = ServiceBuilder::new().layer(layer).service_fn(ok);
     let vip = || {
         let mut request = request("vip", Some("m"), None, None);
-        request
-            .extensions_mut()
-            .insert(Principal::new("vip", "acct").request_rate(Rate::per_minute(10)));
+        request.extensions_mut().insert(
+            Principal::new("vip", "acct").with_request_quota(Rate::per_minute(10).unwrap()),
+        );
         request
     };
     let mut statuses = Vec::new();
@@ -296,12 +296,12 @@ async fn a_denied_check_charges_none_of_the_others() {
     let (backend, _clock) = backend();
     let requests = Check {
         key: RuleKey::new(Scope::KeyRequests, Some(Arc::from("k")), None),
-        rate: Rate::per_minute(10),
+        rate: Rate::per_minute(10).unwrap(),
         cost: 1,
     };
     let tokens = |cost| Check {
         key: RuleKey::new(Scope::KeyTokens, Some(Arc::from("k")), None),
-        rate: Rate::per_minute(100),
+        rate: Rate::per_minute(100).unwrap(),
         cost,
     };
     // Tokens deny: the request rule must not have been charged.
@@ -333,8 +333,8 @@ async fn a_stream_carries_the_headers_on_its_head() {
     let layer = RateLimitLayer::with_backend(backend)
         .per_key(
             Limits::new()
-                .requests(Rate::per_minute(60))
-                .tokens(Rate::per_minute(10_000)),
+                .requests(Rate::per_minute(60).unwrap())
+                .tokens(Rate::per_minute(10_000).unwrap()),
         )
         .openai_headers(true)
         .ietf_headers(true);
@@ -373,8 +373,8 @@ async fn a_stream_carries_the_headers_on_its_head() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_thousand_concurrent_requests_against_a_quota_of_50_admit_exactly_50() {
     let (backend, _clock) = backend();
-    let layer =
-        RateLimitLayer::with_backend(backend).per_key(Limits::new().requests(Rate::per_minute(50)));
+    let layer = RateLimitLayer::with_backend(backend)
+        .per_key(Limits::new().requests(Rate::per_minute(50).unwrap()));
     let service = ServiceBuilder::new().layer(layer).service_fn(ok);
     let tasks: Vec<_> = (0..1_000)
         .map(|_| tokio::spawn(service.clone().oneshot(request("shared", None, None, None))))
@@ -391,7 +391,7 @@ async fn a_thousand_concurrent_requests_against_a_quota_of_50_admit_exactly_50()
 #[tokio::test]
 async fn state_stays_bounded_without_a_cleanup_loop() {
     let (backend, clock) = backend();
-    let rate = Rate::per_second(10);
+    let rate = Rate::per_second(10).unwrap();
     for round in 0..5u32 {
         for n in 0..10_000u32 {
             let key = RuleKey::new(
