@@ -9,6 +9,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Extension;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use http::Request;
 use tollgate::auth::{BearerAuthLayer, InMemoryKeyStore};
 use tollgate::core::{ChatRequest, Principal};
@@ -76,6 +77,11 @@ async fn main() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000")
         .await
         .expect("port 3000 is free");
+    // axum's `serve` leaves Nagle's algorithm on; responses written in pieces then wait for
+    // the client's delayed ACK (~40 ms each).
+    let listener = listener.tap_io(|stream| {
+        let _ = stream.set_nodelay(true);
+    });
     println!("axum + tollgate on http://127.0.0.1:3000 (key {KEY})");
     axum::serve(listener, app()).await.expect("the server runs");
 }

@@ -16,11 +16,13 @@
 //! | `sse` | `tollgate-sse` | `SsePassthroughLayer`, `SseParser`: streams forwarded as they arrive, usage still seen |
 //! | `upstream` | `tollgate-upstream` | `Upstream`: pooled HTTP(S) client, retries with backoff and jitter, fallback models, error envelopes |
 //! | `testkit` | `tollgate-testkit` | an OpenAI-compatible mock upstream with fault injection |
+//! | `trace` | (here) | the span (with the caller's `key_id`) and the one log line per request for tower-http's `TraceLayer` |
 //!
 //! # Recommended stack, outermost first
 //!
-//! `ErrorEnvelope` → request id (tower-http) → trace (tower-http) → `BearerAuth` →
-//! `ModelCatalog` → `RequestGuard` → `RateLimit` → `SsePassthrough` → `BalanceGate` → upstream
+//! `ErrorEnvelope` → request id (tower-http) → trace (tower-http, with `tollgate::trace`'s span and
+//! log line) → catch panic (tower-http) → `BearerAuth` →
+//! `ModelResolution` → `RequestGuard` → `RateLimit` → `SsePassthrough` → `BalanceGate` → upstream
 //! (timeout, retry, fallback). The envelope goes outermost so that every rejection below it, and every error a
 //! service returns, reaches the client as the same JSON with the request id. The catalog goes
 //! before the guard so the guard checks the resolved model's context window; whichever of
@@ -47,6 +49,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 pub use tollgate_core as core;
 
@@ -73,6 +76,9 @@ pub use tollgate_sse as sse;
 
 #[cfg(feature = "testkit")]
 pub use tollgate_testkit as testkit;
+
+#[cfg(feature = "trace")]
+pub mod trace;
 
 #[cfg(feature = "upstream")]
 pub use tollgate_upstream as upstream;

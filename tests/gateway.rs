@@ -1,7 +1,10 @@
 //! The demo gateway end to end over TCP: the full stack of `examples/gateway`, the testkit
 //! mock as its upstream, async-openai and a raw hyper client as clients.
 
-// The example's own stack; the tests use most, not all, of what it exposes.
+// The example's own configuration and stack; the tests use most, not all, of what they expose.
+#[allow(dead_code)]
+#[path = "../examples/gateway/config.rs"]
+mod config;
 #[allow(dead_code)]
 #[path = "../examples/gateway/stack.rs"]
 mod stack;
@@ -39,7 +42,7 @@ struct Running {
 /// The default configuration, with one retry (to keep the suite fast) and a 1 s first-byte
 /// timeout.
 async fn start(upstream: MockUpstream) -> Running {
-    let mut config = stack::Config::parse(stack::DEFAULT_CONFIG).unwrap();
+    let mut config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
     config.upstream.max_retries = 1;
     config.upstream.first_byte_timeout_secs = 1;
     let (gateway, handles) = stack::build(&config, &upstream.url(), Some("sk-provider"))
@@ -377,7 +380,7 @@ async fn upstream_failures_are_502_503_504_after_retries() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.local_addr().unwrap()
     };
-    let config = stack::Config::parse(stack::DEFAULT_CONFIG).unwrap();
+    let config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
     let (gateway, _) = stack::build(&config, &format!("http://{unreachable}"), None)
         .await
         .unwrap();
@@ -391,17 +394,15 @@ async fn upstream_failures_are_502_503_504_after_retries() {
 
 #[tokio::test]
 async fn a_panic_is_a_500_envelope() {
-    let keys = tollgate::auth::InMemoryKeyStore::new().with_key(
-        DEMO,
-        tollgate::core::Principal::new("key_demo", "acct_demo"),
-    );
+    let config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
     let panics = tower::service_fn(|_request: Request<Body>| async {
         if true {
             panic!("a bug in a handler");
         }
         Ok::<_, Infallible>(Response::new(Body::empty()))
     });
-    let server = TestServer::start(stack::outer(panics, keys)).await;
+    let (gateway, _) = stack::build_over(&config, panics).await.unwrap();
+    let server = TestServer::start(gateway).await;
     let (status, headers, json) =
         envelope(raw(server.addr(), Some(DEMO), body("gpt-5.4"), None).await).await;
     assert_eq!(status, 500);

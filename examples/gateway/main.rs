@@ -8,6 +8,7 @@
 //! requests finish. One log line per request (request id, key id, model, status, latency,
 //! error type); usage records go to the `tollgate::usage` target.
 
+mod config;
 mod stack;
 
 use std::time::Duration;
@@ -69,9 +70,9 @@ async fn run() -> Result<(), String> {
     let args = args()?;
     let text = match &args.config {
         Some(path) => std::fs::read_to_string(path).map_err(|error| format!("{path}: {error}"))?,
-        None => stack::DEFAULT_CONFIG.to_owned(),
+        None => config::DEFAULT_CONFIG.to_owned(),
     };
-    let config = stack::Config::parse(&text)?;
+    let config = config::Config::parse(&text)?;
     let listen = args.listen.clone().unwrap_or_else(|| config.listen.clone());
 
     // Without an upstream, the mock serves in-process; it lives as long as `run`.
@@ -122,10 +123,11 @@ async fn run() -> Result<(), String> {
     }
     if args.config.is_none() {
         let demo = config
+            .auth
             .keys
             .first()
-            .and_then(|key| key.key.clone())
-            .unwrap_or_default();
+            .and_then(|entry| entry.key.as_ref())
+            .map_or("", |key| key.expose());
         println!("demo key: {demo}");
         println!(
             "try:\n  curl -s http://{address}/v1/chat/completions -H 'Authorization: Bearer {demo}' -H 'Content-Type: application/json' -d '{{\"model\":\"gpt-5.4\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
@@ -136,10 +138,7 @@ async fn run() -> Result<(), String> {
     let mut shutdown = std::pin::pin!(tokio::signal::ctrl_c());
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
-                // Chunked responses stall ~40 ms per chunk without it (Nagle + delayed ACK).
-                let _ = stream.set_nodelay(true);
+            stream = tollgate_testkit::accept(&listener) => {
                 let service = gateway
                     .clone()
                     .map_request(|request: Request<Incoming>| request.map(Body::new));

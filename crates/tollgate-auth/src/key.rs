@@ -74,8 +74,8 @@ impl fmt::Debug for KeyDigest {
     }
 }
 
-/// A plaintext API key, for building a store or printing a demo key once. Its `Debug` and
-/// `Display` redact the secret.
+/// A plaintext API key, as a [`KeyEntry`](crate::KeyEntry) holds it, or for printing a demo key
+/// once. Its `Debug` and `Display` redact the secret; it deserializes from a string.
 ///
 /// ```
 /// use tollgate_auth::ApiKey;
@@ -84,7 +84,8 @@ impl fmt::Debug for KeyDigest {
 /// assert_eq!(format!("{key:?}"), "ApiKey(sk-llmaai-…cdef)");
 /// assert_eq!(key.expose(), "sk-llmaai-0123456789abcdef");
 /// ```
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
 pub struct ApiKey(Box<str>);
 
 impl ApiKey {

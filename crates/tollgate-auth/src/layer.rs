@@ -8,10 +8,8 @@ use crate::credentials::Sources;
 /// Authenticates every request by API key and puts the caller's
 /// [`Principal`](tollgate_core::Principal) in the request extensions.
 ///
-/// By default the key comes from `Authorization: Bearer <key>`; a raw key in `Authorization`,
-/// an `x-api-key`-style header and a required key prefix are options. Every failure is a 401
-/// `auth_error` with code `invalid_api_key`, `WWW-Authenticate: Bearer` and a message that says
-/// what to fix.
+/// Where the key is read and what every failure answers is described once, in the
+/// [crate documentation](crate).
 ///
 /// ```
 /// use tollgate_auth::{BearerAuthLayer, InMemoryKeyStore};

@@ -4,7 +4,8 @@
 //!   `x-api-key`-style header and a required prefix are options).
 //! - Keys are stored as SHA-256 digests only ([`KeyDigest`]), compared in constant time; the
 //!   [`KeyStore`] trait lets you back the lookup with your database, and [`InMemoryKeyStore`]
-//!   is an in-memory store you can update at runtime without blocking readers.
+//!   is an in-memory store you can update at runtime without blocking readers, built from
+//!   code or from a configuration's [`KeyFile`].
 //! - Every failure is a 401 `auth_error`, code `invalid_api_key`, with
 //!   `WWW-Authenticate: Bearer` and a message that tells the user what to fix: header missing,
 //!   wrong scheme, empty key, whitespace around the key, wrong prefix or malformed, unknown,
@@ -47,11 +48,13 @@
 #![deny(unreachable_pub)]
 
 mod credentials;
+mod file;
 mod key;
 mod layer;
 mod service;
 mod store;
 
+pub use file::{KeyEntry, KeyFile, KeyFileError};
 pub use key::{ApiKey, KeyDigest};
 pub use layer::BearerAuthLayer;
 pub use service::{BearerAuth, ResponseFuture};

@@ -4,27 +4,7 @@ use crate::{Ledger, NoUsagePolicy, UsageSink};
 
 /// Gates requests on a prepaid balance and charges them their real cost.
 ///
-/// - The account is the [`Principal`](tollgate_core::Principal)'s; the price is the resolved
-///   [`ModelInfo`](tollgate_core::ModelInfo)'s (a response that names another model in its
-///   extensions, after a fallback, settles at that model's price). Requests without both pass
-///   through unbilled.
-/// - Before the request: reserve the estimate, prompt tokens × input price + requested
-///   completion tokens (`max_completion_tokens` / `max_tokens`, else the model's max output) ×
-///   output price. No credit → 402 `insufficient_balance` "Your prepaid credit has run out...";
-///   not enough → 402 saying what the request may cost and what is left; details
-///   `{balance, required}`.
-/// - After: settle to the real cost from `usage` — at the end of a JSON body (only its tail is
-///   kept) or from the final SSE chunk (observed through the
-///   [`SsePassthroughLayer`](tollgate_sse::SsePassthroughLayer)'s single parse when it is in
-///   the stack, else by wrapping the stream itself). An error response, or an upstream that
-///   fails mid-stream, releases the reservation. No usage (client gone mid-stream) → the
-///   [`NoUsagePolicy`], `ChargeObserved` by default.
-/// - Optionally, `x-tollgate-balance` on the response: the balance left after the
-///   reservation, in micro-units.
-/// - A [`UsageSink`] gets one [`UsageRecord`](crate::UsageRecord) per finished request.
-///
-/// Put it inside `SsePassthroughLayer` (so streams are parsed once and usage injection feeds
-/// it) and just before the upstream.
+/// What it checks and answers is described once, in the [crate documentation](crate).
 ///
 /// ```
 /// use tollgate_balance::{BalanceGateLayer, InMemoryLedger, NoUsagePolicy, TracingUsageSink};

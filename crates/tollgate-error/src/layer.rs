@@ -6,11 +6,8 @@ use tower_layer::Layer;
 
 use crate::{Canonical, ErrorEnvelope, RenderError};
 
-/// Renders every error of the stack below it as one JSON envelope with the request id, and
-/// turns inner `Service::Error`s into envelopes, so the stack's error type is `Infallible`.
-///
-/// Put it outermost, outside tower-http's request-id layers: it reads the id from the
-/// response's `x-request-id` (set by `PropagateRequestIdLayer`), else the request's.
+/// Renders every error of the stack below it as one JSON envelope with the request id; see
+/// the [crate documentation](crate).
 ///
 /// ```
 /// use std::convert::Infallible;

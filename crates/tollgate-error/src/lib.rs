@@ -1,6 +1,8 @@
 //! `ErrorEnvelopeLayer`: one JSON error envelope for every failure of a tollgate stack.
 //!
-//! The outermost layer of a gateway. It
+//! The outermost layer of a gateway, outside tower-http's request-id layers: it reads the id
+//! from the response's `x-request-id` (set by `PropagateRequestIdLayer`), else the request's.
+//! It
 //! - re-renders every response that carries a [`GatewayError`](tollgate_core::GatewayError)
 //!   in its extensions, adding the `request_id` (from `x-request-id`, as tower-http's
 //!   request-id layers set it);
@@ -42,6 +44,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod future;
 mod layer;

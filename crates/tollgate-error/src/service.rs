@@ -33,9 +33,29 @@ impl<S> ErrorEnvelope<S> {
     pub fn new(inner: S) -> Self {
         tower_layer::Layer::layer(&ErrorEnvelopeLayer::new(), inner)
     }
+
+    /// The layer: [`ErrorEnvelopeLayer::new`].
+    pub fn layer() -> ErrorEnvelopeLayer {
+        ErrorEnvelopeLayer::new()
+    }
 }
 
 impl<S, R> ErrorEnvelope<S, R> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the wrapper.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+
     pub(crate) fn from_shared(inner: S, shared: Arc<Shared<R>>) -> Self {
         ErrorEnvelope {
             inner,

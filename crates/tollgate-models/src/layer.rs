@@ -17,27 +17,9 @@ const MODEL_ENDPOINTS: &[&str] = &[
     "/v1/audio/speech",
 ];
 
-/// Validates the `model` of every request against a [`ModelCatalog`].
+/// Validates the `model` of every request against a [`ModelCatalog`] and resolves it.
 ///
-/// For `POST` requests to an endpoint that names a model (OpenAI's, and any endpoint the
-/// catalog lists) it reads the body once as JSON, whatever `content-type` says (shared with other body-aware layers
-/// through [`tollgate_core::buffer_chat_request`]) and answers:
-/// - 400 `invalid_request_error` (param `model`) when `model` is missing or not a string;
-/// - 404 `model_not_found` with a did-you-mean when a name is close;
-/// - 410 `model_retired` with the replacement and the date;
-/// - 403 `forbidden` when the caller's [`Principal`](tollgate_core::Principal) may not use it;
-/// - 400 `unsupported_operation` when the model does not serve the endpoint;
-/// - otherwise it serves the request: an alias is rewritten to the canonical id by splicing the
-///   body (every other byte unchanged), the [`ModelInfo`](tollgate_core::ModelInfo) goes into
-///   the request extensions, and the response gets `x-tollgate-model` (unless an inner layer,
-///   such as a fallback, already set it) and, for a deprecated model, `Deprecation`, `Sunset`
-///   and `Link`.
-/// - A `fallbacks` array in the body (a gateway extension) is checked like `model`, each
-///   error naming `fallbacks[i]`; without one, the catalog entry's `fallbacks` apply (those
-///   the caller may use on this endpoint). The resolved models go into the request extensions
-///   as [`Fallbacks`](tollgate_core::Fallbacks) for the upstream.
-///
-/// Other requests (other methods or paths, multipart uploads) pass through untouched.
+/// What it checks and answers is described once, in the [crate documentation](crate).
 ///
 /// ```
 /// use tollgate_core::{BodyLimit, Paths};

@@ -4,11 +4,32 @@
 //!   output, endpoints, prices (integer micro-units per million tokens) and a lifecycle
 //!   (active, deprecated with a sunset, retired with a replacement); loaded from TOML or JSON
 //!   and validated when built.
-//! - [`ModelResolutionLayer`]: 400 for a missing model, 404 with a did-you-mean, 410 with the
-//!   replacement, 403 for a model the key may not use, 400 `unsupported_operation` for the
-//!   wrong endpoint; alias rewriting by body splice; `Deprecation`/`Sunset`/`Link` headers;
-//!   the resolved [`ModelInfo`](tollgate_core::ModelInfo) in the request extensions.
+//! - [`ModelResolutionLayer`]: resolves each request's model against the catalog (below).
 //! - [`ListModels`]: `GET /v1/models` from the catalog.
+//!
+//! # What `ModelResolutionLayer` does
+//!
+//! Validates the `model` of every request against a [`ModelCatalog`].
+//!
+//! For `POST` requests to an endpoint that names a model (OpenAI's, and any endpoint the
+//! catalog lists) it reads the body once as JSON, whatever `content-type` says (shared with other body-aware layers
+//! through [`tollgate_core::buffer_chat_request`]) and answers:
+//! - 400 `invalid_request_error` (param `model`) when `model` is missing or not a string;
+//! - 404 `model_not_found` with a did-you-mean when a name is close;
+//! - 410 `model_retired` with the replacement and the date;
+//! - 403 `forbidden` when the caller's [`Principal`](tollgate_core::Principal) may not use it;
+//! - 400 `unsupported_operation` when the model does not serve the endpoint;
+//! - otherwise it serves the request: an alias is rewritten to the canonical id by splicing the
+//!   body (every other byte unchanged), the [`ModelInfo`](tollgate_core::ModelInfo) goes into
+//!   the request extensions, and the response gets `x-tollgate-model` (unless an inner layer,
+//!   such as a fallback, already set it) and, for a deprecated model, `Deprecation`, `Sunset`
+//!   and `Link`.
+//! - A `fallbacks` array in the body (a gateway extension) is checked like `model`, each
+//!   error naming `fallbacks[i]`; without one, the catalog entry's `fallbacks` apply (those
+//!   the caller may use on this endpoint). The resolved models go into the request extensions
+//!   as [`Fallbacks`](tollgate_core::Fallbacks) for the upstream.
+//!
+//! Other requests (other methods or paths, multipart uploads) pass through untouched.
 //!
 //! ```
 //! use std::convert::Infallible;

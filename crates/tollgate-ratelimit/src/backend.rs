@@ -110,8 +110,55 @@ pub struct QuotaState {
     pub reset: Duration,
 }
 
-/// One state per check, inline for the usual handful of rules.
-pub type States = SmallVec<[QuotaState; 2]>;
+/// One state per check, in check order; stored inline for the usual one or two rules, so an
+/// allowed request does not allocate.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_ratelimit::{QuotaState, States};
+///
+/// let state = QuotaState { limit: 10, remaining: 9, reset: Duration::from_secs(6) };
+/// let states: States = [state, state].into_iter().collect();
+/// assert_eq!(states.len(), 2);
+/// assert_eq!(states[1].remaining, 9);
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct States(SmallVec<[QuotaState; 2]>);
+
+impl States {
+    /// No state yet.
+    pub fn new() -> Self {
+        States::default()
+    }
+
+    /// Adds the state of the next check.
+    pub fn push(&mut self, state: QuotaState) {
+        self.0.push(state);
+    }
+}
+
+impl std::ops::Deref for States {
+    type Target = [QuotaState];
+
+    fn deref(&self) -> &[QuotaState] {
+        &self.0
+    }
+}
+
+impl FromIterator<QuotaState> for States {
+    fn from_iter<I: IntoIterator<Item = QuotaState>>(states: I) -> Self {
+        States(states.into_iter().collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a States {
+    type Item = &'a QuotaState;
+    type IntoIter = std::slice::Iter<'a, QuotaState>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
 
 /// The outcome of a check.
 #[derive(Clone, Debug, PartialEq, Eq)]

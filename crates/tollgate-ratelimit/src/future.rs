@@ -33,7 +33,7 @@ pub(crate) fn decide(
             (RateHeaders::basic(&states), None)
         }
         Ok(Decision::Allowed(states)) => {
-            let labelled = label(planned, states.into_iter().enumerate());
+            let labelled = label(planned, states.iter().copied().enumerate());
             (RateHeaders::render(&labelled, planned.families), None)
         }
         Ok(Decision::Denied {

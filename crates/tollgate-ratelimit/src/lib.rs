@@ -1,9 +1,28 @@
 //! `RateLimitLayer`: GCRA rate limits per API key and model, on governor, with
 //! `X-RateLimit-*` headers on every response.
 //!
-//! See [`RateLimitLayer`] for the rules and headers, [`RateLimitBackend`] for the backend
-//! contract (check n units for a set of rule keys, all or nothing) and [`GovernorBackend`] for
-//! the in-memory default.
+//! [`RateLimitBackend`] is the backend contract (check n units for a set of rule keys, all or
+//! nothing) and [`GovernorBackend`] the in-memory default.
+//!
+//! # What `RateLimitLayer` does
+//!
+//! Rate limits per API key, per key and model, and per model, in requests and tokens, with
+//! `X-RateLimit-Limit` / `-Remaining` / `-Reset` on every response (success, rejection and
+//! streams alike, set on the response head) for the most constraining rule.
+//!
+//! - The caller is the [`Principal`](tollgate_core::Principal) (whose own quotas override the
+//!   per-key defaults); the model is the resolved [`ModelInfo`](tollgate_core::ModelInfo), else
+//!   the request's `model`. Rules whose subject is unknown do not apply.
+//! - A request costs 1 against request rules and prompt + requested completion tokens against
+//!   token rules: the guard's [`PromptTokens`](tollgate_core::PromptTokens) (else the prompt's
+//!   bytes, an upper bound) plus `max_completion_tokens` / `max_tokens` (else the model's max
+//!   output).
+//! - 429 `rate_limit_exceeded` with `Retry-After` (whole seconds, rounded up, never 0), an
+//!   OpenAI-style message that says the limit is the gateway's, and details
+//!   `{scope, limit, remaining, reset}`; a request that can never fit is told so, with
+//!   `x-should-retry: false`.
+//! - OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` and the IETF draft's
+//!   `RateLimit-Policy` / `RateLimit` are options.
 //!
 //! ```
 //! use std::convert::Infallible;

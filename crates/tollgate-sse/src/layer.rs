@@ -6,24 +6,7 @@ use tollgate_core::{BodyLimit, Paths};
 /// Streams `text/event-stream` responses through as they arrive, while observers see the
 /// parsed events; leaves other responses untouched.
 ///
-/// - Every upstream frame is forwarded as soon as it arrives: never coalesced, never held for
-///   an event boundary (except, in usage-stripping mode, the events of the one stream whose
-///   usage chunk is removed, which are forwarded whole as each completes).
-/// - Observers registered by inner layers through [`SseObservers`](crate::SseObservers) (the
-///   balance gate's, your own) run on one parse of the stream.
-/// - An upstream failure mid-stream becomes one terminal `data: {"error":{...}}` event carrying
-///   the gateway's error envelope, then a clean end (see [`SseBody`](crate::SseBody)).
-/// - After a quiet period (15 s by default) a `: keep-alive` comment is sent, at event
-///   boundaries only.
-/// - Response headers: `content-type: text/event-stream` kept, `cache-control: no-cache`,
-///   `x-accel-buffering: no`, and no `content-length`.
-/// - With [`inject_usage`](SsePassthroughLayer::inject_usage), a streaming chat request
-///   without `stream_options.include_usage` gets it spliced in, and the usage-only chunk is
-///   removed from the client's stream: accounting always sees usage, the client sees what it
-///   asked for.
-/// - When the client goes away the upstream body is dropped (the upstream request is
-///   cancelled); with [`drain_on_disconnect`](SsePassthroughLayer::drain_on_disconnect) it is
-///   read to its end on a task instead, so observers still see usage.
+/// What it checks and answers is described once, in the [crate documentation](crate).
 ///
 /// ```
 /// use std::time::Duration;

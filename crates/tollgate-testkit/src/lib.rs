@@ -30,6 +30,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 mod behavior;
 mod bodies;
@@ -54,7 +55,7 @@ pub use bodies::{body_json, body_text, chat_request};
 pub use client::send;
 pub use forward::Forward;
 pub use record::{Call, Outcome};
-pub use serve::TestServer;
+pub use serve::{TestServer, accept};
 pub use server::prompt_tokens;
 
 use server::{ModelRule, State};

@@ -2,15 +2,53 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tollgate_core::{Body, BoxError};
 use tower::ServiceExt;
+
+/// Accepts the next connection, with TCP_NODELAY set: chunked responses stall ~40 ms per chunk
+/// without it (Nagle's algorithm meets delayed ACKs).
+///
+/// An accept error (no file descriptor left, a connection reset while it waited) is logged and
+/// retried after a pause that starts at 5 ms and doubles up to 1 s, so a full descriptor table
+/// does not spin a core. The testkit's servers and the example gateway accept with it.
+///
+/// ```
+/// use tokio::net::{TcpListener, TcpStream};
+///
+/// # tokio_test::block_on(async {
+/// let listener = TcpListener::bind("127.0.0.1:0").await?;
+/// let client = TcpStream::connect(listener.local_addr()?).await?;
+/// let server = tollgate_testkit::accept(&listener).await;
+/// assert!(server.nodelay()?);
+/// assert_eq!(server.peer_addr()?, client.local_addr()?);
+/// # Ok::<(), std::io::Error>(())
+/// # }).unwrap();
+/// ```
+pub async fn accept(listener: &TcpListener) -> TcpStream {
+    let mut pause = Duration::from_millis(5);
+    loop {
+        match listener.accept().await {
+            Ok((stream, _peer)) => {
+                // Best effort: a socket that refuses the option is still served.
+                let _ = stream.set_nodelay(true);
+                return stream;
+            }
+            Err(error) => {
+                tracing::warn!(%error, pause_ms = pause.as_millis() as u64, "accept failed");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
 
 /// A tower service served over HTTP/1.1 on 127.0.0.1; stops when dropped.
 ///
@@ -57,9 +95,7 @@ impl TestServer {
             let mut connections = JoinSet::new();
             loop {
                 tokio::select! {
-                    accepted = listener.accept() => {
-                        let Ok((stream, _)) = accepted else { continue };
-                        let _ = stream.set_nodelay(true);
+                    stream = accept(&listener) => {
                         let service = service
                             .clone()
                             .map_request(|request: Request<hyper::body::Incoming>| request.map(Body::new));

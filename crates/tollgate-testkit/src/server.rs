@@ -47,8 +47,7 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<State>) {
     let mut connections = JoinSet::new();
     loop {
         tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _peer)) = accepted else { continue };
+            stream = crate::accept(&listener) => {
                 connections.spawn(connection(stream, state.clone()));
             }
             // Reap finished connections so the set does not grow with every test request.
@@ -58,8 +57,6 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<State>) {
 }
 
 async fn connection(stream: tokio::net::TcpStream, state: Arc<State>) {
-    // Chunked responses stall ~40 ms per chunk without it (Nagle + delayed ACK).
-    let _ = stream.set_nodelay(true);
     // A second handle on the socket, to reset it (linger 0) once hyper has let go of it.
     let socket = stream
         .as_fd()

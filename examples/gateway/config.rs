@@ -1,0 +1,163 @@
+//! The demo gateway's configuration file: what each section means and how it becomes the
+//! layers' settings. Every default is the library's own.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+use tollgate::auth::KeyFile;
+use tollgate::core::{BodyLimit, Rate};
+use tollgate::models::CatalogFile;
+use tollgate::ratelimit::{Limits, RateLimitLayer};
+use tollgate::upstream::{RetryPolicy, Timeouts, Upstream};
+
+/// The embedded default configuration (also the commented sample).
+pub const DEFAULT_CONFIG: &str = include_str!("gateway.toml");
+
+/// The gateway configuration file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    #[serde(default)]
+    pub upstream: UpstreamConfig,
+    #[serde(default)]
+    pub guard: GuardConfig,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub auth: KeyFile,
+    #[serde(default)]
+    pub accounts: Vec<AccountConfig>,
+    pub catalog: CatalogFile,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+
+impl Config {
+    /// Parses a configuration file.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|error| format!("invalid gateway configuration: {error}"))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UpstreamConfig {
+    pub url: Option<String>,
+    pub api_key_env: String,
+    pub max_retries: u32,
+    pub connect_timeout_secs: u64,
+    pub first_byte_timeout_secs: u64,
+    pub total_timeout_secs: u64,
+}
+
+impl Default for UpstreamConfig {
+    fn default() -> Self {
+        let timeouts = Timeouts::default();
+        UpstreamConfig {
+            url: None,
+            api_key_env: "TOLLGATE_UPSTREAM_KEY".into(),
+            max_retries: RetryPolicy::default().max_retries(),
+            connect_timeout_secs: timeouts.connect().as_secs(),
+            first_byte_timeout_secs: timeouts.first_byte().as_secs(),
+            total_timeout_secs: timeouts.total().as_secs(),
+        }
+    }
+}
+
+impl UpstreamConfig {
+    /// The upstream client for `url`, sending `api_key` (the provider's) when there is one.
+    pub fn client(
+        &self,
+        url: &str,
+        api_key: Option<&str>,
+        body_limit: BodyLimit,
+    ) -> Result<Upstream, String> {
+        let timeouts = Timeouts::default()
+            .with_connect(Duration::from_secs(self.connect_timeout_secs))
+            .with_first_byte(Duration::from_secs(self.first_byte_timeout_secs))
+            .with_total(Duration::from_secs(self.total_timeout_secs));
+        let mut builder = Upstream::builder(url)
+            .map_err(|error| format!("upstream url {url:?}: {error}"))?
+            .retry(RetryPolicy::default().with_max_retries(self.max_retries))
+            .timeouts(timeouts)
+            .body_limit(body_limit);
+        if let Some(key) = api_key {
+            builder = builder.api_key(key).map_err(|error| error.to_string())?;
+        }
+        Ok(builder.build())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    pub max_body_bytes: usize,
+    pub read_timeout_secs: u64,
+    pub strict: bool,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        let limit = BodyLimit::default();
+        GuardConfig {
+            max_body_bytes: limit.max_bytes(),
+            read_timeout_secs: limit.read_timeout().map_or(0, |timeout| timeout.as_secs()),
+            strict: false,
+        }
+    }
+}
+
+impl GuardConfig {
+    /// The body limit every body-reading layer applies (a read timeout of 0 means none).
+    pub fn body_limit(&self) -> BodyLimit {
+        let limit = BodyLimit::default().with_max_bytes(self.max_body_bytes);
+        match self.read_timeout_secs {
+            0 => limit.without_read_timeout(),
+            secs => limit.with_read_timeout(Duration::from_secs(secs)),
+        }
+    }
+}
+
+/// Default quotas per key (a key's own override them) and per model.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+    pub model_requests_per_minute: Option<u64>,
+}
+
+impl LimitsConfig {
+    /// The rate-limit layer, with OpenAI's `x-ratelimit-*` headers too.
+    pub fn layer(&self) -> Result<RateLimitLayer, String> {
+        let per_minute = |amount: Option<u64>, field: &str| {
+            amount
+                .map(|amount| Rate::per_minute(amount).map_err(|e| format!("limits.{field}: {e}")))
+                .transpose()
+        };
+        let per_key = Limits {
+            requests: per_minute(self.requests_per_minute, "requests_per_minute")?,
+            tokens: per_minute(self.tokens_per_minute, "tokens_per_minute")?,
+        };
+        let per_model = Limits {
+            requests: per_minute(self.model_requests_per_minute, "model_requests_per_minute")?,
+            tokens: None,
+        };
+        Ok(RateLimitLayer::new()
+            .per_key(per_key)
+            .per_model(per_model)
+            .openai_headers(true))
+    }
+}
+
+/// A prepaid account and its opening balance, in micro-units.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    pub id: String,
+    pub balance: u64,
+}

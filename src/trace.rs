@@ -1,0 +1,117 @@
+//! One log line per request with tower-http's `TraceLayer`: [`layer`] builds it, or use
+//! [`RequestSpan`] and [`LogResponse`] in your own.
+//!
+//! The span carries the method, the path, the request id (`x-request-id`, so put the trace
+//! layer inside tower-http's `SetRequestIdLayer`) and an empty `key_id` that the auth layer
+//! fills in. When the response head is sent, one `served` event in that span gives the status,
+//! the latency, the model that answered (`x-tollgate-model`) and the error type, if any.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use tollgate::core::Body;
+//! use tower::{ServiceBuilder, ServiceExt};
+//!
+//! # tokio_test::block_on(async {
+//! let service = ServiceBuilder::new()
+//!     .layer(tollgate::trace::layer())
+//!     .service_fn(|_request: Request<Body>| async {
+//!         Ok::<_, Infallible>(Response::new(Body::empty()))
+//!     });
+//! let response = service.oneshot(Request::new(Body::empty())).await.unwrap();
+//! assert_eq!(response.status(), 200);
+//! # });
+//! ```
+
+use std::time::Duration;
+
+use http::{Request, Response};
+use tollgate_core::{GatewayError, X_MODEL};
+use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::trace::{DefaultOnBodyChunk, DefaultOnEos, MakeSpan, OnResponse, TraceLayer};
+use tracing::Span;
+
+/// The trace layer [`layer`] builds: [`RequestSpan`] spans, a [`LogResponse`] line, nothing
+/// logged on the request or on failures (the response line says it all).
+pub type GatewayTraceLayer = TraceLayer<
+    SharedClassifier<ServerErrorsAsFailures>,
+    RequestSpan,
+    (),
+    LogResponse,
+    DefaultOnBodyChunk,
+    DefaultOnEos,
+    (),
+>;
+
+/// tower-http's `TraceLayer` for HTTP with [`RequestSpan`] and [`LogResponse`].
+pub fn layer() -> GatewayTraceLayer {
+    TraceLayer::new_for_http()
+        .make_span_with(RequestSpan)
+        .on_request(())
+        .on_response(LogResponse)
+        .on_failure(())
+}
+
+/// Makes an info-level `request` span with `method`, `path`, `request_id` and an empty
+/// `key_id` (recorded by the auth layer once it knows the caller).
+///
+/// ```
+/// use tower_http::trace::TraceLayer;
+///
+/// let layer = TraceLayer::new_for_http().make_span_with(tollgate::trace::RequestSpan);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RequestSpan;
+
+impl<B> MakeSpan<B> for RequestSpan {
+    fn make_span(&mut self, request: &Request<B>) -> Span {
+        let request_id = request
+            .headers()
+            .get("x-request-id")
+            .and_then(|id| id.to_str().ok())
+            .unwrap_or("-");
+        tracing::info_span!(
+            "request",
+            method = %request.method(),
+            path = %request.uri().path(),
+            request_id = %request_id,
+            key_id = tracing::field::Empty,
+        )
+    }
+}
+
+/// Logs one info-level `served` event per response: `status`, `latency_ms`, `model` (from
+/// `x-tollgate-model`, `-` when none answered) and `error` (the envelope's type, `-` on
+/// success).
+///
+/// ```
+/// use tower_http::trace::TraceLayer;
+///
+/// let layer = TraceLayer::new_for_http().on_response(tollgate::trace::LogResponse);
+/// # let _ = layer;
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LogResponse;
+
+impl<B> OnResponse<B> for LogResponse {
+    fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
+        let model = response
+            .headers()
+            .get(X_MODEL)
+            .and_then(|model| model.to_str().ok())
+            .unwrap_or("-");
+        let error = response
+            .extensions()
+            .get::<GatewayError>()
+            .map_or("-", |error| error.kind.type_str());
+        tracing::info!(
+            parent: span,
+            status = response.status().as_u16(),
+            latency_ms = latency.as_millis() as u64,
+            model,
+            error,
+            "served"
+        );
+    }
+}
