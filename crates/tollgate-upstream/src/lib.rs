@@ -2,10 +2,18 @@
 //! retries (backoff and jitter, a budget), fallback models and error envelopes.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
-mod config;
+mod builder;
 mod errors;
+mod exchange;
+mod fallback;
+mod headers;
+mod retry;
 mod service;
+mod timeouts;
 
-pub use config::{RetryPolicy, Timeouts};
-pub use service::{Upstream, UpstreamBuilder};
+pub use builder::UpstreamBuilder;
+pub use retry::RetryPolicy;
+pub use service::Upstream;
+pub use timeouts::Timeouts;

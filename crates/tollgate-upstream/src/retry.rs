@@ -1,6 +1,17 @@
-//! How to reach the upstream and when to try again.
+//! Retries of one model: the policy, and the loop that follows it.
 
 use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::HeaderMap;
+use http::{Method, Response, Uri};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tollgate_core::ResponseBody;
+use tower::retry::budget::Budget;
+
+use crate::exchange::Failure;
+use crate::service::Shared;
 
 /// Retries of one model: only 429, 500, 502, 503, 504 and connection failures; exponential
 /// backoff with full jitter; an upstream `Retry-After` honoured up to a cap.
@@ -65,30 +76,49 @@ impl RetryPolicy {
         self.base_delay.saturating_mul(factor).min(self.max_delay)
     }
 
-    pub(crate) fn jittered(&self, attempt: u32) -> Duration {
+    fn jittered(&self, attempt: u32) -> Duration {
         let cap = self.delay_cap(attempt).as_millis() as u64;
         Duration::from_millis(fastrand::u64(0..=cap))
     }
 }
 
-/// Time limits of one attempt.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// Establishing the connection (10 s by default).
-    pub connect: Duration,
-    /// From sending the request to the response head (60 s by default; streams start fast).
-    pub first_byte: Duration,
-    /// The whole exchange up to the response head, retries and fallbacks included
-    /// (120 s by default).
-    pub total: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            connect: Duration::from_secs(10),
-            first_byte: Duration::from_secs(60),
-            total: Duration::from_secs(120),
+impl Shared {
+    /// One model: the first attempt and its retries.
+    pub(crate) async fn send_with_retries(
+        &self,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: Bytes,
+        deadline: Instant,
+    ) -> Result<Response<ResponseBody<Incoming>>, Failure> {
+        self.budget.deposit();
+        let mut attempt = 0;
+        loop {
+            let outcome = self
+                .exchange(method, uri, headers, body.clone(), deadline)
+                .await;
+            let (error, retry_after) = match outcome {
+                Ok(response) => return Ok(response),
+                Err(Failure::Final(error)) => return Err(Failure::Final(error)),
+                Err(Failure::Retryable(error, retry_after)) => (error, retry_after),
+            };
+            attempt += 1;
+            let wait = match retry_after {
+                // Too long to wait here: this model is done, but a fallback may still serve.
+                Some(after) if after > self.retry.max_retry_after => {
+                    return Err(Failure::Retryable(error, retry_after));
+                }
+                Some(after) => after,
+                None => self.retry.jittered(attempt),
+            };
+            if attempt > self.retry.max_retries
+                || Instant::now() + wait >= deadline
+                || !self.budget.withdraw()
+            {
+                return Err(Failure::Retryable(error, retry_after));
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 }

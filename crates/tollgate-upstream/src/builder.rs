@@ -1,0 +1,95 @@
+//! Configuring an [`Upstream`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Uri;
+use http::header::HeaderValue;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tollgate_core::BodyLimit;
+use tower::retry::budget::TpsBudget;
+
+use crate::retry::RetryPolicy;
+use crate::service::{Shared, Upstream};
+use crate::timeouts::Timeouts;
+
+/// Configures an [`Upstream`].
+#[derive(Debug)]
+pub struct UpstreamBuilder {
+    base: Uri,
+    api_key: Option<HeaderValue>,
+    timeouts: Timeouts,
+    retry: RetryPolicy,
+    body_limit: BodyLimit,
+}
+
+impl Upstream {
+    /// Configures an upstream at `base_url` (scheme and authority, and a path prefix if the
+    /// API lives under one; the request's own path is appended).
+    pub fn builder(base_url: &str) -> Result<UpstreamBuilder, http::uri::InvalidUri> {
+        Ok(UpstreamBuilder {
+            base: base_url.trim_end_matches('/').parse()?,
+            api_key: None,
+            timeouts: Timeouts::default(),
+            retry: RetryPolicy::default(),
+            body_limit: BodyLimit::default(),
+        })
+    }
+}
+
+impl UpstreamBuilder {
+    /// The provider key, sent as `Authorization: Bearer <key>` instead of the client's.
+    pub fn api_key(mut self, key: &str) -> Self {
+        self.api_key = HeaderValue::from_str(&format!("Bearer {key}"))
+            .ok()
+            .map(|mut value| {
+                value.set_sensitive(true);
+                value
+            });
+        self
+    }
+
+    /// Time limits.
+    pub fn timeouts(mut self, timeouts: Timeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// Retries.
+    pub fn retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Limits for a request body no earlier layer read.
+    pub fn body_limit(mut self, limit: BodyLimit) -> Self {
+        self.body_limit = limit;
+        self
+    }
+
+    /// Builds the pooled client.
+    pub fn build(self) -> Upstream {
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(self.timeouts.connect));
+        http.enforce_http(false);
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_webpki_roots()
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http);
+        Upstream {
+            shared: Arc::new(Shared {
+                client: Client::builder(TokioExecutor::new()).build(https),
+                base: self.base,
+                api_key: self.api_key,
+                timeouts: self.timeouts,
+                retry: self.retry,
+                budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
+                body_limit: self.body_limit,
+            }),
+        }
+    }
+}
