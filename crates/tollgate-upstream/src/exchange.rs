@@ -8,6 +8,7 @@ use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use tokio::time::Instant;
+use tollgate_core::error::source_chain;
 use tollgate_core::{GatewayError, ResponseBody};
 
 use crate::errors;
@@ -93,16 +94,10 @@ fn classify_client_error(
     error: &hyper_util::client::legacy::Error,
     connect_timeout: Duration,
 ) -> Failure {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    let mut timed_out = false;
-    while let Some(current) = source {
-        if let Some(io) = current.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            timed_out = true;
-        }
-        source = current.source();
-    }
+    // hyper-util wraps the connector's error: the timeout is an I/O error somewhere beneath.
+    let timed_out = source_chain(error)
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| io.kind() == std::io::ErrorKind::TimedOut);
     if error.is_connect() && timed_out {
         return Failure::Final(errors::timed_out("connect", connect_timeout));
     }
