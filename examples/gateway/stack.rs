@@ -209,12 +209,13 @@ pub async fn build(
     let upstream = &config.upstream;
     let mut builder = Upstream::builder(upstream_url)
         .map_err(|error| format!("upstream url {upstream_url:?}: {error}"))?
-        .retry(RetryPolicy::default().max_retries(upstream.max_retries))
-        .timeouts(Timeouts {
-            connect: Duration::from_secs(upstream.connect_timeout_secs),
-            first_byte: Duration::from_secs(upstream.first_byte_timeout_secs),
-            total: Duration::from_secs(upstream.total_timeout_secs),
-        })
+        .retry(RetryPolicy::default().with_max_retries(upstream.max_retries))
+        .timeouts(
+            Timeouts::default()
+                .with_connect(Duration::from_secs(upstream.connect_timeout_secs))
+                .with_first_byte(Duration::from_secs(upstream.first_byte_timeout_secs))
+                .with_total(Duration::from_secs(upstream.total_timeout_secs)),
+        )
         .body_limit(body_limit);
     if let Some(key) = upstream_key {
         builder = builder.api_key(key);

@@ -73,7 +73,7 @@ impl UpstreamBuilder {
     pub fn build(self) -> Upstream {
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(self.timeouts.connect));
+        http.set_connect_timeout(Some(self.timeouts.connect()));
         http.enforce_http(false);
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_webpki_roots()

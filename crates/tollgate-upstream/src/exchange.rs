@@ -39,23 +39,23 @@ impl Shared {
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri.clone();
         *request.headers_mut() = headers.clone();
-        let first_byte = deadline.min(Instant::now() + self.timeouts.first_byte);
+        let first_byte = deadline.min(Instant::now() + self.timeouts.first_byte());
         let response = match tokio::time::timeout_at(first_byte, self.client.request(request)).await
         {
             Err(_) if first_byte == deadline => {
                 return Err(Failure::Final(errors::timed_out(
                     "total",
-                    self.timeouts.total,
+                    self.timeouts.total(),
                 )));
             }
             Err(_) => {
                 return Err(Failure::Final(errors::timed_out(
                     "first-byte",
-                    self.timeouts.first_byte,
+                    self.timeouts.first_byte(),
                 )));
             }
             Ok(Err(error)) => {
-                return Err(classify_client_error(&error, self.timeouts.connect));
+                return Err(classify_client_error(&error, self.timeouts.connect()));
             }
             Ok(Ok(response)) => response,
         };

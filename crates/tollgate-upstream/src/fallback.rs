@@ -28,7 +28,7 @@ impl Shared {
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<BoxError>,
     {
-        let deadline = Instant::now() + self.timeouts.total;
+        let deadline = Instant::now() + self.timeouts.total();
         // `fallbacks` is the gateway's extension, not the provider's: it never goes upstream.
         let memo = request
             .extensions()

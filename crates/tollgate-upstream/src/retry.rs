@@ -20,16 +20,17 @@ use crate::service::Shared;
 /// use std::time::Duration;
 /// use tollgate_upstream::RetryPolicy;
 ///
-/// let policy = RetryPolicy::default().max_retries(2).base_delay(Duration::from_millis(100));
+/// let policy = RetryPolicy::default().with_max_retries(2).with_base_delay(Duration::from_millis(100));
+/// assert_eq!(policy.max_retries(), 2);
 /// assert_eq!(policy.delay_cap(1), Duration::from_millis(100));
 /// assert_eq!(policy.delay_cap(3), Duration::from_millis(400));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RetryPolicy {
-    pub(crate) max_retries: u32,
-    pub(crate) base_delay: Duration,
-    pub(crate) max_delay: Duration,
-    pub(crate) max_retry_after: Duration,
+    max_retries: u32,
+    base_delay: Duration,
+    max_delay: Duration,
+    max_retry_after: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -44,29 +45,51 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    /// At most this many retries per model (3 by default; 0 disables retries).
-    pub fn max_retries(mut self, retries: u32) -> Self {
+    /// With at most `retries` retries per model (3 by default; 0 disables retries).
+    pub fn with_max_retries(mut self, retries: u32) -> Self {
         self.max_retries = retries;
         self
     }
 
-    /// The first backoff's ceiling (250 ms by default); it doubles with each retry.
-    pub fn base_delay(mut self, delay: Duration) -> Self {
+    /// With `delay` as the first backoff's ceiling (250 ms by default); it doubles with each
+    /// retry.
+    pub fn with_base_delay(mut self, delay: Duration) -> Self {
         self.base_delay = delay;
         self
     }
 
-    /// The largest backoff (8 s by default).
-    pub fn max_delay(mut self, delay: Duration) -> Self {
+    /// With `delay` as the largest backoff (8 s by default).
+    pub fn with_max_delay(mut self, delay: Duration) -> Self {
         self.max_delay = delay;
         self
     }
 
-    /// The longest upstream `Retry-After` waited for (10 s by default); a longer one is passed
-    /// to the client instead.
-    pub fn max_retry_after(mut self, delay: Duration) -> Self {
+    /// With `delay` as the longest upstream `Retry-After` waited for (10 s by default); a
+    /// longer one ends the model's retries: its fallbacks run, or the 429 and its
+    /// `Retry-After` go to the client.
+    pub fn with_max_retry_after(mut self, delay: Duration) -> Self {
         self.max_retry_after = delay;
         self
+    }
+
+    /// The most retries per model.
+    pub fn max_retries(&self) -> u32 {
+        self.max_retries
+    }
+
+    /// The first backoff's ceiling.
+    pub fn base_delay(&self) -> Duration {
+        self.base_delay
+    }
+
+    /// The largest backoff.
+    pub fn max_delay(&self) -> Duration {
+        self.max_delay
+    }
+
+    /// The longest upstream `Retry-After` waited for.
+    pub fn max_retry_after(&self) -> Duration {
+        self.max_retry_after
     }
 
     /// The ceiling of the backoff before retry `attempt` (1-based): base × 2^(attempt − 1),

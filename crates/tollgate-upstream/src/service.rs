@@ -53,7 +53,7 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// let upstream = Upstream::builder("https://api.openai.com")
 ///     .unwrap()
 ///     .api_key("sk-provider-key")
-///     .retry(RetryPolicy::default().max_retries(2))
+///     .retry(RetryPolicy::default().with_max_retries(2))
 ///     .build();
 /// # let _ = upstream;
 /// ```

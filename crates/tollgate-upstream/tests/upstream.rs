@@ -17,8 +17,8 @@ fn upstream(mock: &MockUpstream, retries: u32) -> Upstream {
         .api_key("sk-provider")
         .retry(
             RetryPolicy::default()
-                .max_retries(retries)
-                .base_delay(Duration::from_millis(10)),
+                .with_max_retries(retries)
+                .with_base_delay(Duration::from_millis(10)),
         )
         .build()
 }
