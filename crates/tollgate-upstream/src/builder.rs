@@ -1,7 +1,6 @@
 //! Configuring an [`Upstream`].
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::Uri;
 use http::header::HeaderValue;
@@ -9,7 +8,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tollgate_core::BodyLimit;
-use tower::retry::budget::TpsBudget;
 
 use crate::retry::RetryPolicy;
 use crate::service::{Shared, Upstream};
@@ -87,7 +85,7 @@ impl UpstreamBuilder {
                 api_key: self.api_key,
                 timeouts: self.timeouts,
                 retry: self.retry,
-                budget: TpsBudget::new(Duration::from_secs(10), 10, 0.2),
+                budget: self.retry.budget().tps_budget(),
                 body_limit: self.body_limit,
             }),
         }

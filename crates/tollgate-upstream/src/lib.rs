@@ -14,6 +14,6 @@ mod service;
 mod timeouts;
 
 pub use builder::UpstreamBuilder;
-pub use retry::RetryPolicy;
+pub use retry::{RetryBudget, RetryPolicy};
 pub use service::Upstream;
 pub use timeouts::Timeouts;

@@ -36,8 +36,8 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// - Retries ([`RetryPolicy`]): only 429, 500, 502, 503, 504 and failures to connect,
 ///   exponential backoff with full jitter, 3 retries by default, an upstream `retry-after`
 ///   honoured up to a cap (beyond it the model's retries stop and its fallbacks run), and a
-///   retry budget (tower's `TpsBudget`: retries may add at most 20% to the request rate) that
-///   stops retry storms. A response whose head arrived is never
+///   [`RetryBudget`](crate::RetryBudget) (by default retries may add at most 20% to the
+///   request rate) that stops retry storms. A response whose head arrived is never
 ///   retried once its body started: retries happen before any byte reaches the client.
 /// - Fallback models: when a model still fails retryably after its retries, the request goes to
 ///   the next model of its fallback list (the body's `model` spliced), and the response
