@@ -218,7 +218,9 @@ pub async fn build(
         )
         .body_limit(body_limit);
     if let Some(key) = upstream_key {
-        builder = builder.api_key(key);
+        builder = builder
+            .api_key(key)
+            .map_err(|error| format!("upstream api key: {error}"))?;
     }
 
     let chat = ServiceBuilder::new()

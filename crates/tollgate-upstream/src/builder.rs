@@ -1,5 +1,6 @@
 //! Configuring an [`Upstream`].
 
+use std::fmt;
 use std::sync::Arc;
 
 use http::Uri;
@@ -38,15 +39,25 @@ impl Upstream {
 }
 
 impl UpstreamBuilder {
-    /// The provider key, sent as `Authorization: Bearer <key>` instead of the client's.
-    pub fn api_key(mut self, key: &str) -> Self {
-        self.api_key = HeaderValue::from_str(&format!("Bearer {key}"))
-            .ok()
-            .map(|mut value| {
-                value.set_sensitive(true);
-                value
-            });
-        self
+    /// The provider key, sent as `Authorization: Bearer <key>` instead of the client's (and
+    /// marked sensitive, so it stays out of `Debug` output).
+    ///
+    /// A key that cannot go in a header is an error, rather than requests that go out
+    /// without a key.
+    ///
+    /// ```
+    /// use tollgate_upstream::Upstream;
+    ///
+    /// let builder = Upstream::builder("https://api.openai.com")?.api_key("sk-provider-key")?;
+    /// assert!(builder.api_key("sk-pasted-with-a-newline\n").is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn api_key(mut self, key: &str) -> Result<Self, InvalidApiKey> {
+        let mut value =
+            HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| InvalidApiKey)?;
+        value.set_sensitive(true);
+        self.api_key = Some(value);
+        Ok(self)
     }
 
     /// Time limits.
@@ -91,3 +102,28 @@ impl UpstreamBuilder {
         }
     }
 }
+
+/// A provider key that cannot go in an `Authorization` header: it holds a control character,
+/// often a newline read along with it from a file. The message never shows the key.
+///
+/// ```
+/// use tollgate_upstream::Upstream;
+///
+/// let error = Upstream::builder("https://api.openai.com")?
+///     .api_key("sk-secret\r\n")
+///     .unwrap_err();
+/// assert!(!error.to_string().contains("sk-secret"));
+/// # Ok::<(), http::uri::InvalidUri>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidApiKey;
+
+impl fmt::Display for InvalidApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "the upstream API key cannot be sent in an HTTP header: it holds a control character",
+        )
+    }
+}
+
+impl std::error::Error for InvalidApiKey {}

@@ -13,7 +13,7 @@ mod retry;
 mod service;
 mod timeouts;
 
-pub use builder::UpstreamBuilder;
+pub use builder::{InvalidApiKey, UpstreamBuilder};
 pub use retry::{RetryBudget, RetryPolicy};
 pub use service::Upstream;
 pub use timeouts::Timeouts;

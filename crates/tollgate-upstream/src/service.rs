@@ -50,12 +50,12 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// use std::time::Duration;
 /// use tollgate_upstream::{RetryPolicy, Upstream};
 ///
-/// let upstream = Upstream::builder("https://api.openai.com")
-///     .unwrap()
-///     .api_key("sk-provider-key")
+/// let upstream = Upstream::builder("https://api.openai.com")?
+///     .api_key("sk-provider-key")?
 ///     .retry(RetryPolicy::default().with_max_retries(2))
 ///     .build();
 /// # let _ = upstream;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug)]
 pub struct Upstream {

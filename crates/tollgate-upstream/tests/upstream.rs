@@ -8,7 +8,7 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use tollgate_core::{Body, ChatRequest, Fallbacks, ModelInfo};
 use tollgate_testkit::{Behavior, Fault, MockUpstream, body_json};
-use tollgate_upstream::{RetryBudget, RetryPolicy, Upstream};
+use tollgate_upstream::{InvalidApiKey, RetryBudget, RetryPolicy, Upstream};
 use tower::ServiceExt;
 
 fn upstream(mock: &MockUpstream, retries: u32) -> Upstream {
@@ -19,6 +19,7 @@ fn upstream_with(mock: &MockUpstream, retry: RetryPolicy) -> Upstream {
     Upstream::builder(&mock.url())
         .unwrap()
         .api_key("sk-provider")
+        .unwrap()
         .retry(retry.with_base_delay(Duration::from_millis(10)))
         .build()
 }
@@ -276,4 +277,17 @@ async fn a_retry_budget_is_shared_by_all_requests() {
         3,
         "the second request retried once, then the budget was spent"
     );
+}
+
+#[test]
+fn an_api_key_that_cannot_be_a_header_is_an_error() {
+    let builder = || Upstream::builder("http://127.0.0.1:9").unwrap();
+    let error = builder().api_key("sk-secret\n").unwrap_err();
+    assert_eq!(error, InvalidApiKey);
+    assert!(
+        !error.to_string().contains("sk-secret"),
+        "the key stays out of the message"
+    );
+    assert!(builder().api_key("sk-\0").is_err());
+    assert!(builder().api_key("sk-provider").is_ok());
 }
