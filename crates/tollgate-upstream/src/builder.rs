@@ -14,7 +14,23 @@ use crate::retry::RetryPolicy;
 use crate::service::{Shared, Upstream};
 use crate::timeouts::Timeouts;
 
-/// Configures an [`Upstream`].
+/// Configures an [`Upstream`]: its provider key, [`Timeouts`], [`RetryPolicy`] and the
+/// [`BodyLimit`] of a request body no earlier layer read.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::BodyLimit;
+/// use tollgate_upstream::{RetryBudget, RetryPolicy, Timeouts, Upstream};
+///
+/// let upstream = Upstream::builder("https://api.example.com/openai/")?
+///     .api_key("sk-provider-key")?
+///     .timeouts(Timeouts::default().with_first_byte(Duration::from_secs(30)))
+///     .retry(RetryPolicy::default().with_budget(RetryBudget::default().with_ratio(0.1)))
+///     .body_limit(BodyLimit::default().with_max_bytes(1 << 20))
+///     .build();
+/// # let _ = upstream;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug)]
 pub struct UpstreamBuilder {
     base: Uri,
