@@ -42,9 +42,12 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// - Fallback models: when a model still fails retryably after its retries, the request goes to
 ///   the next model of its fallback list (the body's `model` spliced), and the response
 ///   carries `x-tollgate-model` and the serving model's [`ModelInfo`] (so the balance gate
-///   settles at that model's price). The list is the request's [`Fallbacks`], which the catalog
-///   resolved (the body's own `fallbacks`, else the model's catalog entry); the body member is
-///   removed before it goes upstream.
+///   settles at that model's price). The list is the request's [`Fallbacks`], which the
+///   catalog resolved (the body's own `fallbacks`, else the model's catalog entry); the body
+///   member is removed before it goes upstream.
+///
+/// [`ModelInfo`]: tollgate_core::ModelInfo
+/// [`Fallbacks`]: tollgate_core::Fallbacks
 ///
 /// ```
 /// use std::time::Duration;
