@@ -8,18 +8,19 @@ use http_body_util::BodyExt;
 use serde_json::json;
 use tollgate_core::{Body, ChatRequest, Fallbacks, ModelInfo};
 use tollgate_testkit::{Behavior, Fault, MockUpstream, body_json};
-use tollgate_upstream::{RetryPolicy, Upstream};
+use tollgate_upstream::{InvalidApiKey, RetryBudget, RetryPolicy, Upstream};
 use tower::ServiceExt;
 
 fn upstream(mock: &MockUpstream, retries: u32) -> Upstream {
+    upstream_with(mock, RetryPolicy::default().with_max_retries(retries))
+}
+
+fn upstream_with(mock: &MockUpstream, retry: RetryPolicy) -> Upstream {
     Upstream::builder(&mock.url())
         .unwrap()
         .api_key("sk-provider")
-        .retry(
-            RetryPolicy::default()
-                .max_retries(retries)
-                .base_delay(Duration::from_millis(10)),
-        )
+        .unwrap()
+        .retry(retry.with_base_delay(Duration::from_millis(10)))
         .build()
 }
 
@@ -218,4 +219,75 @@ async fn a_mid_stream_abort_is_not_retried() {
         "the stream breaks for the client"
     );
     assert_eq!(mock.calls().len(), 1, "never a retry once the body started");
+}
+
+#[tokio::test]
+async fn an_empty_retry_budget_stops_retries() {
+    let mock = MockUpstream::builder()
+        .model_behavior("m", Behavior::status(503))
+        .start()
+        .await;
+    let empty = RetryBudget::default()
+        .with_ratio(0.0)
+        .with_min_per_second(0);
+    let response = upstream_with(
+        &mock,
+        RetryPolicy::default()
+            .with_max_retries(3)
+            .with_budget(empty),
+    )
+    .oneshot(request("m", None))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200, "the fallback still serves");
+    assert_eq!(
+        mock.calls_for("m").len(),
+        1,
+        "no retry: the budget is empty"
+    );
+    assert_eq!(mock.calls_for("m-backup").len(), 1);
+}
+
+#[tokio::test]
+async fn a_retry_budget_is_shared_by_all_requests() {
+    let mock = MockUpstream::builder()
+        .model_behavior("solo", Behavior::status(503))
+        .start()
+        .await;
+    // Each request deposits half a retry: the second request may retry once, the first not.
+    let half = RetryBudget::default()
+        .with_ratio(0.5)
+        .with_min_per_second(0)
+        .with_ttl(Duration::from_secs(60));
+    let upstream = upstream_with(
+        &mock,
+        RetryPolicy::default().with_max_retries(3).with_budget(half),
+    );
+    let first = upstream
+        .clone()
+        .oneshot(request("solo", None))
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 502);
+    assert_eq!(mock.calls_for("solo").len(), 1, "half a retry buys none");
+    let second = upstream.oneshot(request("solo", None)).await.unwrap();
+    assert_eq!(second.status(), 502);
+    assert_eq!(
+        mock.calls_for("solo").len(),
+        3,
+        "the second request retried once, then the budget was spent"
+    );
+}
+
+#[test]
+fn an_api_key_that_cannot_be_a_header_is_an_error() {
+    let builder = || Upstream::builder("http://127.0.0.1:9").unwrap();
+    let error = builder().api_key("sk-secret\n").unwrap_err();
+    assert_eq!(error, InvalidApiKey);
+    assert!(
+        !error.to_string().contains("sk-secret"),
+        "the key stays out of the message"
+    );
+    assert!(builder().api_key("sk-\0").is_err());
+    assert!(builder().api_key("sk-provider").is_ok());
 }

@@ -1,0 +1,94 @@
+//! One request through its model and, when that model still fails retryably after its
+//! retries, through each of its fallbacks in turn.
+
+use bytes::Bytes;
+use http::header::HeaderValue;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use tokio::time::Instant;
+use tollgate_core::body::collect_limited;
+use tollgate_core::{
+    BoxError, ChatRequest, Fallbacks, GatewayError, ModelInfo, ResponseBody, X_MODEL,
+};
+
+use crate::errors;
+use crate::exchange::Failure;
+use crate::headers::forwarded_headers;
+use crate::service::Shared;
+
+impl Shared {
+    /// Reads the request once, then sends it to its model and, while each fails retryably,
+    /// to the next fallback with the body's `model` spliced; a response from a fallback
+    /// carries `x-tollgate-model` and that model's [`ModelInfo`].
+    pub(crate) async fn forward<B>(
+        &self,
+        request: Request<B>,
+    ) -> Result<Response<ResponseBody<Incoming>>, GatewayError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let deadline = Instant::now() + self.timeouts.total();
+        // `fallbacks` is the gateway's extension, not the provider's: it never goes upstream.
+        let memo = request
+            .extensions()
+            .get::<ChatRequest>()
+            .map(ChatRequest::without_fallbacks);
+        let model = request.extensions().get::<ModelInfo>().cloned();
+        let fallbacks = request.extensions().get::<Fallbacks>().cloned();
+        let (parts, body) = request.into_parts();
+        let body = match &memo {
+            // Every layer before read the body through the memo: it is the body.
+            Some(chat) => chat.body().clone(),
+            None => collect_limited(body, self.body_limit.max_bytes())
+                .await
+                .map_err(|error| GatewayError::from(&error))?,
+        };
+        let headers = forwarded_headers(&parts.headers, self.api_key.as_ref());
+        let uri = self.uri_for(&parts.uri)?;
+
+        let fallbacks = fallbacks
+            .as_ref()
+            .map(|f| f.0.as_slice())
+            .unwrap_or_default();
+        let mut last_error = None;
+        for (index, candidate) in std::iter::once(model.as_ref())
+            .chain(fallbacks.iter().map(Some))
+            .enumerate()
+        {
+            let body = match (index, candidate, &memo) {
+                (0, _, _) => body.clone(),
+                (_, Some(candidate), Some(chat)) => match chat.with_model(&candidate.id) {
+                    Some(rewritten) => rewritten.body().clone(),
+                    None => break,
+                },
+                _ => break,
+            };
+            match self
+                .send_with_retries(&parts.method, &uri, &headers, body, deadline)
+                .await
+            {
+                Ok(mut response) => {
+                    if index > 0
+                        && let Some(candidate) = candidate
+                    {
+                        if let Ok(value) = HeaderValue::from_str(&candidate.id) {
+                            response.headers_mut().insert(X_MODEL, value);
+                        }
+                        response.extensions_mut().insert(candidate.clone());
+                    }
+                    return Ok(response);
+                }
+                Err(Failure::Final(error)) => return Err(error),
+                Err(Failure::Retryable(error, _)) => {
+                    tracing::warn!(
+                        model = candidate.map(|m| &*m.id),
+                        "model failed after its retries"
+                    );
+                    last_error = Some(error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(errors::unreachable))
+    }
+}
