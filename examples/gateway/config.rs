@@ -86,7 +86,9 @@ impl UpstreamConfig {
             .timeouts(timeouts)
             .body_limit(body_limit);
         if let Some(key) = api_key {
-            builder = builder.api_key(key).map_err(|error| error.to_string())?;
+            builder = builder
+                .api_key(key)
+                .map_err(|error| format!("upstream api key: {error}"))?;
         }
         Ok(builder.build())
     }

@@ -50,7 +50,7 @@ where
     U: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send,
     U: Sync + 'static,
     U::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     let catalog = ModelCatalog::from_file(config.catalog.clone()).map_err(|e| e.to_string())?;
@@ -107,10 +107,10 @@ fn answer_model_list<C, B>(
 where
     C: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
     C::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + Sync + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let list = list.map_response(|response| response.map(Body::new));
+    let list = ServiceExt::<Request<Body>>::map_response(list, |r: Response<_>| r.map(Body::new));
     let chat = chat.map_response(|response: Response<B>| response.map(Body::new));
     let services = [BoxCloneService::new(list), BoxCloneService::new(chat)];
     Steer::new(services, |request: &Request<Body>, _: &[_]| {
