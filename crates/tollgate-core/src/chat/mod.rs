@@ -213,6 +213,10 @@ impl From<&ParseError> for GatewayError {
 /// Cheap to clone (one `Arc`). Memoized in the request extensions by
 /// [`crate::buffer_chat_request`], so every body-aware layer shares one parse.
 ///
+/// Getters follow one rule: `x()` is the value the gateway acts on (a plain value or an
+/// `Option`), `x_field()` the field as found ([`Field`]: absent, of the wrong type, or a value),
+/// for a layer that must tell those apart.
+///
 /// ```
 /// use bytes::Bytes;
 /// use tollgate_core::ChatRequest;
@@ -317,7 +321,7 @@ impl ChatRequest {
     }
 
     /// `messages` as found.
-    pub fn messages(&self) -> &Field<Vec<Result<Message, JsonType>>> {
+    pub fn messages_field(&self) -> &Field<Vec<Result<Message, JsonType>>> {
         &self.inner.messages
     }
 
@@ -340,7 +344,7 @@ impl ChatRequest {
     /// use tollgate_core::Field;
     ///
     /// let chat = ChatRequest::parse(Bytes::from_static(br#"{"messages":[{"role":"user","content":"a\nb"}]}"#)).unwrap();
-    /// let Field::Value(messages) = chat.messages() else { unreachable!() };
+    /// let Field::Value(messages) = chat.messages_field() else { unreachable!() };
     /// let Ok(message) = &messages[0] else { unreachable!() };
     /// let Content::Text(text) = message.content else { unreachable!() };
     /// assert_eq!(chat.text(text), "a\nb");
@@ -364,7 +368,7 @@ impl ChatRequest {
     }
 
     /// `stream_options` as found.
-    pub fn stream_options(&self) -> &Field<StreamOptions> {
+    pub fn stream_options_field(&self) -> &Field<StreamOptions> {
         &self.inner.stream_options
     }
 
@@ -378,7 +382,7 @@ impl ChatRequest {
 
     /// `fallbacks` as found: the models the client asks to try, in order, when `model` fails
     /// (each a string, else `Invalid`).
-    pub fn fallbacks(&self) -> &Field<Vec<Field<StrSpan>>> {
+    pub fn fallbacks_field(&self) -> &Field<Vec<Field<StrSpan>>> {
         &self.inner.fallbacks
     }
 
@@ -418,27 +422,27 @@ impl ChatRequest {
     }
 
     /// `temperature` as found.
-    pub fn temperature(&self) -> &Field<Number> {
+    pub fn temperature_field(&self) -> &Field<Number> {
         &self.inner.temperature
     }
 
     /// `top_p` as found.
-    pub fn top_p(&self) -> &Field<Number> {
+    pub fn top_p_field(&self) -> &Field<Number> {
         &self.inner.top_p
     }
 
     /// `n` as found.
-    pub fn n(&self) -> &Field<Number> {
+    pub fn n_field(&self) -> &Field<Number> {
         &self.inner.n
     }
 
     /// `presence_penalty` as found.
-    pub fn presence_penalty(&self) -> &Field<Number> {
+    pub fn presence_penalty_field(&self) -> &Field<Number> {
         &self.inner.presence_penalty
     }
 
     /// `frequency_penalty` as found.
-    pub fn frequency_penalty(&self) -> &Field<Number> {
+    pub fn frequency_penalty_field(&self) -> &Field<Number> {
         &self.inner.frequency_penalty
     }
 
