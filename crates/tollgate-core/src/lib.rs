@@ -54,7 +54,9 @@ pub use buffer::{
 pub use chat::{ChatRequest, Field, ParseError};
 pub use error::{ErrorKind, GatewayError};
 pub use estimate::TokenEstimate;
-pub use model::{Fallbacks, Lifecycle, ModelInfo, Prices, PromptTokens, X_MODEL};
+pub use model::{
+    Date, Fallbacks, InvalidDate, Lifecycle, ModelInfo, Prices, PromptTokens, X_MODEL,
+};
 pub use paths::{Paths, is_event_stream, is_multipart};
 pub use principal::{InvalidRate, Principal, Rate};
 pub use request_id::request_id;
