@@ -58,7 +58,7 @@ async fn echo(
     Extension(chat): Extension<ChatRequest>,
     Extension(principal): Extension<Principal>,
 ) -> String {
-    let tollgate::core::Field::Value(messages) = chat.messages() else {
+    let tollgate::core::Field::Value(messages) = chat.messages_field() else {
         return String::new();
     };
     let last = messages

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use http::header::{CONTENT_LENGTH, HeaderValue};
 use http::request::Parts;
 use pin_project_lite::pin_project;
 
@@ -217,31 +216,5 @@ where
                 Poll::Ready(Ok((Request::from_parts(parts, B::from(bytes)), parsed)))
             }
         }
-    }
-}
-
-impl ChatRequest {
-    /// Makes this view the request's body: the body bytes, the memo in the extensions and the
-    /// `Content-Length` header all change together. Use it after an edit such as
-    /// [`ChatRequest::with_model`].
-    ///
-    /// ```
-    /// use bytes::Bytes;
-    /// use http::Request;
-    /// use tollgate_core::{Body, ChatRequest};
-    ///
-    /// let chat = ChatRequest::parse(Bytes::from_static(br#"{"model":"a"}"#)).unwrap();
-    /// let mut request = Request::new(Body::empty());
-    /// chat.with_model("bb").unwrap().install(&mut request);
-    /// assert_eq!(request.headers()["content-length"], "14");
-    /// assert_eq!(request.extensions().get::<ChatRequest>().unwrap().model(), Some("bb"));
-    /// ```
-    pub fn install<B: From<Bytes>>(self, request: &mut Request<B>) {
-        let bytes = self.body().clone();
-        request
-            .headers_mut()
-            .insert(CONTENT_LENGTH, HeaderValue::from(bytes.len()));
-        *request.body_mut() = B::from(bytes);
-        request.extensions_mut().insert(self);
     }
 }

@@ -33,6 +33,7 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![deny(unreachable_pub)]
 
 pub mod admission;
 pub mod body;
@@ -54,7 +55,9 @@ pub use buffer::{
 pub use chat::{ChatRequest, Field, ParseError};
 pub use error::{ErrorKind, GatewayError};
 pub use estimate::TokenEstimate;
-pub use model::{Fallbacks, Lifecycle, ModelInfo, Prices, PromptTokens, X_MODEL};
+pub use model::{
+    Date, Fallbacks, InvalidDate, Lifecycle, ModelInfo, Prices, PromptTokens, X_MODEL,
+};
 pub use paths::{Paths, is_event_stream, is_multipart};
 pub use principal::{InvalidRate, Principal, Rate};
 pub use request_id::request_id;

@@ -1,10 +1,11 @@
 //! The resolved model: what the catalog layer puts in the request extensions for the guard,
 //! rate-limit and balance layers.
 
+use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use http::HeaderName;
-pub use jiff::civil::Date;
 
 /// The response header that reports the model that actually served a request (after alias
 /// resolution and fallbacks).
@@ -47,6 +48,108 @@ impl Prices {
         u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX)
     }
 }
+
+/// A calendar day, as a catalog writes lifecycle dates: `YYYY-MM-DD` (proleptic Gregorian, no
+/// time zone). Ordered by time.
+///
+/// ```
+/// use tollgate_core::Date;
+///
+/// let sunset: Date = "2026-12-31".parse()?;
+/// assert_eq!((sunset.year(), sunset.month(), sunset.day()), (2026, 12, 31));
+/// assert_eq!(sunset.to_string(), "2026-12-31");
+/// assert!(Date::new(2026, 6, 30)? < sunset);
+/// assert!("2026-02-30".parse::<Date>().is_err());
+/// # Ok::<(), tollgate_core::InvalidDate>(())
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Date {
+    // In this order, the derived `Ord` is the order of time.
+    year: u16,
+    month: u8,
+    day: u8,
+}
+
+impl Date {
+    /// The day `year-month-day`; an error unless the year has at most four digits and the day
+    /// exists (`2028-02-29` does, `2026-02-29` does not).
+    pub const fn new(year: u16, month: u8, day: u8) -> Result<Date, InvalidDate> {
+        if year > 9999 || month == 0 || month > 12 || day == 0 || day > days_in(year, month) {
+            return Err(InvalidDate);
+        }
+        Ok(Date { year, month, day })
+    }
+
+    /// The year, `0..=9999`.
+    pub const fn year(self) -> u16 {
+        self.year
+    }
+
+    /// The month, `1..=12`.
+    pub const fn month(self) -> u8 {
+        self.month
+    }
+
+    /// The day of the month, `1..=31`.
+    pub const fn day(self) -> u8 {
+        self.day
+    }
+}
+
+const fn days_in(year: u16, month: u8) -> u8 {
+    let leap = year.is_multiple_of(4) && (!year.is_multiple_of(100) || year.is_multiple_of(400));
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+impl FromStr for Date {
+    type Err = InvalidDate;
+
+    /// Parses exactly `YYYY-MM-DD`.
+    fn from_str(text: &str) -> Result<Date, InvalidDate> {
+        let [y0, y1, y2, y3, b'-', m0, m1, b'-', d0, d1] = *text.as_bytes() else {
+            return Err(InvalidDate);
+        };
+        match (
+            two_digits(y0, y1),
+            two_digits(y2, y3),
+            two_digits(m0, m1),
+            two_digits(d0, d1),
+        ) {
+            (Some(century), Some(year), Some(month), Some(day)) => {
+                Date::new(u16::from(century) * 100 + u16::from(year), month, day)
+            }
+            _ => Err(InvalidDate),
+        }
+    }
+}
+
+/// The number two ASCII digits spell.
+fn two_digits(tens: u8, ones: u8) -> Option<u8> {
+    (tens.is_ascii_digit() && ones.is_ascii_digit()).then(|| (tens - b'0') * 10 + (ones - b'0'))
+}
+
+impl fmt::Display for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+/// Text that is not a [`Date`] in the form `YYYY-MM-DD`, or a day the calendar does not have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidDate;
+
+impl fmt::Display for InvalidDate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("not a calendar date in the form YYYY-MM-DD")
+    }
+}
+
+impl std::error::Error for InvalidDate {}
 
 /// Where a model is in its life.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -195,3 +298,71 @@ impl PromptTokens {
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Fallbacks(pub Vec<ModelInfo>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_yyyy_mm_dd() {
+        assert_eq!("2026-06-30".parse(), Date::new(2026, 6, 30));
+        assert_eq!("0001-01-01".parse::<Date>().map(Date::year), Ok(1));
+        assert_eq!(
+            "9999-12-31".parse::<Date>().map(|d| d.to_string()),
+            Ok("9999-12-31".into())
+        );
+        assert!("2028-02-29".parse::<Date>().is_ok(), "a leap year");
+        assert!(
+            "2000-02-29".parse::<Date>().is_ok(),
+            "divisible by 400: a leap year"
+        );
+        assert_eq!(
+            Date::new(999, 1, 2).map(|d| d.to_string()),
+            Ok("0999-01-02".into())
+        );
+        assert_eq!(Date::new(10_000, 1, 1), Err(InvalidDate));
+    }
+
+    #[test]
+    fn rejects_days_the_calendar_does_not_have() {
+        for text in [
+            "2026-02-30",
+            "2026-02-29",
+            "1900-02-29",
+            "2026-04-31",
+            "2026-13-01",
+            "2026-00-10",
+            "2026-01-00",
+            "2026-01-32",
+        ] {
+            assert_eq!(text.parse::<Date>(), Err(InvalidDate), "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_other_forms() {
+        for text in [
+            "",
+            "2026-6-30",
+            "26-06-30",
+            "20260630",
+            "2026/06/30",
+            "2026-06-30T00:00",
+            " 2026-06-30",
+            "+026-06-30",
+            "2026-+6-30",
+            "２026-06-30",
+            "2026-06-3x",
+        ] {
+            assert_eq!(text.parse::<Date>(), Err(InvalidDate), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn orders_by_time() {
+        let date = |text: &str| text.parse::<Date>().unwrap();
+        assert!(date("2025-12-31") < date("2026-01-01"));
+        assert!(date("2026-01-31") < date("2026-02-01"));
+        assert!(date("2026-02-01") < date("2026-02-02"));
+    }
+}

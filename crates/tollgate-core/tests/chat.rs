@@ -9,7 +9,7 @@ fn parse(json: &'static str) -> ChatRequest {
 }
 
 fn messages(chat: &ChatRequest) -> &[Result<Message, JsonType>] {
-    match chat.messages() {
+    match chat.messages_field() {
         Field::Value(messages) => messages,
         other => panic!("messages: {other:?}"),
     }
@@ -42,13 +42,18 @@ fn reads_every_field_the_layers_need() {
     assert!(chat.include_usage());
     assert_eq!(chat.max_completion_tokens(), Some(100));
     assert_eq!(
-        chat.temperature().value().and_then(|n| n.as_f64()),
+        chat.temperature_field().value().and_then(|n| n.as_f64()),
         Some(0.5)
     );
-    assert_eq!(chat.top_p().value().and_then(|n| n.as_f64()), Some(1.0));
-    assert_eq!(chat.n().value().and_then(|n| n.as_u64()), Some(2));
     assert_eq!(
-        chat.presence_penalty().value().and_then(|n| n.as_f64()),
+        chat.top_p_field().value().and_then(|n| n.as_f64()),
+        Some(1.0)
+    );
+    assert_eq!(chat.n_field().value().and_then(|n| n.as_u64()), Some(2));
+    assert_eq!(
+        chat.presence_penalty_field()
+            .value()
+            .and_then(|n| n.as_f64()),
         Some(-1.5)
     );
     assert!(chat.unknown_fields().is_empty(), "seed is a known field");
@@ -81,12 +86,12 @@ fn wrong_types_are_recorded_not_fatal() {
     );
     assert_eq!(chat.model(), None);
     assert_eq!(chat.model_field(), &Field::Invalid(JsonType::Number));
-    assert_eq!(chat.messages(), &Field::Invalid(JsonType::String));
+    assert_eq!(chat.messages_field(), &Field::Invalid(JsonType::String));
     assert_eq!(chat.stream_field(), &Field::Invalid(JsonType::String));
-    assert_eq!(chat.temperature(), &Field::Invalid(JsonType::String));
+    assert_eq!(chat.temperature_field(), &Field::Invalid(JsonType::String));
     assert_eq!(chat.max_tokens_field(), &Field::Absent);
     assert!(matches!(
-        chat.stream_options(),
+        chat.stream_options_field(),
         Field::Invalid(JsonType::Number)
     ));
     assert_eq!(chat.unknown_fields(), &["extra".into()]);
@@ -199,8 +204,11 @@ fn model_rewrite_changes_only_the_model_bytes_and_keeps_spans_exact() {
     // And the edited body parses to the same view.
     let reparsed = ChatRequest::parse(with_usage.body().clone()).unwrap();
     assert_eq!(reparsed.model(), with_usage.model());
-    assert_eq!(reparsed.messages(), with_usage.messages());
-    assert_eq!(reparsed.stream_options(), with_usage.stream_options());
+    assert_eq!(reparsed.messages_field(), with_usage.messages_field());
+    assert_eq!(
+        reparsed.stream_options_field(),
+        with_usage.stream_options_field()
+    );
 }
 
 #[test]
@@ -234,7 +242,11 @@ fn include_usage_is_added_wherever_it_is_missing() {
         assert!(chat.include_usage(), "{before}");
         let reparsed = ChatRequest::parse(chat.body().clone()).unwrap();
         assert!(reparsed.include_usage(), "{before}");
-        assert_eq!(reparsed.stream_options(), chat.stream_options(), "{before}");
+        assert_eq!(
+            reparsed.stream_options_field(),
+            chat.stream_options_field(),
+            "{before}"
+        );
     }
 }
 
@@ -251,7 +263,7 @@ fn fallbacks_are_read_and_removed_with_every_span_kept_exact() {
     let chat = parse(
         r#"{"fallbacks": ["b", 7, "c"], "model": "a", "messages": [{"role":"user","content":"x"}]}"#,
     );
-    let Field::Value(fallbacks) = chat.fallbacks() else {
+    let Field::Value(fallbacks) = chat.fallbacks_field() else {
         panic!()
     };
     assert_eq!(chat.text(*fallbacks[0].value().unwrap()), "b");
@@ -261,7 +273,7 @@ fn fallbacks_are_read_and_removed_with_every_span_kept_exact() {
         stripped.body(),
         r#"{"model": "a", "messages": [{"role":"user","content":"x"}]}"#
     );
-    assert_eq!(stripped.fallbacks(), &Field::Absent);
+    assert_eq!(stripped.fallbacks_field(), &Field::Absent);
     let rewritten = stripped.with_model("zz").unwrap();
     assert_eq!(
         rewritten.body(),
@@ -270,8 +282,8 @@ fn fallbacks_are_read_and_removed_with_every_span_kept_exact() {
     assert_eq!(
         ChatRequest::parse(rewritten.body().clone())
             .unwrap()
-            .messages(),
-        rewritten.messages()
+            .messages_field(),
+        rewritten.messages_field()
     );
     assert!(
         chat.unknown_fields().is_empty(),

@@ -80,7 +80,7 @@ pub fn prompt_bound(chat: &ChatRequest) -> u64 {
 /// The prompt's tokens as OpenAI counts them for chat models: per message 3 + role + content
 /// (+ name + 1), plus 3 for the reply. Text parts are counted; images and other parts are not.
 pub fn count_prompt(chat: &ChatRequest, encoding: Encoding) -> u64 {
-    let Field::Value(messages) = chat.messages() else {
+    let Field::Value(messages) = chat.messages_field() else {
         return REPLY_PRIMING;
     };
     let count_message = |message: &Message| {

@@ -37,17 +37,22 @@ pub(crate) fn validate(chat: &ChatRequest, strict: bool) -> Result<(), GatewayEr
         ));
     }
     messages(chat)?;
-    number_in("temperature", chat.temperature(), 0.0, 2.0)?;
-    number_in("top_p", chat.top_p(), 0.0, 1.0)?;
-    number_in("presence_penalty", chat.presence_penalty(), -2.0, 2.0)?;
-    number_in("frequency_penalty", chat.frequency_penalty(), -2.0, 2.0)?;
+    number_in("temperature", chat.temperature_field(), 0.0, 2.0)?;
+    number_in("top_p", chat.top_p_field(), 0.0, 1.0)?;
+    number_in("presence_penalty", chat.presence_penalty_field(), -2.0, 2.0)?;
+    number_in(
+        "frequency_penalty",
+        chat.frequency_penalty_field(),
+        -2.0,
+        2.0,
+    )?;
     positive_integer("max_tokens", chat.max_tokens_field(), u64::MAX)?;
     positive_integer(
         "max_completion_tokens",
         chat.max_completion_tokens_field(),
         u64::MAX,
     )?;
-    positive_integer("n", chat.n(), 128)?;
+    positive_integer("n", chat.n_field(), 128)?;
     if let Field::Invalid(found) = chat.stream_field() {
         return Err(wrong_type("stream", "a boolean", *found));
     }
@@ -55,7 +60,7 @@ pub(crate) fn validate(chat: &ChatRequest, strict: bool) -> Result<(), GatewayEr
 }
 
 fn messages(chat: &ChatRequest) -> Result<(), GatewayError> {
-    let messages = match chat.messages() {
+    let messages = match chat.messages_field() {
         Field::Absent => return Err(missing("messages")),
         Field::Invalid(found) => {
             return Err(wrong_type("messages", "an array of messages", *found));

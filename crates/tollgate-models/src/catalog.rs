@@ -7,10 +7,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use jiff::Timestamp;
-use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
-use tollgate_core::{Lifecycle, ModelInfo, Prices, X_MODEL};
+use tollgate_core::{Date, Lifecycle, ModelInfo, Prices, X_MODEL};
 
 use crate::suggest::{Candidate, closest};
 
@@ -558,6 +557,12 @@ fn check_slug(name: &str) -> Result<(), &'static str> {
 }
 
 fn midnight_utc(date: Date) -> Option<Timestamp> {
+    let date = jiff::civil::Date::new(
+        i16::try_from(date.year()).ok()?,
+        i8::try_from(date.month()).ok()?,
+        i8::try_from(date.day()).ok()?,
+    )
+    .ok()?;
     date.to_zoned(TimeZone::UTC)
         .ok()
         .map(|zoned| zoned.timestamp())

@@ -37,7 +37,7 @@ pub(crate) fn decide<'a>(
         }
     };
     let (model, via_alias) = admit(catalog, requested, endpoint, principal, "model")?;
-    let fallbacks = match chat.fallbacks() {
+    let fallbacks = match chat.fallbacks_field() {
         // The catalog's own fallbacks, less those this caller may not use here.
         Field::Absent => model
             .fallbacks

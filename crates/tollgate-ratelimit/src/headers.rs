@@ -13,18 +13,7 @@ use crate::backend::{QuotaState, Scope};
 
 /// Go-style durations, as OpenAI writes them in `x-ratelimit-reset-*` and its 429 messages:
 /// `12ms`, `1.2s`, `6m0s`, `1h2m3s`.
-///
-/// ```
-/// use std::time::Duration;
-/// use tollgate_ratelimit::go_duration;
-///
-/// assert_eq!(go_duration(Duration::from_millis(12)), "12ms");
-/// assert_eq!(go_duration(Duration::from_millis(1200)), "1.2s");
-/// assert_eq!(go_duration(Duration::from_secs(360)), "6m0s");
-/// assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
-/// assert_eq!(go_duration(Duration::ZERO), "0s");
-/// ```
-pub fn go_duration(duration: Duration) -> String {
+pub(crate) fn go_duration(duration: Duration) -> String {
     let millis = duration.as_millis();
     if millis == 0 {
         return if duration.is_zero() {
@@ -239,5 +228,19 @@ fn write_extra(
         {
             headers.insert(HeaderName::from_static("ratelimit"), value);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_duration_writes_durations_as_openai_does() {
+        assert_eq!(go_duration(Duration::from_millis(12)), "12ms");
+        assert_eq!(go_duration(Duration::from_millis(1200)), "1.2s");
+        assert_eq!(go_duration(Duration::from_secs(360)), "6m0s");
+        assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
+        assert_eq!(go_duration(Duration::ZERO), "0s");
     }
 }

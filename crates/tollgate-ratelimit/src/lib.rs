@@ -61,6 +61,5 @@ mod service;
 
 pub use backend::{Check, Decision, QuotaState, RateLimitBackend, RuleKey, Scope, States};
 pub use governor_backend::GovernorBackend;
-pub use headers::go_duration;
 pub use layer::{Limits, RateLimitLayer};
 pub use service::{RateLimit, ResponseFuture};

@@ -1,0 +1,437 @@
+//! The one pass of `serde_json` over the body: visitors and seeds that record each field's
+//! value or JSON type, and the spans of the strings, without copying them.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Number;
+use serde_json::value::RawValue;
+
+use super::{
+    ChatRequest, Content, Field, Fields, JsonType, KNOWN_FIELDS, Message, ParseError,
+    ParseErrorKind, Part, Span, StrSpan, StreamOptions, decode,
+};
+
+impl ChatRequest {
+    /// Parses a body in one pass. Fails only when the body is not a JSON object; fields of the
+    /// wrong type are recorded as [`Field::Invalid`].
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tollgate_core::chat::{ChatRequest, ParseErrorKind};
+    ///
+    /// let error = ChatRequest::parse(Bytes::from_static(b"{\"model\": \"a\",}")).unwrap_err();
+    /// assert_eq!(error.kind, ParseErrorKind::Syntax);
+    /// assert_eq!((error.line, error.column), (1, 15));
+    /// ```
+    pub fn parse(body: Bytes) -> Result<ChatRequest, ParseError> {
+        let base = body.as_ptr() as usize;
+        let mut deserializer = serde_json::Deserializer::from_slice(&body);
+        let parsed = de::Deserializer::deserialize_any(&mut deserializer, TopVisitor { base })
+            .and_then(|fields| deserializer.end().map(|()| fields));
+        let mut fields = match parsed {
+            Ok(fields) => fields,
+            Err(error) => return Err(parse_error(&body, &error)),
+        };
+        fields.object_end = body.iter().rposition(|&b| b == b'}').unwrap_or(body.len());
+        if let Field::Value(model) = fields.model
+            && model.escaped
+        {
+            fields.decoded_model = Some(decode(&body, model).into());
+        }
+        fields.body = body;
+        Ok(ChatRequest {
+            inner: Arc::new(fields),
+        })
+    }
+}
+
+impl JsonType {
+    fn of(raw: &str) -> JsonType {
+        match raw.as_bytes().first() {
+            Some(b'n') => JsonType::Null,
+            Some(b't' | b'f') => JsonType::Bool,
+            Some(b'"') => JsonType::String,
+            Some(b'[') => JsonType::Array,
+            Some(b'{') => JsonType::Object,
+            _ => JsonType::Number,
+        }
+    }
+}
+
+fn parse_error(body: &[u8], error: &serde_json::Error) -> ParseError {
+    let kind = match error.classify() {
+        serde_json::error::Category::Eof => ParseErrorKind::Eof,
+        serde_json::error::Category::Data => {
+            let first = body
+                .iter()
+                .find(|b| !b.is_ascii_whitespace())
+                .map_or(b'n', |&b| b);
+            ParseErrorKind::NotAnObject(JsonType::of(std::str::from_utf8(&[first]).unwrap_or("n")))
+        }
+        _ => ParseErrorKind::Syntax,
+    };
+    let text = error.to_string();
+    let suffix = format!(" at line {} column {}", error.line(), error.column());
+    let reason = text.strip_suffix(&suffix).unwrap_or(&text).to_owned();
+    ParseError {
+        line: error.line(),
+        column: error.column(),
+        kind,
+        reason,
+    }
+}
+
+fn span_of(base: usize, raw: &str) -> Span {
+    let start = raw.as_ptr() as usize - base;
+    Span {
+        start,
+        end: start + raw.len(),
+    }
+}
+
+fn string_field(base: usize, raw: &RawValue) -> Field<StrSpan> {
+    let text = raw.get();
+    match JsonType::of(text) {
+        JsonType::String => Field::Value(StrSpan {
+            span: span_of(base, text),
+            escaped: memchr::memchr(b'\\', text.as_bytes()).is_some(),
+        }),
+        JsonType::Null => Field::Absent,
+        other => Field::Invalid(other),
+    }
+}
+
+fn bool_field(raw: &RawValue) -> Field<bool> {
+    match raw.get() {
+        "true" => Field::Value(true),
+        "false" => Field::Value(false),
+        text => match JsonType::of(text) {
+            JsonType::Null => Field::Absent,
+            other => Field::Invalid(other),
+        },
+    }
+}
+
+fn number_field(raw: &RawValue) -> Field<Number> {
+    match JsonType::of(raw.get()) {
+        JsonType::Number => serde_json::from_str(raw.get())
+            .map(Field::Value)
+            .unwrap_or(Field::Invalid(JsonType::Number)),
+        JsonType::Null => Field::Absent,
+        other => Field::Invalid(other),
+    }
+}
+
+/// A map key, borrowed from the body unless it holds escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string key")
+            }
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct TopVisitor {
+    base: usize,
+}
+
+impl<'de> Visitor<'de> for TopVisitor {
+    type Value = Fields;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+        let base = self.base;
+        let mut fields = Fields::default();
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            fields.members += 1;
+            // Where the key's opening quote is, when the key was borrowed from the body.
+            let key_start = match &key {
+                Cow::Borrowed(text) => (text.as_ptr() as usize).checked_sub(base + 1),
+                Cow::Owned(_) => None,
+            };
+            match &*key {
+                "fallbacks" => {
+                    let raw: &RawValue = map.next_value()?;
+                    let value = span_of(base, raw.get());
+                    fields.fallbacks = string_list(base, raw);
+                    fields.fallbacks_member = key_start.map(|start| Span {
+                        start,
+                        end: value.end,
+                    });
+                }
+                "model" => fields.model = string_field(base, map.next_value()?),
+                "messages" => {
+                    let (messages, prompt_bytes) = map.next_value_seed(MessagesSeed { base })?;
+                    fields.messages = messages;
+                    fields.prompt_bytes = prompt_bytes;
+                }
+                "stream" => fields.stream = bool_field(map.next_value()?),
+                "stream_options" => {
+                    let raw: &RawValue = map.next_value()?;
+                    fields.stream_options = stream_options(base, raw);
+                    fields.null_stream_options = (JsonType::of(raw.get()) == JsonType::Null)
+                        .then(|| span_of(base, raw.get()));
+                }
+                "max_tokens" => fields.max_tokens = number_field(map.next_value()?),
+                "max_completion_tokens" => {
+                    fields.max_completion_tokens = number_field(map.next_value()?)
+                }
+                "temperature" => fields.temperature = number_field(map.next_value()?),
+                "top_p" => fields.top_p = number_field(map.next_value()?),
+                "n" => fields.n = number_field(map.next_value()?),
+                "presence_penalty" => fields.presence_penalty = number_field(map.next_value()?),
+                "frequency_penalty" => fields.frequency_penalty = number_field(map.next_value()?),
+                other => {
+                    if !KNOWN_FIELDS.contains(&other) {
+                        fields.unknown_fields.push(other.into());
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(fields)
+    }
+}
+
+fn string_list(base: usize, raw: &RawValue) -> Field<Vec<Field<StrSpan>>> {
+    match JsonType::of(raw.get()) {
+        JsonType::Array => {
+            let items: Vec<&RawValue> = serde_json::from_str(raw.get()).unwrap_or_default();
+            Field::Value(
+                items
+                    .into_iter()
+                    .map(|item| string_field(base, item))
+                    .collect(),
+            )
+        }
+        JsonType::Null => Field::Absent,
+        other => Field::Invalid(other),
+    }
+}
+
+fn stream_options(base: usize, raw: &RawValue) -> Field<StreamOptions> {
+    #[derive(serde::Deserialize)]
+    struct Wire<'a> {
+        #[serde(borrow)]
+        include_usage: Option<&'a RawValue>,
+    }
+    let text = raw.get();
+    match JsonType::of(text) {
+        JsonType::Object => {
+            // `text` is a slice of the body, so spans borrowed from it stay relative to `base`.
+            let wire: Wire<'_> = match serde_json::from_str(text) {
+                Ok(wire) => wire,
+                Err(_) => return Field::Invalid(JsonType::Object),
+            };
+            Field::Value(StreamOptions {
+                span: span_of(base, text),
+                include_usage: wire.include_usage.map_or(Field::Absent, bool_field),
+                include_usage_span: wire.include_usage.map(|raw| span_of(base, raw.get())),
+            })
+        }
+        JsonType::Null => Field::Absent,
+        other => Field::Invalid(other),
+    }
+}
+
+/// Visits `messages` in the same pass as the rest of the body.
+struct MessagesSeed {
+    base: usize,
+}
+
+type MessagesField = (Field<Vec<Result<Message, JsonType>>>, usize);
+
+impl<'de> DeserializeSeed<'de> for MessagesSeed {
+    type Value = MessagesField;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<MessagesField, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+/// Answers every non-matching JSON type with `Invalid(type)` (or `Absent` for null).
+macro_rules! other_types_are_invalid {
+    ($absent:expr, $invalid:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($invalid(JsonType::Bool))
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($invalid(JsonType::Number))
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($invalid(JsonType::Number))
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($invalid(JsonType::Number))
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($invalid(JsonType::String))
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($absent)
+        }
+    };
+}
+
+impl<'de> Visitor<'de> for MessagesSeed {
+    type Value = MessagesField;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of messages")
+    }
+
+    other_types_are_invalid!((Field::Absent, 0), |t| (Field::Invalid(t), 0));
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<MessagesField, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok((Field::Invalid(JsonType::Object), 0))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MessagesField, A::Error> {
+        let mut messages = Vec::with_capacity(seq.size_hint().unwrap_or(4));
+        let mut prompt_bytes = 0;
+        while let Some(message) = seq.next_element_seed(MessageSeed { base: self.base })? {
+            if let Ok(message) = &message {
+                prompt_bytes += message.text_bytes();
+            }
+            messages.push(message);
+        }
+        Ok((Field::Value(messages), prompt_bytes))
+    }
+}
+
+impl Message {
+    fn text_bytes(&self) -> usize {
+        let content = match &self.content {
+            Content::Text(text) => text.raw_len(),
+            Content::Parts(parts) => parts
+                .iter()
+                .map(|part| match part {
+                    Part::Text(text) => text.raw_len(),
+                    Part::Other => 0,
+                })
+                .sum(),
+            Content::Absent | Content::Invalid(_) => 0,
+        };
+        content + self.name.map_or(0, StrSpan::raw_len)
+    }
+}
+
+struct MessageSeed {
+    base: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for MessageSeed {
+    type Value = Result<Message, JsonType>;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessageSeed {
+    type Value = Result<Message, JsonType>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a message object")
+    }
+
+    other_types_are_invalid!(Err(JsonType::Null), Err);
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(JsonType::Array))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let base = self.base;
+        let mut message = Message {
+            role: Field::Absent,
+            content: Content::Absent,
+            name: None,
+            has_tool_calls: false,
+        };
+        while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            match &*key {
+                "role" => message.role = string_field(base, map.next_value()?),
+                "content" => message.content = content(base, map.next_value()?),
+                "name" => message.name = string_field(base, map.next_value()?).value().copied(),
+                "tool_calls" | "function_call" => {
+                    let raw: &RawValue = map.next_value()?;
+                    message.has_tool_calls |= JsonType::of(raw.get()) != JsonType::Null;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Ok(message))
+    }
+}
+
+fn content(base: usize, raw: &RawValue) -> Content {
+    #[derive(serde::Deserialize)]
+    struct WirePart<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<Cow<'a, str>>,
+        #[serde(borrow)]
+        text: Option<&'a RawValue>,
+    }
+    let text = raw.get();
+    match JsonType::of(text) {
+        JsonType::String => match string_field(base, raw) {
+            Field::Value(string) => Content::Text(string),
+            _ => Content::Invalid(JsonType::String),
+        },
+        JsonType::Array => {
+            // Parts are small next to the whole body; reading them from their own slice keeps
+            // the one-pass parse simple, and the spans stay relative to the body.
+            let parts: Vec<&RawValue> = serde_json::from_str(text).unwrap_or_default();
+            Content::Parts(
+                parts
+                    .into_iter()
+                    .map(
+                        |part| match serde_json::from_str::<WirePart<'_>>(part.get()) {
+                            Ok(WirePart {
+                                kind: Some(kind),
+                                text: Some(text),
+                            }) if kind == "text" => match string_field(base, text) {
+                                Field::Value(text) => Part::Text(text),
+                                _ => Part::Other,
+                            },
+                            _ => Part::Other,
+                        },
+                    )
+                    .collect(),
+            )
+        }
+        JsonType::Null => Content::Absent,
+        other => Content::Invalid(other),
+    }
+}
