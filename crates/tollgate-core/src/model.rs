@@ -62,7 +62,7 @@ impl Prices {
 /// assert!("2026-02-30".parse::<Date>().is_err());
 /// # Ok::<(), tollgate_core::InvalidDate>(())
 /// ```
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Date {
     // In this order, the derived `Ord` is the order of time.
     year: u16,
@@ -136,6 +136,13 @@ fn two_digits(tens: u8, ones: u8) -> Option<u8> {
 impl fmt::Display for Date {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:04}-{:02}-{:02}", self.year, self.month, self.day)
+    }
+}
+
+// A date reads best in logs and test failures as it is written.
+impl fmt::Debug for Date {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

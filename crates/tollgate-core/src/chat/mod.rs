@@ -1,7 +1,7 @@
 //! The light view of an OpenAI chat/completions body, parsed once per request.
 //!
 //! One pass of `serde_json` over the body records the fields the layers need and the byte
-//! spans of the ones they may rewrite (the model, `stream_options`), without building a
+//! spans of the ones they may rewrite (the model, `stream_options`, `fallbacks`), without building a
 //! `serde_json::Value` or copying message text. Fields with the wrong JSON type are recorded
 //! as [`Field::Invalid`] rather than failing the parse, so a validating layer can name the
 //! offending `param`.
