@@ -39,6 +39,8 @@ impl<B, L: Ledger> Admission<B> for BalanceGateLayer<L> {
     type Ticket = Billing<L>;
     type Pending = Carry<L::Reserve, (Request<B>, Hold<L>)>;
 
+    // Inlined into the admission future, see `Start::after`.
+    #[inline(always)]
     fn start(&self, request: Request<B>) -> Start<B, Billing<L>, Self::Pending> {
         let extensions = request.extensions();
         let (Some(principal), Some(model)) =
@@ -74,6 +76,7 @@ impl<B, L: Ledger> Admission<B> for BalanceGateLayer<L> {
         Start::after(self, reserve, (request, hold))
     }
 
+    #[inline(always)]
     fn resume(
         &self,
         (reserved, (request, mut hold)): (Result<Reservation, LedgerError>, (Request<B>, Hold<L>)),

@@ -127,6 +127,9 @@ impl<B, T, F: Future + Unpin, X> Start<B, T, Carry<F, X>> {
     /// Waits for `future` (a key lookup, a backend's answer) carrying `carried` to
     /// [`resume`](Admission::resume); when `future` is ready at once, as an in-memory
     /// backend's is, decides on the spot instead.
+    // Always inlined, like the checks' `start` and `resume`: the request then moves once instead
+    // of through every enum on the way (callgrind: 200 to 300 fewer instructions a request).
+    #[inline(always)]
     pub fn after<A>(admission: &A, mut future: F, carried: X) -> Self
     where
         A: Admission<B, Ticket = T, Pending = Carry<F, X>>,
@@ -150,6 +153,7 @@ impl<B, T, F: Future + Unpin, X> Start<B, T, Carry<F, X>> {
 /// assert_eq!(poll_now(&mut std::future::ready(7)), Some(7));
 /// assert_eq!(poll_now(&mut std::future::pending::<u8>()), None);
 /// ```
+#[inline(always)]
 pub fn poll_now<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
     match Pin::new(future).poll(&mut Context::from_waker(Waker::noop())) {
         Poll::Ready(output) => Some(output),

@@ -42,6 +42,8 @@ impl<B, Bk: RateLimitBackend> Admission<B> for RateLimitLayer<Bk> {
     type Ticket = RateHeaders;
     type Pending = Carry<Bk::Future, (Request<B>, Planned)>;
 
+    // Inlined into the admission future, see `Start::after`.
+    #[inline(always)]
     fn start(&self, request: Request<B>) -> Start<B, RateHeaders, Self::Pending> {
         let (checks, planned) = plan(&self.rules, &request);
         if checks.is_empty() {
@@ -50,6 +52,7 @@ impl<B, Bk: RateLimitBackend> Admission<B> for RateLimitLayer<Bk> {
         Start::after(self, self.backend.check(&checks), (request, planned))
     }
 
+    #[inline(always)]
     fn resume(
         &self,
         (result, (request, planned)): (Result<Decision, BoxError>, (Request<B>, Planned)),
