@@ -13,6 +13,7 @@
 //! | `guard` | `tollgate-guard` | `RequestGuardLayer`: body size (413), read timeout (408), validation (400), context window |
 //! | `models` | `tollgate-models` | `ModelResolutionLayer`, `ModelCatalog`, `ListModels`: slugs, aliases, deprecation, retirement |
 //! | `ratelimit` | `tollgate-ratelimit` | `RateLimitLayer`: GCRA limits per key and model on governor, `X-RateLimit-*` headers (429) |
+//! | `routes` | `tollgate-routes` | `KnownRoutesLayer`: default deny; only the metered endpoints, the listing and listed passthroughs get through (404/405) |
 //! | `sse` | `tollgate-sse` | `SsePassthroughLayer`, `SseParser`: streams forwarded as they arrive, usage still seen |
 //! | `upstream` | `tollgate-upstream` | `Upstream`: pooled HTTP(S) client, retries with backoff and jitter, fallback models, error envelopes |
 //! | `testkit` | `tollgate-testkit` | an OpenAI-compatible mock upstream with fault injection |
@@ -21,7 +22,7 @@
 //! # Recommended stack, outermost first
 //!
 //! `ErrorEnvelope` → request id (tower-http) → trace (tower-http, with `tollgate::trace`'s span and
-//! log line) → catch panic (tower-http) → `BearerAuth` →
+//! log line) → catch panic (tower-http) → `BearerAuth` → `KnownRoutes` →
 //! `ModelResolution` → `RequestGuard` → `RateLimit` → `SsePassthrough` → `BalanceGate` → upstream
 //! (timeout, retry, fallback). The envelope goes outermost so that every rejection below it, and every error a
 //! service returns, reaches the client as the same JSON with the request id. The catalog goes
@@ -71,6 +72,9 @@ pub use tollgate_models as models;
 #[cfg(feature = "ratelimit")]
 pub use tollgate_ratelimit as ratelimit;
 
+#[cfg(feature = "routes")]
+pub use tollgate_routes as routes;
+
 #[cfg(feature = "sse")]
 pub use tollgate_sse as sse;
 
@@ -101,6 +105,8 @@ pub mod prelude {
     pub use tollgate_models::{ListModels, ModelCatalog, ModelResolutionLayer};
     #[cfg(feature = "ratelimit")]
     pub use tollgate_ratelimit::{Limits, RateLimitLayer};
+    #[cfg(feature = "routes")]
+    pub use tollgate_routes::KnownRoutesLayer;
     #[cfg(feature = "sse")]
     pub use tollgate_sse::{SseObserver, SseObservers, SsePassthroughLayer};
 }

@@ -524,3 +524,87 @@ async fn a_request_can_name_its_own_fallbacks() {
         (410, Some("fallbacks[0]"))
     );
 }
+
+/// Default deny: paths, methods and spellings the stack does not meter never reach the
+/// provider (which would answer them under the gateway's key, unbilled).
+#[tokio::test]
+async fn unknown_routes_and_methods_never_reach_the_upstream() {
+    let running = start(MockUpstream::start().await).await;
+    let probes = [
+        ("POST", "/v1/batches", 404),
+        ("DELETE", "/v1/files/file-abc", 404),
+        ("GET", "/v1/organization/costs", 404),
+        ("POST", "/v1/chat/completions/", 404),
+        ("POST", "/v1//chat/completions", 404),
+        ("POST", "/v1/chat%2Fcompletions", 404),
+        ("PUT", "/v1/chat/completions", 405),
+        ("GET", "/v1/chat/completions", 405),
+        ("DELETE", "/v1/models/gpt-5.4", 405),
+    ];
+    for (method, path, status) in probes {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "gateway")
+            .header("authorization", format!("Bearer {DEMO}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body("gpt-5.4").to_string())))
+            .unwrap();
+        let response = tollgate_testkit::send(running.server.addr(), request)
+            .await
+            .unwrap();
+        let (got, headers, json) = envelope(response).await;
+        assert_eq!(got, status, "{method} {path}");
+        let expected = if status == 404 {
+            "unknown_route"
+        } else {
+            "method_not_allowed"
+        };
+        assert_eq!(json["error"]["type"], expected, "{method} {path}");
+        assert_eq!(
+            headers.contains_key("allow"),
+            status == 405,
+            "{method} {path}"
+        );
+    }
+    assert!(
+        running.upstream.calls().is_empty(),
+        "nothing reached the provider: {:?}",
+        running
+            .upstream
+            .calls()
+            .iter()
+            .map(|call| &call.path)
+            .collect::<Vec<_>>()
+    );
+
+    // A listed passthrough is let through, authenticated, for its method only.
+    let mut config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
+    config.routes.passthrough = vec!["GET /v1/organization/usage".into()];
+    let upstream = MockUpstream::start().await;
+    let (gateway, _) = stack::build(&config, &upstream.url(), Some("sk-provider"))
+        .await
+        .unwrap();
+    let server = TestServer::start(gateway).await;
+    let request = |key: &str| {
+        Request::get("/v1/organization/usage")
+            .header("host", "gateway")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let refused =
+        tollgate_testkit::send(server.addr(), request("sk-llmaai-nobody-000000000000000"))
+            .await
+            .unwrap();
+    assert_eq!(refused.status(), 401, "still authenticated");
+    // The mock has no such route; what matters is that the request reached it.
+    tollgate_testkit::send(server.addr(), request(DEMO))
+        .await
+        .unwrap();
+    let call = upstream
+        .calls()
+        .pop()
+        .expect("the listed route reached the upstream");
+    assert_eq!(call.path, "/v1/organization/usage");
+}

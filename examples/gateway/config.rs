@@ -3,11 +3,13 @@
 
 use std::time::Duration;
 
+use http::Method;
 use serde::Deserialize;
 use tollgate::auth::KeyFile;
 use tollgate::core::{BodyLimit, Rate};
 use tollgate::models::CatalogFile;
 use tollgate::ratelimit::{Limits, RateLimitLayer};
+use tollgate::routes::KnownRoutesLayer;
 use tollgate::upstream::{RetryPolicy, Timeouts, Upstream};
 
 /// The embedded default configuration (also the commented sample).
@@ -27,6 +29,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub auth: KeyFile,
+    #[serde(default)]
+    pub routes: RoutesConfig,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
     pub catalog: CatalogFile,
@@ -153,6 +157,31 @@ impl LimitsConfig {
             .per_key(per_key)
             .per_model(per_model)
             .openai_headers(true))
+    }
+}
+
+/// Default deny: what passes besides the metered endpoints and the model listing.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutesConfig {
+    /// Extra upstream routes, each `"METHOD /path"`, passed through unmetered.
+    pub passthrough: Vec<String>,
+}
+
+impl RoutesConfig {
+    /// The routes layer.
+    pub fn layer(&self) -> Result<KnownRoutesLayer, String> {
+        self.passthrough
+            .iter()
+            .try_fold(KnownRoutesLayer::new(), |layer, route| {
+                let invalid = || format!("routes.passthrough: {route:?} is not \"METHOD /path\"");
+                let (method, path) = route.split_once(' ').ok_or_else(invalid)?;
+                let method = Method::from_bytes(method.as_bytes()).map_err(|_| invalid())?;
+                if !path.starts_with('/') {
+                    return Err(invalid());
+                }
+                Ok(layer.passthrough(method, path))
+            })
     }
 }
 

@@ -74,6 +74,7 @@ where
         .layer(tollgate::trace::layer())
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(auth)
+        .layer(config.routes.layer()?)
         .layer(layer_fn(|chat| {
             answer_model_list(ListModels::new(catalog.clone()), chat)
         }))
@@ -99,7 +100,8 @@ where
     Ok((BoxCloneService::new(gateway), handles))
 }
 
-/// `GET /v1/models` goes to the catalog's list; everything else to `chat`.
+/// `GET` or `HEAD` of `/v1/models[/{id}]` goes to the catalog's list (the routes layer let
+/// only well-formed listing paths through); everything else to `chat`.
 fn answer_model_list<C, B>(
     list: ListModels,
     chat: C,
@@ -115,7 +117,9 @@ where
     let services = [BoxCloneService::new(list), BoxCloneService::new(chat)];
     Steer::new(services, |request: &Request<Body>, _: &[_]| {
         let path = request.uri().path();
-        let list = request.method() == Method::GET && path.starts_with("/v1/models");
+        let method = request.method();
+        let list =
+            (method == Method::GET || method == Method::HEAD) && path.starts_with("/v1/models");
         if list { 0 } else { 1 }
     })
 }

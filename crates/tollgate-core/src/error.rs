@@ -5,8 +5,8 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
-use http::{Response, StatusCode};
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::{Method, Response, StatusCode};
 use http_body_util::Full;
 use serde::Serialize;
 use serde_json::{Map, Value};
@@ -38,6 +38,10 @@ pub enum ErrorKind {
     Forbidden,
     /// 404: the model is unknown.
     ModelNotFound,
+    /// 404: no endpoint of the gateway answers this path.
+    UnknownRoute,
+    /// 405: the path exists, but not for this method (the `Allow` header lists those it takes).
+    MethodNotAllowed,
     /// 408: the client sent its request too slowly.
     RequestTimeout,
     /// 410: the model was retired.
@@ -60,13 +64,15 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in status order.
-    pub const ALL: [ErrorKind; 15] = [
+    pub const ALL: [ErrorKind; 17] = [
         ErrorKind::InvalidRequest,
         ErrorKind::UnsupportedOperation,
         ErrorKind::Auth,
         ErrorKind::InsufficientBalance,
         ErrorKind::Forbidden,
         ErrorKind::ModelNotFound,
+        ErrorKind::UnknownRoute,
+        ErrorKind::MethodNotAllowed,
         ErrorKind::RequestTimeout,
         ErrorKind::ModelRetired,
         ErrorKind::RequestTooLarge,
@@ -90,7 +96,8 @@ impl ErrorKind {
             ErrorKind::Auth => StatusCode::UNAUTHORIZED,
             ErrorKind::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::ModelNotFound => StatusCode::NOT_FOUND,
+            ErrorKind::ModelNotFound | ErrorKind::UnknownRoute => StatusCode::NOT_FOUND,
+            ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::ModelRetired => StatusCode::GONE,
             ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -118,6 +125,8 @@ impl ErrorKind {
             ErrorKind::InsufficientBalance => "insufficient_balance",
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::ModelNotFound => "model_not_found",
+            ErrorKind::UnknownRoute => "unknown_route",
+            ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::ModelRetired => "model_retired",
             ErrorKind::RequestTooLarge => "request_too_large",
@@ -161,7 +170,8 @@ impl ErrorKind {
             401 => ErrorKind::Auth,
             402 => ErrorKind::InsufficientBalance,
             403 => ErrorKind::Forbidden,
-            404 => ErrorKind::ModelNotFound,
+            404 => ErrorKind::UnknownRoute,
+            405 => ErrorKind::MethodNotAllowed,
             408 => ErrorKind::RequestTimeout,
             410 => ErrorKind::ModelRetired,
             413 => ErrorKind::RequestTooLarge,
@@ -246,6 +256,43 @@ impl GatewayError {
             ErrorKind::Internal,
             "The gateway had an error while processing your request. Retry after a short delay.",
         )
+    }
+
+    /// The 404 for a path no endpoint answers, naming the method and path (never a model).
+    ///
+    /// ```
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// let error = GatewayError::unknown_route(&http::Method::POST, "/v1/batches");
+    /// assert_eq!(error.kind, ErrorKind::UnknownRoute);
+    /// assert_eq!(error.into_response().status(), 404);
+    /// ```
+    pub fn unknown_route(method: &Method, path: &str) -> Self {
+        GatewayError::new(
+            ErrorKind::UnknownRoute,
+            format!("This gateway does not serve {method} {path}. Check the URL and the API's base path."),
+        )
+        .code("unknown_url")
+    }
+
+    /// The 405 for a known path asked with another method; `Allow` lists `allowed`.
+    ///
+    /// ```
+    /// # use tollgate_core::GatewayError;
+    /// use http::Method;
+    ///
+    /// let response = GatewayError::method_not_allowed(&Method::PUT, "/v1/chat/completions", &[Method::POST])
+    ///     .into_response();
+    /// assert_eq!(response.status(), 405);
+    /// assert_eq!(response.headers()["allow"], "POST");
+    /// ```
+    pub fn method_not_allowed(method: &Method, path: &str, allowed: &[Method]) -> Self {
+        let names: Vec<&str> = allowed.iter().map(Method::as_str).collect();
+        GatewayError::new(
+            ErrorKind::MethodNotAllowed,
+            format!("{path} does not take {method}; use {}.", names.join(" or ")),
+        )
+        .code("method_not_allowed")
+        .detail(ALLOWED_METHODS, names)
     }
 
     /// Names the request field at fault (`error.param`).
@@ -393,6 +440,12 @@ impl GatewayError {
         if self.kind == ErrorKind::Auth {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(Value::Array(methods)) = self.details.get(ALLOWED_METHODS) {
+            let methods: Vec<&str> = methods.iter().filter_map(Value::as_str).collect();
+            if let Ok(allow) = HeaderValue::from_str(&methods.join(", ")) {
+                headers.insert(ALLOW, allow);
+            }
+        }
         if let Some(after) = self.retry_after {
             headers.insert(RETRY_AFTER, HeaderValue::from(retry_after_secs(after)));
         }
@@ -415,6 +468,9 @@ impl GatewayError {
         response
     }
 }
+
+/// The `error.details` member listing the methods a path takes; the `Allow` header repeats it.
+pub const ALLOWED_METHODS: &str = "allowed_methods";
 
 /// Whole seconds, rounded up, never 0: a client told `Retry-After: 0` retries at once.
 ///

@@ -39,6 +39,7 @@ pub mod admission;
 pub mod body;
 mod buffer;
 pub mod chat;
+mod endpoint;
 pub mod error;
 mod estimate;
 pub mod model;
@@ -53,6 +54,7 @@ pub use buffer::{
     buffer_chat_request,
 };
 pub use chat::{ChatRequest, Field, ParseError};
+pub use endpoint::Endpoint;
 pub use error::{ErrorKind, GatewayError};
 pub use estimate::TokenEstimate;
 pub use model::{

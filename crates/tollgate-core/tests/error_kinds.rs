@@ -7,7 +7,7 @@ use tollgate_core::{ErrorKind, GatewayError};
 
 #[test]
 fn every_kind_has_its_status_type_retryability_and_golden_json() {
-    let table: [(ErrorKind, u16, &str, bool); 15] = [
+    let table: [(ErrorKind, u16, &str, bool); 17] = [
         (
             ErrorKind::InvalidRequest,
             400,
@@ -29,6 +29,13 @@ fn every_kind_has_its_status_type_retryability_and_golden_json() {
         ),
         (ErrorKind::Forbidden, 403, "forbidden", false),
         (ErrorKind::ModelNotFound, 404, "model_not_found", false),
+        (ErrorKind::UnknownRoute, 404, "unknown_route", false),
+        (
+            ErrorKind::MethodNotAllowed,
+            405,
+            "method_not_allowed",
+            false,
+        ),
         (ErrorKind::RequestTimeout, 408, "request_timeout", false),
         (ErrorKind::ModelRetired, 410, "model_retired", false),
         (ErrorKind::RequestTooLarge, 413, "request_too_large", false),

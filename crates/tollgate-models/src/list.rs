@@ -50,10 +50,10 @@ impl ListModels {
     }
 
     fn answer<B>(&self, request: &Request<B>) -> Result<Bytes, GatewayError> {
-        if request.method() != Method::GET {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
             return Err(GatewayError::new(
                 ErrorKind::InvalidRequest,
-                "The models endpoint only answers GET.",
+                "The models endpoint only answers GET and HEAD.",
             ));
         }
         let principal = request.extensions().get::<Principal>();
