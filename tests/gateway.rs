@@ -608,3 +608,46 @@ async fn unknown_routes_and_methods_never_reach_the_upstream() {
         .expect("the listed route reached the upstream");
     assert_eq!(call.path, "/v1/organization/usage");
 }
+
+/// A declared content type used to skip the catalog and the balance gate: a zero-balance key
+/// got a free completion by calling its JSON body a form, and a restricted key reached a model
+/// it may not use. Every declared type is read as JSON now.
+#[tokio::test]
+async fn no_content_type_skips_the_checks_or_the_bill() {
+    let running = start(MockUpstream::start().await).await;
+    let content_types = [
+        Some("multipart/form-data; boundary=x"),
+        Some("application/x-www-form-urlencoded"),
+        Some("text/plain"),
+        Some("application/octet-stream"),
+        None,
+    ];
+    let send = |key: &'static str, model: &'static str, content_type: Option<&'static str>| {
+        let mut request = Request::post("/v1/chat/completions")
+            .header("host", "gateway")
+            .header("authorization", format!("Bearer {key}"));
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body(model).to_string())))
+            .unwrap();
+        tollgate_testkit::send(running.server.addr(), request)
+    };
+    for content_type in content_types {
+        let (status, _, json) = envelope(send(BROKE, "gpt-5.4", content_type).await.unwrap()).await;
+        assert_eq!(
+            (status, json["error"]["type"].as_str()),
+            (402, Some("insufficient_balance")),
+            "{content_type:?}"
+        );
+        let (status, _, _) = envelope(send(MINI, "gpt-5.4", content_type).await.unwrap()).await;
+        assert_eq!(status, 403, "{content_type:?}");
+        let (status, _, _) = envelope(send(DEMO, "gpt-4o", content_type).await.unwrap()).await;
+        assert_eq!(status, 410, "{content_type:?}");
+    }
+    assert!(
+        running.upstream.calls().is_empty(),
+        "nothing reached the provider"
+    );
+}

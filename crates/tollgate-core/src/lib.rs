@@ -60,7 +60,7 @@ pub use estimate::TokenEstimate;
 pub use model::{
     Date, Fallbacks, InvalidDate, Lifecycle, ModelInfo, Prices, PromptTokens, X_MODEL,
 };
-pub use paths::{Paths, is_event_stream, is_multipart};
+pub use paths::{Paths, is_event_stream};
 pub use principal::{InvalidRate, Principal, Rate};
 pub use request_id::request_id;
 pub use usage::Usage;

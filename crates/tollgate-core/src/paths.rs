@@ -67,17 +67,6 @@ pub fn is_event_stream(headers: &HeaderMap) -> bool {
     content_type_starts_with(headers, "text/event-stream")
 }
 
-/// Whether the `content-type` is a `multipart/*` upload.
-///
-/// ```
-/// let mut headers = http::HeaderMap::new();
-/// headers.insert("content-type", "Multipart/Form-Data; boundary=x".parse().unwrap());
-/// assert!(tollgate_core::is_multipart(&headers));
-/// ```
-pub fn is_multipart(headers: &HeaderMap) -> bool {
-    content_type_starts_with(headers, "multipart/")
-}
-
 fn content_type_starts_with(headers: &HeaderMap, prefix: &str) -> bool {
     headers
         .get(CONTENT_TYPE)

@@ -29,7 +29,8 @@
 //!   the caller may use on this endpoint). The resolved models go into the request extensions
 //!   as [`Fallbacks`](tollgate_core::Fallbacks) for the upstream.
 //!
-//! Other requests (other methods or paths, multipart uploads) pass through untouched.
+//! Other requests (other methods or paths) pass through untouched. The body is read as JSON
+//! whatever `content-type` declares, so no declared type skips the checks.
 //!
 //! ```
 //! use std::convert::Infallible;

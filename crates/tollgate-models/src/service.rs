@@ -4,9 +4,7 @@ use tower_layer::Layer;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 use tollgate_core::admission::{Admission, AdmissionFuture, BodyArrived, Respond, Start, Verdict};
-use tollgate_core::{
-    BoxError, BufferRequest, Fallbacks, GatewayError, Principal, ResponseBody, is_multipart,
-};
+use tollgate_core::{BoxError, BufferRequest, Fallbacks, GatewayError, Principal, ResponseBody};
 
 use crate::decide::decide;
 use crate::{ModelCatalog, ModelResolutionLayer};
@@ -44,10 +42,10 @@ where
     type Pending = BufferRequest<B>;
 
     fn start(&self, request: Request<B>) -> Start<B, ModelHeaders, BufferRequest<B>> {
-        // Only multipart uploads are left alone (their model is a form field); any other body
-        // is read as JSON whatever its declared type, so a wrong `content-type` cannot slip a
-        // request past the catalog.
-        if !self.shared.endpoints.is_post_to(&request) || is_multipart(request.headers()) {
+        // The body is read as JSON whatever `content-type` declares (curl's default form type
+        // included), so no declared type can slip a request past the catalog: a body that is
+        // not JSON is a 400.
+        if !self.shared.endpoints.is_post_to(&request) {
             return Start::Decided(Verdict::Admit(request, ModelHeaders(None)));
         }
         Start::with_body(self, request, self.shared.body_limit)

@@ -341,16 +341,37 @@ async fn other_requests_pass_through_untouched() {
         Request::post("/v1/files")
             .body(Body::from("not json"))
             .unwrap(),
-        Request::post("/v1/chat/completions")
-            .header("content-type", "multipart/form-data; boundary=x")
-            .body(Body::from("--x--"))
-            .unwrap(),
     ] {
         let (status, headers, echoed) = send(request).await;
         assert_eq!(status, 200);
         assert_eq!(echoed["model"], Value::Null);
         assert!(headers.get("x-tollgate-model").is_none());
     }
+}
+
+/// A multipart content type used to skip the catalog (its model would be a form field): a
+/// JSON body sent under it then reached a retired model unchecked. Every declared type is now
+/// read as JSON.
+#[tokio::test]
+async fn no_content_type_bypasses_the_catalog() {
+    for content_type in [
+        "multipart/form-data; boundary=x",
+        "text/plain",
+        "application/octet-stream",
+    ] {
+        let request = Request::post("/v1/chat/completions")
+            .header("content-type", content_type)
+            .body(Body::from(r#"{"model":"mimo/mimo-v2-pro","messages":[]}"#))
+            .unwrap();
+        assert_eq!(send(request).await.0, 410, "{content_type}");
+    }
+    let form = Request::post("/v1/chat/completions")
+        .header("content-type", "multipart/form-data; boundary=x")
+        .body(Body::from("--x--"))
+        .unwrap();
+    let (status, _, error) = send(form).await;
+    assert_eq!(status, 400);
+    assert_eq!(error["error"]["type"], "invalid_request_error");
 }
 
 #[tokio::test]

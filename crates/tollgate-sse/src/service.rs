@@ -2,7 +2,7 @@ use bytes::Bytes;
 use http::Request;
 use tollgate_core::admission::{Admission, AdmissionFuture, BodyArrived, Start, Verdict};
 use tollgate_core::request_id::X_REQUEST_ID;
-use tollgate_core::{BoxError, BufferRequest, ChatRequest, GatewayError, is_multipart};
+use tollgate_core::{BoxError, BufferRequest, ChatRequest, GatewayError};
 use tower_layer::Layer;
 
 use crate::future::StreamPlan;
@@ -50,12 +50,8 @@ where
         if !known_not_streaming {
             request.extensions_mut().insert(SseObservers::default());
         }
-        // A multipart upload is not a chat request; any other body is read as JSON whatever
-        // `content-type` says.
-        if self.config.inject_usage
-            && self.config.paths.is_post_to(&request)
-            && !is_multipart(request.headers())
-        {
+        // The body is read as JSON whatever `content-type` says, as the catalog reads it.
+        if self.config.inject_usage && self.config.paths.is_post_to(&request) {
             return Start::with_body(self, request, self.config.body_limit);
         }
         let plan = self.plan(&request, false);
