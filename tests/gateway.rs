@@ -651,3 +651,38 @@ async fn no_content_type_skips_the_checks_or_the_bill() {
         "nothing reached the provider"
     );
 }
+
+/// A body naming `model` or `max_tokens` twice was checked and billed on one value and
+/// forwarded with both; the provider might serve the other.
+#[tokio::test]
+async fn duplicate_members_are_refused_before_the_upstream() {
+    let running = start(MockUpstream::start().await).await;
+    for (body, member) in [
+        (
+            r#"{"model":"gpt-5.4-mini","model":"gpt-5.4","messages":[{"role":"user","content":"hi"}]}"#,
+            "model",
+        ),
+        (
+            r#"{"model":"gpt-5.4","max_tokens":1,"max_tokens":100000,"messages":[{"role":"user","content":"hi"}]}"#,
+            "max_tokens",
+        ),
+    ] {
+        let request = Request::post("/v1/chat/completions")
+            .header("host", "gateway")
+            .header("authorization", format!("Bearer {DEMO}"))
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap();
+        let response = tollgate_testkit::send(running.server.addr(), request)
+            .await
+            .unwrap();
+        let (status, _, json) = envelope(response).await;
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(json["error"]["param"], member);
+        assert_eq!(json["error"]["code"], "duplicate_member");
+    }
+    assert!(
+        running.upstream.calls().is_empty(),
+        "nothing reached the provider"
+    );
+}

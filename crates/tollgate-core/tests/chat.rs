@@ -313,3 +313,77 @@ fn an_insertion_right_after_a_span_leaves_that_span_alone() {
             .include_usage()
     );
 }
+
+fn parse_err(body: &[u8]) -> tollgate_core::ParseError {
+    tollgate_core::ChatRequest::parse(bytes::Bytes::copy_from_slice(body)).unwrap_err()
+}
+
+/// Providers disagree on which of two members counts (the first, the last, an error), so a
+/// body the gateway checked on one could be served on the other: a second member of the same
+/// name is refused, naming it.
+#[test]
+fn a_duplicate_member_is_refused_naming_it() {
+    use tollgate_core::chat::ParseErrorKind;
+    let cases: [(&str, &str); 5] = [
+        (
+            r#"{"model":"gpt-4o","model":"gpt-5.4","messages":[]}"#,
+            "model",
+        ),
+        (
+            r#"{"model":"m","max_tokens":10,"messages":[],"max_tokens":100000}"#,
+            "max_tokens",
+        ),
+        (
+            r#"{"model":"m","user":"a","messages":[],"user":"b"}"#,
+            "user",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b","content":"c"}]}"#,
+            "messages[1].content",
+        ),
+        (
+            r#"{"model":"m","messages":[],"stream":false,"stream":true}"#,
+            "stream",
+        ),
+    ];
+    for (body, member) in cases {
+        let error = parse_err(body.as_bytes());
+        assert_eq!(error.kind, ParseErrorKind::DuplicateMember, "{body}");
+        assert_eq!(error.reason, member);
+        let envelope = tollgate_core::GatewayError::from(&error);
+        assert_eq!(envelope.param.as_deref(), Some(member));
+        assert_eq!(envelope.code.as_deref(), Some("duplicate_member"));
+        assert_eq!(envelope.status(), 400);
+    }
+}
+
+#[test]
+fn text_the_gateway_cannot_read_is_refused() {
+    use tollgate_core::chat::ParseErrorKind;
+    for body in [
+        &b"{\"model\":\"m\",\"user\":\"\xff\",\"messages\":[]}"[..],
+        br#"{"model":"m","user":"\ud800","messages":[]}"#,
+        br#"{"model":"m","user":"\udc00 trailing","messages":[]}"#,
+        br#"{"model":"m","messages":[],"metadata":{"k":"\ud83d\u0041"}}"#,
+    ] {
+        let error = parse_err(body);
+        assert_eq!(
+            error.kind,
+            ParseErrorKind::InvalidText,
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+        assert_eq!(tollgate_core::GatewayError::from(&error).status(), 400);
+    }
+    for body in [
+        &br#"{"model":"m","user":"\ud83d\ude00 a pair","messages":[]}"#[..],
+        br#"{"model":"m","user":"\\ud800 is a literal backslash","messages":[]}"#,
+        r#"{"model":"m","user":"déjà vu","messages":[]}"#.as_bytes(),
+    ] {
+        assert!(
+            tollgate_core::ChatRequest::parse(bytes::Bytes::copy_from_slice(body)).is_ok(),
+            "{}",
+            String::from_utf8_lossy(body)
+        );
+    }
+}

@@ -178,6 +178,13 @@ pub enum ParseErrorKind {
     Eof,
     /// Valid JSON, but not an object.
     NotAnObject(JsonType),
+    /// An object names the same member twice; `reason` is the member's path, such as `model`
+    /// or `messages[0].role`. Providers disagree on which one counts, so the gateway checks
+    /// neither.
+    DuplicateMember,
+    /// Bytes that are not UTF-8, or a `\u` escape of half a surrogate pair: text the gateway
+    /// cannot read and must not forward.
+    InvalidText,
 }
 
 impl fmt::Display for ParseError {
@@ -200,6 +207,18 @@ impl From<&ParseError> for GatewayError {
             ),
             ParseErrorKind::Syntax | ParseErrorKind::Eof => format!(
                 "We could not parse the JSON body of your request: {error}. Check the JSON syntax (unclosed braces or strings, trailing commas, unquoted keys)."
+            ),
+            ParseErrorKind::DuplicateMember => {
+                let message = format!(
+                    "The request body names `{}` twice. Send each member once.",
+                    error.reason
+                );
+                return GatewayError::new(ErrorKind::InvalidRequest, message)
+                    .param(error.reason.clone())
+                    .code("duplicate_member");
+            }
+            ParseErrorKind::InvalidText => format!(
+                "The request body is not valid text: {error}. Send UTF-8 JSON, with surrogate pairs complete in \\u escapes."
             ),
         };
         GatewayError::new(ErrorKind::InvalidRequest, message)

@@ -28,6 +28,7 @@ impl ChatRequest {
     /// assert_eq!((error.line, error.column), (1, 15));
     /// ```
     pub fn parse(body: Bytes) -> Result<ChatRequest, ParseError> {
+        check_text(&body)?;
         let base = body.as_ptr() as usize;
         let mut deserializer = serde_json::Deserializer::from_slice(&body);
         let parsed = de::Deserializer::deserialize_any(&mut deserializer, TopVisitor { base })
@@ -62,7 +63,117 @@ impl JsonType {
     }
 }
 
+/// Starts the message of the serde error that aborts the parse at a duplicate member; the
+/// member's path follows.
+const DUPLICATE: &str = "duplicate member: ";
+
+/// The members an object named so far, to refuse a second one of the same name.
+///
+/// The members the parse reads are one bit each; others are kept in a list made only when an
+/// object has such a member.
+#[derive(Default)]
+struct Seen<'de> {
+    read: u32,
+    others: Vec<Cow<'de, str>>,
+}
+
+impl<'de> Seen<'de> {
+    /// Records `key` (bit `bit` when the parse reads it); an error naming `path()` when the
+    /// object already had it.
+    fn record<E: de::Error>(
+        &mut self,
+        key: Cow<'de, str>,
+        bit: Option<u32>,
+        path: impl FnOnce() -> String,
+    ) -> Result<(), E> {
+        let again = match bit {
+            Some(bit) => {
+                let again = self.read & (1 << bit) != 0;
+                self.read |= 1 << bit;
+                again
+            }
+            None if self.others.contains(&key) => true,
+            None => {
+                self.others.push(key);
+                false
+            }
+        };
+        if again {
+            Err(E::custom(format_args!("{DUPLICATE}{}", path())))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Refuses what the gateway cannot read as text: bytes that are not UTF-8, and `\u` escapes of
+/// half a surrogate pair (serde reads them only in the strings the parse looks at).
+fn check_text(body: &[u8]) -> Result<(), ParseError> {
+    let invalid = |at: usize, reason: &str| {
+        let before = &body[..at];
+        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+        let column = at
+            - before
+                .iter()
+                .rposition(|&b| b == b'\n')
+                .map_or(0, |newline| newline + 1)
+            + 1;
+        ParseError {
+            line,
+            column,
+            kind: ParseErrorKind::InvalidText,
+            reason: reason.to_owned(),
+        }
+    };
+    if let Err(error) = std::str::from_utf8(body) {
+        return Err(invalid(error.valid_up_to(), "invalid UTF-8"));
+    }
+    let hex = |at: usize| {
+        body.get(at..at + 4)
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| u16::from_str_radix(digits, 16).ok())
+    };
+    let mut at = 0;
+    while let Some(offset) = memchr::memchr(b'\\', &body[at..]) {
+        let escape = at + offset;
+        at = escape + 2;
+        if body.get(escape + 1) != Some(&b'u') {
+            continue;
+        }
+        let Some(unit) = hex(escape + 2) else {
+            continue;
+        };
+        at = escape + 6;
+        match unit {
+            0xD800..=0xDBFF => {
+                let low = (body.get(at..at + 2) == Some(b"\\u"))
+                    .then(|| hex(at + 2))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return Err(invalid(escape, "a lone leading surrogate in a \\u escape"));
+                }
+                at += 6;
+            }
+            0xDC00..=0xDFFF => {
+                return Err(invalid(escape, "a lone trailing surrogate in a \\u escape"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 fn parse_error(body: &[u8], error: &serde_json::Error) -> ParseError {
+    let text = error.to_string();
+    if let Some(rest) = text.strip_prefix(DUPLICATE) {
+        let suffix = format!(" at line {} column {}", error.line(), error.column());
+        return ParseError {
+            line: error.line(),
+            column: error.column(),
+            kind: ParseErrorKind::DuplicateMember,
+            reason: rest.strip_suffix(&suffix).unwrap_or(rest).to_owned(),
+        };
+    }
     let kind = match error.classify() {
         serde_json::error::Category::Eof => ParseErrorKind::Eof,
         serde_json::error::Category::Data => {
@@ -152,6 +263,22 @@ struct TopVisitor {
     base: usize,
 }
 
+/// The top-level members the parse reads.
+const READ_FIELDS: [&str; 12] = [
+    "fallbacks",
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "presence_penalty",
+    "frequency_penalty",
+];
+
 impl<'de> Visitor<'de> for TopVisitor {
     type Value = Fields;
 
@@ -162,8 +289,14 @@ impl<'de> Visitor<'de> for TopVisitor {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
         let base = self.base;
         let mut fields = Fields::default();
+        let mut seen = Seen::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             fields.members += 1;
+            let bit = READ_FIELDS
+                .iter()
+                .position(|read| *read == key)
+                .map(|i| i as u32);
+            seen.record(key.clone(), bit, || key.to_string())?;
             // Where the key's opening quote is, when the key was borrowed from the body.
             let key_start = match &key {
                 Cow::Borrowed(text) => (text.as_ptr() as usize).checked_sub(base + 1),
@@ -313,7 +446,12 @@ impl<'de> Visitor<'de> for MessagesSeed {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MessagesField, A::Error> {
         let mut messages = Vec::with_capacity(seq.size_hint().unwrap_or(4));
         let mut prompt_bytes = 0;
-        while let Some(message) = seq.next_element_seed(MessageSeed { base: self.base })? {
+        let mut index = 0;
+        while let Some(message) = seq.next_element_seed(MessageSeed {
+            base: self.base,
+            index,
+        })? {
+            index += 1;
             if let Ok(message) = &message {
                 prompt_bytes += message.text_bytes();
             }
@@ -342,6 +480,8 @@ impl Message {
 
 struct MessageSeed {
     base: usize,
+    /// Its place in `messages`, to name a duplicate member.
+    index: usize,
 }
 
 impl<'de> DeserializeSeed<'de> for MessageSeed {
@@ -377,7 +517,13 @@ impl<'de> Visitor<'de> for MessageSeed {
             name: None,
             has_tool_calls: false,
         };
+        let mut seen = Seen::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+            let bit = ["role", "content", "name", "tool_calls", "function_call"]
+                .iter()
+                .position(|read| *read == key)
+                .map(|i| i as u32);
+            seen.record(key.clone(), bit, || format!("messages[{}].{key}", self.index))?;
             match &*key {
                 "role" => message.role = string_field(base, map.next_value()?),
                 "content" => message.content = content(base, map.next_value()?),
