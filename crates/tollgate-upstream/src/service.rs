@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::HeaderValue;
 use http::{Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -17,6 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tollgate_core::{BodyLimit, BoxError, GatewayError, ResponseBody};
 use tower::retry::budget::TpsBudget;
 
+use crate::headers::OutgoingHeaders;
 use crate::retry::RetryPolicy;
 use crate::timeouts::Timeouts;
 
@@ -26,8 +26,12 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// client, rustls with the webpki roots, TCP_NODELAY), streaming the response back as it
 /// arrives.
 ///
-/// - Sends the provider key from configuration, never the client's: `authorization`,
-///   `x-api-key` and hop-by-hop headers are dropped both ways.
+/// - Sends the provider key from configuration, never the client's, and of the client's
+///   headers only those a provider needs (`content-type`, `accept`, `user-agent`,
+///   `openai-beta`, `idempotency-key`, `x-request-id`) and those the operator allows
+///   ([`UpstreamBuilder::forward_header`](crate::UpstreamBuilder::forward_header)), with the
+///   operator's fixed headers ([`UpstreamBuilder::header`](crate::UpstreamBuilder::header)) in
+///   place of the client's. Hop-by-hop headers are dropped both ways.
 /// - Failures become envelopes: connect/DNS failure → 503 `provider_unavailable`; a connection
 ///   that breaks after the request was sent → 502 `provider_error` (never re-sent); connect,
 ///   first-byte or total timeout → 504 `timeout`; upstream 5xx → 502 `provider_error` with the
@@ -71,7 +75,7 @@ pub struct Upstream {
 pub(crate) struct Shared {
     pub(crate) client: HttpsClient,
     pub(crate) base: Uri,
-    pub(crate) api_key: Option<HeaderValue>,
+    pub(crate) headers: OutgoingHeaders,
     pub(crate) timeouts: Timeouts,
     pub(crate) retry: RetryPolicy,
     pub(crate) budget: TpsBudget,
