@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use http::Method;
+use http::{HeaderName, Method};
 use serde::Deserialize;
 use tollgate::auth::KeyFile;
 use tollgate::core::{BodyLimit, Rate};
@@ -56,6 +56,7 @@ pub struct UpstreamConfig {
     pub connect_timeout_secs: u64,
     pub first_byte_timeout_secs: u64,
     pub total_timeout_secs: u64,
+    pub forward_headers: Vec<String>,
 }
 
 impl Default for UpstreamConfig {
@@ -68,6 +69,7 @@ impl Default for UpstreamConfig {
             connect_timeout_secs: timeouts.connect().as_secs(),
             first_byte_timeout_secs: timeouts.first_byte().as_secs(),
             total_timeout_secs: timeouts.total().as_secs(),
+            forward_headers: Vec::new(),
         }
     }
 }
@@ -93,6 +95,13 @@ impl UpstreamConfig {
             builder = builder
                 .api_key(key)
                 .map_err(|error| format!("upstream api key: {error}"))?;
+        }
+        for name in &self.forward_headers {
+            let name = HeaderName::try_from(name.as_str())
+                .map_err(|error| format!("upstream.forward_headers {name:?}: {error}"))?;
+            builder = builder
+                .forward_header(name)
+                .map_err(|error| format!("upstream.forward_headers: {error}"))?;
         }
         Ok(builder.build())
     }

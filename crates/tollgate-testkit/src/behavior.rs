@@ -35,6 +35,7 @@ pub struct Behavior {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
     /// Answer with this status and an OpenAI-style error body, with `retry-after` (seconds) if set.
+    /// A 404's `code` is `model_not_found`, as OpenAI answers a model it does not serve.
     Status {
         /// The HTTP status.
         status: u16,

@@ -141,7 +141,9 @@ async fn handle(
             progress.finish(Outcome::Completed);
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let message = format!("Injected fault: the mock upstream answered {status}.");
-            return Ok(error_response(status, &message, retry_after));
+            // OpenAI answers a model it does not serve with a 404 whose code says so.
+            let code = (status == StatusCode::NOT_FOUND).then_some("model_not_found");
+            return Ok(coded_error_response(status, &message, code, retry_after));
         }
         Some(Fault::AbortAfterChunks(_)) | None => {}
     }
@@ -256,13 +258,22 @@ fn error_response(
     message: &str,
     retry_after: Option<u64>,
 ) -> Response<MockBody> {
+    coded_error_response(status, message, None, retry_after)
+}
+
+fn coded_error_response(
+    status: StatusCode,
+    message: &str,
+    code: Option<&str>,
+    retry_after: Option<u64>,
+) -> Response<MockBody> {
     let kind = match status.as_u16() {
         400 | 404 | 413 => "invalid_request_error",
         401 => "authentication_error",
         429 => "rate_limit_exceeded",
         _ => "server_error",
     };
-    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": null}});
+    let body = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
     let mut response = json_response(body.to_string().into());
     *response.status_mut() = status;
     if let Some(seconds) = retry_after {

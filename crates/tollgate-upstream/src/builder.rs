@@ -4,26 +4,30 @@ use std::fmt;
 use std::sync::Arc;
 
 use http::Uri;
-use http::header::HeaderValue;
+use http::header::{HeaderName, HeaderValue};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tollgate_core::BodyLimit;
 
+use crate::headers::{HeaderNotAllowed, OutgoingHeaders};
 use crate::retry::RetryPolicy;
 use crate::service::{Shared, Upstream};
 use crate::timeouts::Timeouts;
 
-/// Configures an [`Upstream`]: its provider key, [`Timeouts`], [`RetryPolicy`] and the
-/// [`BodyLimit`] of a request body no earlier layer read.
+/// Configures an [`Upstream`]: its provider key, the client headers it forwards and the
+/// operator's own, [`Timeouts`], [`RetryPolicy`] and the [`BodyLimit`] of a request body no
+/// earlier layer read.
 ///
 /// ```
 /// use std::time::Duration;
+/// use http::HeaderName;
 /// use tollgate_core::BodyLimit;
 /// use tollgate_upstream::{RetryBudget, RetryPolicy, Timeouts, Upstream};
 ///
 /// let upstream = Upstream::builder("https://api.example.com/openai/")?
 ///     .api_key("sk-provider-key")?
+///     .header(HeaderName::from_static("openai-organization"), "org-gateway".parse()?)?
 ///     .timeouts(Timeouts::default().with_first_byte(Duration::from_secs(30)))
 ///     .retry(RetryPolicy::default().with_budget(RetryBudget::default().with_ratio(0.1)))
 ///     .body_limit(BodyLimit::default().with_max_bytes(1 << 20))
@@ -34,7 +38,7 @@ use crate::timeouts::Timeouts;
 #[derive(Debug)]
 pub struct UpstreamBuilder {
     base: Uri,
-    api_key: Option<HeaderValue>,
+    headers: OutgoingHeaders,
     timeouts: Timeouts,
     retry: RetryPolicy,
     body_limit: BodyLimit,
@@ -46,7 +50,7 @@ impl Upstream {
     pub fn builder(base_url: &str) -> Result<UpstreamBuilder, http::uri::InvalidUri> {
         Ok(UpstreamBuilder {
             base: base_url.trim_end_matches('/').parse()?,
-            api_key: None,
+            headers: OutgoingHeaders::default(),
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
             body_limit: BodyLimit::default(),
@@ -72,7 +76,65 @@ impl UpstreamBuilder {
         let mut value =
             HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| InvalidApiKey)?;
         value.set_sensitive(true);
-        self.api_key = Some(value);
+        self.headers.set_api_key(value);
+        Ok(self)
+    }
+
+    /// Forwards the client's `name` header too. By default the provider sees only the client
+    /// headers it needs: `content-type`, `accept`, `user-agent`, `openai-beta`,
+    /// `idempotency-key` and `x-request-id`; everything else stays behind, OpenAI SDKs'
+    /// `x-stainless-*` telemetry included.
+    ///
+    /// The client's credentials and account (`authorization`, `api-key`, `x-api-key`,
+    /// `cookie`, `openai-organization`, `openai-project`) are never forwarded, nor the headers
+    /// the upstream client sets itself (`host`, `content-length`, `accept-encoding`, the
+    /// hop-by-hop ones): naming one is an error. A header the client's `Connection` header
+    /// lists stays behind even when allowed.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tollgate_upstream::Upstream;
+    ///
+    /// let upstream = Upstream::builder("https://api.example.com")?
+    ///     .forward_header(HeaderName::from_static("x-stainless-retry-count"))?
+    ///     .build();
+    /// # let _ = upstream;
+    /// let builder = Upstream::builder("https://api.example.com")?;
+    /// assert!(builder.forward_header(http::header::AUTHORIZATION).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn forward_header(mut self, name: HeaderName) -> Result<Self, HeaderNotAllowed> {
+        self.headers.forward(name)?;
+        Ok(self)
+    }
+
+    /// Sends `name: value` with every request, in place of whatever the client sent under that
+    /// name: the gateway's own `openai-organization` or `openai-project`, or a provider
+    /// credential such as Azure's `api-key`. The value is marked sensitive, so it stays out of
+    /// `Debug` output.
+    ///
+    /// The headers the upstream client sets itself (`host`, `content-length`,
+    /// `accept-encoding`, `authorization`, which [`api_key`](Self::api_key) sets, and the
+    /// hop-by-hop ones) cannot be set here.
+    ///
+    /// ```
+    /// use http::HeaderName;
+    /// use tollgate_upstream::Upstream;
+    ///
+    /// let upstream = Upstream::builder("https://api.example.com")?
+    ///     .header(HeaderName::from_static("openai-project"), "proj_gateway".parse()?)?
+    ///     .build();
+    /// # let _ = upstream;
+    /// let builder = Upstream::builder("https://api.example.com")?;
+    /// assert!(builder.header(http::header::HOST, "evil.example".parse()?).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn header(
+        mut self,
+        name: HeaderName,
+        value: HeaderValue,
+    ) -> Result<Self, HeaderNotAllowed> {
+        self.headers.fix(name, value)?;
         Ok(self)
     }
 
@@ -109,7 +171,7 @@ impl UpstreamBuilder {
             shared: Arc::new(Shared {
                 client: Client::builder(TokioExecutor::new()).build(https),
                 base: self.base,
-                api_key: self.api_key,
+                headers: self.headers,
                 timeouts: self.timeouts,
                 retry: self.retry,
                 budget: self.retry.budget().tps_budget(),

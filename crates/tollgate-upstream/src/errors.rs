@@ -30,11 +30,13 @@ fn parse(body: &Bytes) -> UpstreamError {
 
 /// An upstream error response, normalized: 429 stays 429 (with its `Retry-After`), 5xx
 /// becomes 502 `provider_error`, a 4xx keeps its meaning with the upstream's message, param
-/// and code, except 401/403 (the gateway's provider key was refused: not the client's fault).
+/// and code, except 401/403 (the gateway's provider key was refused: not the client's fault)
+/// and a 404 that is not about the model (the provider lacks `path`, the path it was sent to).
 pub(crate) fn from_response(
     status: StatusCode,
     body: &Bytes,
     retry_after: Option<Duration>,
+    path: &str,
 ) -> GatewayError {
     let upstream = parse(body);
     let message = upstream
@@ -65,22 +67,28 @@ pub(crate) fn from_response(
             ErrorKind::ProviderError,
             format!("The upstream provider failed: {message}"),
         ),
-        404 => GatewayError::new(ErrorKind::ModelNotFound, message),
+        404 if code.as_deref() == Some("model_not_found") => {
+            GatewayError::new(ErrorKind::ModelNotFound, message)
+        }
+        // The provider has no such endpoint: the same request meets the same answer.
+        404 => GatewayError::new(
+            ErrorKind::ProviderError,
+            format!("The upstream provider answered 404 Not Found for {path}: {message}"),
+        )
+        .detail("upstream_path", path)
+        .should_retry(false),
         408 => GatewayError::new(ErrorKind::RequestTimeout, message),
         413 => GatewayError::new(ErrorKind::RequestTooLarge, message),
         _ => GatewayError::new(ErrorKind::InvalidRequest, message),
     };
-    let error = match (
-        upstream.param,
-        status.is_server_error() || matches!(status.as_u16(), 401 | 403),
-    ) {
-        (Some(param), false) => error.param(param),
+    // The upstream's param and code describe the client's request, unless the fault is the
+    // provider's.
+    let error = match upstream.param {
+        Some(param) if error.kind != ErrorKind::ProviderError => error.param(param),
         _ => error,
     };
-    let error = match (code, error.code.is_some()) {
-        (Some(code), false)
-            if status.is_client_error() && !matches!(status.as_u16(), 401 | 403) =>
-        {
+    let error = match code {
+        Some(code) if error.kind != ErrorKind::ProviderError && error.code.is_none() => {
             error.code(code)
         }
         _ => error,
@@ -88,6 +96,21 @@ pub(crate) fn from_response(
     error
         .detail("upstream_status", status.as_u16())
         .detail("upstream_message", upstream.message.unwrap_or_default())
+}
+
+/// An upstream answer that is neither a success nor an error: a 1xx, a 3xx or a 2xx other
+/// than 200 and 201 (see `exchange::is_answer`), answered as a 502 so nothing bills it.
+pub(crate) fn unexpected_status(status: StatusCode, path: &str) -> GatewayError {
+    GatewayError::new(
+        ErrorKind::ProviderError,
+        format!(
+            "The upstream provider answered {status} for {path}, which an OpenAI-compatible API never answers; the request was not completed."
+        ),
+    )
+    .detail("upstream_status", status.as_u16())
+    .detail("upstream_path", path)
+    // Sending the same request again meets the same answer.
+    .should_retry(false)
 }
 
 pub(crate) fn unreachable() -> GatewayError {

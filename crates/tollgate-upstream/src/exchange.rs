@@ -60,10 +60,22 @@ impl Shared {
             Ok(Ok(response)) => response,
         };
         let status = response.status();
-        if status.is_success() || status.is_redirection() || status.is_informational() {
+        if is_answer(status) {
             let (mut parts, body) = response.into_parts();
             strip_hop_by_hop(&mut parts.headers);
             return Ok(Response::from_parts(parts, ResponseBody::inner(body)));
+        }
+        if !status.is_client_error() && !status.is_server_error() {
+            tracing::warn!(
+                %status,
+                path = uri.path(),
+                location = ?response.headers().get(header::LOCATION),
+                "the upstream answered with a status no OpenAI-compatible API answers"
+            );
+            return Err(Failure::Final(errors::unexpected_status(
+                status,
+                uri.path(),
+            )));
         }
         let retry_after = response
             .headers()
@@ -77,13 +89,21 @@ impl Shared {
             // A body that stalls or breaks still leaves its status to answer with.
             _ => Bytes::new(),
         };
-        let error = errors::from_response(status, &body, retry_after);
+        let error = errors::from_response(status, &body, retry_after, uri.path());
         if is_retryable(status) {
             Err(Failure::Retryable(error, retry_after))
         } else {
             Err(Failure::Final(error))
         }
     }
+}
+
+/// Whether `status` is an answer to pass on: 200, or 201 from a provider that answers a
+/// creation with it. Any other 1xx, 2xx or 3xx (a 204 without a body, a 202 that promises one
+/// later, a redirect) is not what an OpenAI-compatible endpoint answers, and is no success to
+/// bill.
+fn is_answer(status: StatusCode) -> bool {
+    matches!(status, StatusCode::OK | StatusCode::CREATED)
 }
 
 fn is_retryable(status: StatusCode) -> bool {

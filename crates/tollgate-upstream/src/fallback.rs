@@ -13,7 +13,6 @@ use tollgate_core::{
 
 use crate::errors;
 use crate::exchange::Failure;
-use crate::headers::forwarded_headers;
 use crate::service::Shared;
 
 impl Shared {
@@ -44,7 +43,7 @@ impl Shared {
                 .await
                 .map_err(|error| GatewayError::from(&error))?,
         };
-        let headers = forwarded_headers(&parts.headers, self.api_key.as_ref());
+        let headers = self.headers.for_request(&parts.headers);
         let uri = self.uri_for(&parts.uri)?;
 
         let fallbacks = fallbacks

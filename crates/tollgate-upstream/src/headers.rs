@@ -1,5 +1,7 @@
-//! Header hygiene both ways: what one connection says stays on it, and the client's key never
-//! reaches the provider.
+//! Header hygiene both ways: the provider sees only the client headers the gateway understood
+//! (an allow-list) and the operator's own, and what one connection says stays on it.
+
+use std::fmt;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
@@ -15,38 +17,185 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// Removes the hop-by-hop headers, and those the `Connection` header names.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed: Vec<HeaderName> = headers
+/// Headers the upstream client writes itself: the HTTP client sets host and length, the
+/// provider key is `authorization`, and `accept-encoding` stays unset because a compressed
+/// answer would hide its usage from the gateway, which reads it from the bytes it forwards.
+const OWN: [HeaderName; 4] = [
+    header::HOST,
+    header::CONTENT_LENGTH,
+    header::ACCEPT_ENCODING,
+    header::AUTHORIZATION,
+];
+
+/// The client's credentials and the account it names at the provider: the gateway's own go
+/// upstream, never the client's.
+const CLIENT_CREDENTIALS: [HeaderName; 6] = [
+    header::AUTHORIZATION,
+    HeaderName::from_static("api-key"),
+    HeaderName::from_static("x-api-key"),
+    header::COOKIE,
+    HeaderName::from_static("openai-organization"),
+    HeaderName::from_static("openai-project"),
+];
+
+/// The client headers a provider needs: the body's type, the answer's type, who calls, beta
+/// opt-ins, an idempotency key and the request id (to match the provider's logs with the
+/// gateway's). OpenAI SDKs' `x-stainless-*` telemetry is not among them.
+const FORWARDED_BY_DEFAULT: [HeaderName; 6] = [
+    header::CONTENT_TYPE,
+    header::ACCEPT,
+    header::USER_AGENT,
+    HeaderName::from_static("openai-beta"),
+    HeaderName::from_static("idempotency-key"),
+    HeaderName::from_static("x-request-id"),
+];
+
+/// The headers of every request to the provider: the allowed client headers, the operator's
+/// fixed ones and the provider key.
+#[derive(Clone, Debug)]
+pub(crate) struct OutgoingHeaders {
+    forwarded: Vec<HeaderName>,
+    fixed: HeaderMap,
+    api_key: Option<HeaderValue>,
+}
+
+impl Default for OutgoingHeaders {
+    fn default() -> Self {
+        OutgoingHeaders {
+            forwarded: FORWARDED_BY_DEFAULT.to_vec(),
+            fixed: HeaderMap::new(),
+            api_key: None,
+        }
+    }
+}
+
+impl OutgoingHeaders {
+    pub(crate) fn set_api_key(&mut self, key: HeaderValue) {
+        self.api_key = Some(key);
+    }
+
+    pub(crate) fn forward(&mut self, name: HeaderName) -> Result<(), HeaderNotAllowed> {
+        if CLIENT_CREDENTIALS.contains(&name) {
+            return Err(HeaderNotAllowed::new(name, Reason::ClientCredential));
+        }
+        if OWN.contains(&name) || HOP_BY_HOP.contains(&name) {
+            return Err(HeaderNotAllowed::new(name, Reason::Own));
+        }
+        if !self.forwarded.contains(&name) {
+            self.forwarded.push(name);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn fix(
+        &mut self,
+        name: HeaderName,
+        mut value: HeaderValue,
+    ) -> Result<(), HeaderNotAllowed> {
+        if OWN.contains(&name) || HOP_BY_HOP.contains(&name) {
+            return Err(HeaderNotAllowed::new(name, Reason::Own));
+        }
+        value.set_sensitive(true);
+        self.fixed.insert(name, value);
+        Ok(())
+    }
+
+    /// The headers of a request from a client that sent `client`: the allowed ones (unless
+    /// its `Connection` header names them), then the fixed ones in place of the client's, then
+    /// the provider key.
+    pub(crate) fn for_request(&self, client: &HeaderMap) -> HeaderMap {
+        let per_connection = connection_listed(client);
+        let mut headers = HeaderMap::new();
+        for name in self
+            .forwarded
+            .iter()
+            .filter(|name| !per_connection.contains(name))
+        {
+            for value in client.get_all(name) {
+                headers.append(name.clone(), value.clone());
+            }
+        }
+        for (name, value) in &self.fixed {
+            headers.insert(name.clone(), value.clone());
+        }
+        if let Some(key) = &self.api_key {
+            headers.insert(header::AUTHORIZATION, key.clone());
+        }
+        headers
+    }
+}
+
+/// The names a `Connection` header lists: they describe this connection only.
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(','))
         .filter_map(|name| HeaderName::try_from(name.trim()).ok())
-        .collect();
+        .collect()
+}
+
+/// Removes the hop-by-hop headers, and those the `Connection` header names.
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let listed = connection_listed(headers);
     for name in HOP_BY_HOP.iter().chain(&listed) {
         headers.remove(name);
     }
 }
 
-/// The client's headers as the upstream should see them: no hop-by-hop, no client key, no
-/// host or length (the client sets them), no `accept-encoding` (a compressed answer would hide
-/// its usage from the gateway), and the provider key.
-pub(crate) fn forwarded_headers(client: &HeaderMap, api_key: Option<&HeaderValue>) -> HeaderMap {
-    let mut headers = client.clone();
-    strip_hop_by_hop(&mut headers);
-    // No compressed answers: the gateway reads usage from the bytes it forwards.
-    for name in [
-        header::AUTHORIZATION,
-        HeaderName::from_static("x-api-key"),
-        header::HOST,
-        header::CONTENT_LENGTH,
-        header::ACCEPT_ENCODING,
-    ] {
-        headers.remove(name);
-    }
-    if let Some(key) = api_key {
-        headers.insert(header::AUTHORIZATION, key.clone());
-    }
-    headers
+/// A header an [`UpstreamBuilder`](crate::UpstreamBuilder) refuses to forward from the client
+/// or to set: the client's credentials never go upstream, and the headers of the connection,
+/// its framing and the provider key are the upstream client's own.
+///
+/// ```
+/// use http::header::{CONTENT_LENGTH, COOKIE};
+/// use tollgate_upstream::Upstream;
+///
+/// let builder = Upstream::builder("https://api.openai.com")?;
+/// let error = builder.forward_header(COOKIE).unwrap_err();
+/// assert_eq!(error.name(), COOKIE);
+/// let builder = Upstream::builder("https://api.openai.com")?;
+/// assert!(builder.header(CONTENT_LENGTH, "0".parse()?).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeaderNotAllowed {
+    name: HeaderName,
+    reason: Reason,
 }
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    ClientCredential,
+    Own,
+}
+
+impl HeaderNotAllowed {
+    fn new(name: HeaderName, reason: Reason) -> Self {
+        HeaderNotAllowed { name, reason }
+    }
+
+    /// The header refused.
+    pub fn name(&self) -> &HeaderName {
+        &self.name
+    }
+}
+
+impl fmt::Display for HeaderNotAllowed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = &self.name;
+        match self.reason {
+            Reason::ClientCredential => write!(
+                f,
+                "the client's `{name}` header is never forwarded upstream: it carries the client's credentials or account (set the gateway's own with `UpstreamBuilder::header`, or `api_key` for `authorization`)"
+            ),
+            Reason::Own => write!(
+                f,
+                "the `{name}` header is the upstream client's own to set: it describes the connection or the message framing, or carries the provider key (`UpstreamBuilder::api_key`)"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for HeaderNotAllowed {}

@@ -2,10 +2,13 @@
 //! retries (backoff and jitter, a budget), fallback models and error envelopes.
 //!
 //! - [`Upstream`] is the innermost tower service of a gateway: it sends the provider's key
-//!   instead of the client's, streams the response back as it arrives, and answers every
-//!   failure with the gateway's error envelope (its error type is `Infallible`).
-//! - [`UpstreamBuilder`] sets the provider key, the [`Timeouts`], the [`RetryPolicy`] with
-//!   its [`RetryBudget`], and the body limit.
+//!   instead of the client's and only the client headers a provider needs, streams the
+//!   response back as it arrives, and answers every failure with the gateway's error envelope
+//!   (its error type is `Infallible`).
+//! - [`UpstreamBuilder`] sets the provider key, the client headers forwarded beyond the
+//!   default ones and the operator's fixed headers ([`HeaderNotAllowed`] refuses the client's
+//!   credentials), the [`Timeouts`], the [`RetryPolicy`] with its [`RetryBudget`], and the
+//!   body limit.
 //! - Fallback models come from the request's [`Fallbacks`](tollgate_core::Fallbacks), which
 //!   the model catalog's layer resolves.
 //!
@@ -54,6 +57,7 @@ mod service;
 mod timeouts;
 
 pub use builder::{InvalidApiKey, UpstreamBuilder};
+pub use headers::HeaderNotAllowed;
 pub use retry::{RetryBudget, RetryPolicy};
 pub use service::Upstream;
 pub use timeouts::Timeouts;

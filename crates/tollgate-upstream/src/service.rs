@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::header::HeaderValue;
 use http::{Request, Response, Uri};
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -17,6 +16,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tollgate_core::{BodyLimit, BoxError, GatewayError, ResponseBody};
 use tower::retry::budget::TpsBudget;
 
+use crate::headers::OutgoingHeaders;
 use crate::retry::RetryPolicy;
 use crate::timeouts::Timeouts;
 
@@ -26,13 +26,20 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// client, rustls with the webpki roots, TCP_NODELAY), streaming the response back as it
 /// arrives.
 ///
-/// - Sends the provider key from configuration, never the client's: `authorization`,
-///   `x-api-key` and hop-by-hop headers are dropped both ways.
-/// - Failures become envelopes: connect/DNS failure → 503 `provider_unavailable`; a connection
-///   that breaks after the request was sent → 502 `provider_error` (never re-sent); connect,
-///   first-byte or total timeout → 504 `timeout`; upstream 5xx → 502 `provider_error` with the
-///   upstream status and message in `details`; upstream 429 → 429 with its `retry-after`; an
-///   upstream 4xx error body is normalized into the envelope.
+/// - Sends the provider key from configuration, never the client's, and of the client's
+///   headers only those a provider needs (`content-type`, `accept`, `user-agent`,
+///   `openai-beta`, `idempotency-key`, `x-request-id`) and those the operator allows
+///   ([`UpstreamBuilder::forward_header`](crate::UpstreamBuilder::forward_header)), with the
+///   operator's fixed headers ([`UpstreamBuilder::header`](crate::UpstreamBuilder::header)) in
+///   place of the client's. Hop-by-hop headers are dropped both ways.
+/// - Only a 200 or 201 is passed on as an answer. Failures become envelopes: connect/DNS
+///   failure → 503 `provider_unavailable`; a connection that breaks after the request was
+///   sent → 502 `provider_error` (never re-sent); connect, first-byte or total timeout → 504
+///   `timeout`; upstream 5xx → 502 `provider_error` with the upstream status and message in
+///   `details`; upstream 429 → 429 with its `retry-after`; an upstream 4xx error body is
+///   normalized into the envelope, a 404 being `model_not_found` only when the provider's
+///   error `code` says so (else 502 `provider_error` naming the upstream path); any other
+///   1xx, 2xx or 3xx (a 204, a redirect) → 502 `provider_error`, never a success to bill.
 /// - Retries ([`RetryPolicy`]): only 429, 500, 502, 503, 504 and failures to connect,
 ///   exponential backoff with full jitter, 3 retries by default, an upstream `retry-after`
 ///   honoured up to a cap (beyond it the model's retries stop and its fallbacks run), and a
@@ -71,7 +78,7 @@ pub struct Upstream {
 pub(crate) struct Shared {
     pub(crate) client: HttpsClient,
     pub(crate) base: Uri,
-    pub(crate) api_key: Option<HeaderValue>,
+    pub(crate) headers: OutgoingHeaders,
     pub(crate) timeouts: Timeouts,
     pub(crate) retry: RetryPolicy,
     pub(crate) budget: TpsBudget,

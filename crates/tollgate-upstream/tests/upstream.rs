@@ -3,12 +3,12 @@
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::Request;
+use http::{HeaderName, Request};
 use http_body_util::BodyExt;
 use serde_json::json;
 use tollgate_core::{Body, ChatRequest, Fallbacks, ModelInfo};
 use tollgate_testkit::{Behavior, Fault, MockUpstream, body_json};
-use tollgate_upstream::{InvalidApiKey, RetryBudget, RetryPolicy, Upstream};
+use tollgate_upstream::{InvalidApiKey, RetryBudget, RetryPolicy, Upstream, UpstreamBuilder};
 use tower::ServiceExt;
 
 fn upstream(mock: &MockUpstream, retries: u32) -> Upstream {
@@ -16,12 +16,19 @@ fn upstream(mock: &MockUpstream, retries: u32) -> Upstream {
 }
 
 fn upstream_with(mock: &MockUpstream, retry: RetryPolicy) -> Upstream {
+    builder(mock)
+        .retry(retry.with_base_delay(Duration::from_millis(10)))
+        .build()
+}
+
+/// The provider key, and the mock's `x-mock` header (a real provider never needs it).
+fn builder(mock: &MockUpstream) -> UpstreamBuilder {
     Upstream::builder(&mock.url())
         .unwrap()
         .api_key("sk-provider")
         .unwrap()
-        .retry(retry.with_base_delay(Duration::from_millis(10)))
-        .build()
+        .forward_header(HeaderName::from_static("x-mock"))
+        .unwrap()
 }
 
 fn request(model: &str, mock: Option<&str>) -> Request<Body> {
@@ -58,10 +65,14 @@ fn request(model: &str, mock: Option<&str>) -> Request<Body> {
 #[tokio::test]
 async fn the_provider_key_replaces_the_clients_and_hop_by_hop_headers_stay_behind() {
     let mock = MockUpstream::start().await;
-    let response = upstream(&mock, 0)
-        .oneshot(request("m", None))
-        .await
-        .unwrap();
+    // Both allowed: the one the client's `Connection` header names stays behind all the same.
+    let upstream = builder(&mock)
+        .forward_header(HeaderName::from_static("x-keep-me"))
+        .unwrap()
+        .forward_header(HeaderName::from_static("x-drop-me"))
+        .unwrap()
+        .build();
+    let response = upstream.oneshot(request("m", None)).await.unwrap();
     assert_eq!(response.status(), 200);
     let call = mock.calls().pop().unwrap();
     assert_eq!(call.header("authorization"), Some("Bearer sk-provider"));
