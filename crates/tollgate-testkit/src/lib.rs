@@ -7,11 +7,16 @@
 //!   `include_usage` chunk when asked for, and `data: [DONE]`;
 //! - `GET /v1/models`: the configured model ids.
 //!
+//! Usage reports `cached_tokens` and `reasoning_tokens` when the behavior asks, so it is
+//! otherwise the three classic numbers. Reasoning tokens count in the completion tokens, cached
+//! tokens in the prompt tokens.
+//!
 //! Faults are injected per model ([`MockUpstreamBuilder::model_behavior`], optionally for the
 //! first N calls only) or per request with an `x-mock` header ([`Behavior::parse`]): any
 //! status with an OpenAI-style error body and `retry-after`, a connection reset before the
-//! head, an abort mid-stream, a slow first byte. Every call is recorded ([`Call`]: headers,
-//! body, and whether the client hung up) for assertions.
+//! head, an abort or an in-stream error mid-stream, a slow first byte. What a request can ask for is capped (see
+//! [Behavior's caps](Behavior#caps)). Every call is recorded ([`Call`]: path, headers, body,
+//! model, and whether the client hung up) for assertions.
 //!
 //! [`TestServer`] serves the gateway under test the same way, so end-to-end tests run over
 //! real TCP.
@@ -32,14 +37,17 @@
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
+mod answer;
 mod behavior;
 mod bodies;
+mod chat;
 mod client;
 mod forward;
 mod record;
-mod response;
 mod serve;
 mod server;
+mod stream;
+mod tokens;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,12 +59,12 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use behavior::{Behavior, BehaviorError, Fault};
-pub use bodies::{body_json, body_text, chat_request};
+pub use bodies::{body_json, body_text, chat_request, post_json};
 pub use client::send;
 pub use forward::Forward;
 pub use record::{Call, Outcome};
 pub use serve::{TestServer, accept};
-pub use server::prompt_tokens;
+pub use tokens::prompt_tokens;
 
 use server::{ModelRule, State};
 
