@@ -29,6 +29,18 @@ impl Rejection {
             message: message.into(),
         }
     }
+
+    /// A body whose fields do not have the types the endpoint reads.
+    pub(crate) fn unreadable(error: serde_json::Error) -> Rejection {
+        Rejection::bad_request(format!(
+            "We could not parse the JSON body of your request: {error}."
+        ))
+    }
+
+    /// A field that is none of the types OpenAI accepts for it.
+    pub(crate) fn invalid_type(field: &str, expected: &str) -> Rejection {
+        Rejection::bad_request(format!("Invalid type for '{field}': expected {expected}."))
+    }
 }
 
 /// The reply to one request: the configured reply's words, repeated to fill the chunks asked
@@ -100,5 +112,16 @@ impl Tokens {
             usage["completion_tokens_details"] = json!({"reasoning_tokens": self.reasoning});
         }
         usage
+    }
+
+    /// `usage` as the Responses API reports it.
+    pub(crate) fn response_usage(&self) -> Value {
+        json!({
+            "input_tokens": self.input,
+            "input_tokens_details": {"cached_tokens": self.cached},
+            "output_tokens": self.output,
+            "output_tokens_details": {"reasoning_tokens": self.reasoning},
+            "total_tokens": self.input + self.output,
+        })
     }
 }

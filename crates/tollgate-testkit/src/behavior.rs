@@ -8,6 +8,9 @@ use std::time::Duration;
 /// [`MockUpstreamBuilder::model_behavior`](crate::MockUpstreamBuilder::model_behavior), or per
 /// request with the `x-mock` header in [`Behavior::parse`]'s syntax.
 ///
+/// Every endpoint that answers a completion (chat completions, responses) honours every field
+/// the same way; `GET /v1/models` takes the first-byte delay and the status and reset faults.
+///
 /// # Caps
 ///
 /// A request may not make the mock allocate or wait without bound, since the example gateway
@@ -49,10 +52,10 @@ pub struct Behavior {
     /// Pause before the response head.
     pub first_byte_delay: Option<Duration>,
     /// Input tokens reported as read from the prompt cache (`cached_tokens` in the usage of a
-    /// chat completion, when set).
+    /// response, and of a chat completion when set); 0 when unset.
     pub cached_tokens: Option<u64>,
     /// Reasoning tokens reported on top of the reply's (`reasoning_tokens` in the usage of a
-    /// chat completion, when set).
+    /// response, and of a chat completion when set); 0 when unset.
     pub reasoning_tokens: Option<u64>,
     /// The fault to inject, if any.
     pub fault: Option<Fault>,
@@ -73,8 +76,8 @@ pub enum Fault {
     /// Stream this many content chunks, then abort the connection mid-body.
     AbortAfterChunks(usize),
     /// Stream this many content chunks (at most the reply's), then report an error in the
-    /// stream and end it cleanly, as OpenAI does: a `data: {"error": {...}}` event (no
-    /// `[DONE]`).
+    /// stream and end it cleanly, as OpenAI does: a `data: {"error": {...}}` event on chat
+    /// completions (no `[DONE]`), an `event: error` on responses.
     ErrorAfterChunks(usize),
 }
 

@@ -5,16 +5,24 @@
 //!   (see [`prompt_tokens`]; one completion token per reply word), or, with `"stream": true`,
 //!   an SSE stream of one chunk per word with a configurable pause between chunks, the
 //!   `include_usage` chunk when asked for, and `data: [DONE]`;
+//! - `POST /v1/responses` (the Responses API): a `response` object whose one `message` item
+//!   holds the reply, or, with `"stream": true`, OpenAI's named events (`response.created`,
+//!   one `response.output_text.delta` per word, …, `response.completed` with the usage). Input
+//!   tokens are counted as for chat: `instructions` and a string `input` are a message each,
+//!   an `input` array a message per item, whose text is its `content`. `max_output_tokens`
+//!   cuts the reply (the response is then `incomplete`);
 //! - `GET /v1/models`: the configured model ids.
 //!
-//! Usage reports `cached_tokens` and `reasoning_tokens` when the behavior asks, so it is
-//! otherwise the three classic numbers. Reasoning tokens count in the completion tokens, cached
-//! tokens in the prompt tokens.
+//! Usage reports `cached_tokens` and `reasoning_tokens` as the behavior asks (always on
+//! responses; on chat completions only when asked, so their usage is otherwise the three
+//! classic numbers). Reasoning tokens count in the output tokens, cached tokens in the
+//! input tokens.
 //!
 //! Faults are injected per model ([`MockUpstreamBuilder::model_behavior`], optionally for the
 //! first N calls only) or per request with an `x-mock` header ([`Behavior::parse`]): any
 //! status with an OpenAI-style error body and `retry-after`, a connection reset before the
-//! head, an abort or an in-stream error mid-stream, a slow first byte. What a request can ask for is capped (see
+//! head, an abort or an in-stream error mid-stream, a slow first byte. They apply to every
+//! endpoint alike (stream faults to streams only). What a request can ask for is capped (see
 //! [Behavior's caps](Behavior#caps)). Every call is recorded ([`Call`]: path, headers, body,
 //! model, and whether the client hung up) for assertions.
 //!
@@ -44,6 +52,7 @@ mod chat;
 mod client;
 mod forward;
 mod record;
+mod responses;
 mod serve;
 mod server;
 mod stream;

@@ -157,9 +157,12 @@ async fn handle(
         (&Method::POST, "/v1/chat/completions", Some(chat)) => {
             Ok(crate::chat::answer(&state, chat, &behavior))
         }
-        (&Method::POST, "/v1/chat/completions", None) => Err(Rejection::bad_request(
-            "We could not parse the JSON body of your request.",
-        )),
+        (&Method::POST, "/v1/responses", Some(request)) => {
+            crate::responses::answer(&state, request, &behavior)
+        }
+        (&Method::POST, "/v1/chat/completions" | "/v1/responses", None) => Err(
+            Rejection::bad_request("We could not parse the JSON body of your request."),
+        ),
         (method, path, _) => Err(Rejection {
             status: StatusCode::NOT_FOUND,
             message: format!("Invalid URL ({method} {path})"),

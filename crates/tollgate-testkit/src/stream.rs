@@ -109,6 +109,11 @@ pub(crate) fn data_event(data: &serde_json::Value) -> Bytes {
     Bytes::from(format!("data: {data}\n\n"))
 }
 
+/// A named event: `event: {name}` and `data: {json}`.
+pub(crate) fn named_event(name: &str, data: &serde_json::Value) -> Bytes {
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
 /// The end of an OpenAI chat or completions stream.
 pub(crate) const DONE: Bytes = Bytes::from_static(b"data: [DONE]\n\n");
 
