@@ -83,8 +83,8 @@ pub(crate) struct Tokens {
     /// Input tokens read from the prompt cache, at most `input`.
     pub(crate) cached: u64,
     pub(crate) reasoning: u64,
-    /// Whether the behavior asked for cached or reasoning tokens: chat completions report the
-    /// details only then, so their usage stays the three classic numbers otherwise.
+    /// Whether the behavior asked for cached or reasoning tokens: chat and legacy completions
+    /// report the details only then, so their usage stays the three classic numbers otherwise.
     detailed: bool,
 }
 
@@ -100,7 +100,7 @@ impl Tokens {
         }
     }
 
-    /// `usage` as chat completions report it.
+    /// `usage` as chat and legacy completions report it.
     pub(crate) fn completion_usage(&self) -> Value {
         let mut usage = json!({
             "prompt_tokens": self.input,

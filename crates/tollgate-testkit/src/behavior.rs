@@ -8,8 +8,9 @@ use std::time::Duration;
 /// [`MockUpstreamBuilder::model_behavior`](crate::MockUpstreamBuilder::model_behavior), or per
 /// request with the `x-mock` header in [`Behavior::parse`]'s syntax.
 ///
-/// Every endpoint that answers a completion (chat completions, responses) honours every field
-/// the same way; `GET /v1/models` takes the first-byte delay and the status and reset faults.
+/// Every endpoint that answers a completion (chat completions, responses, legacy completions)
+/// honours every field the same way; `GET /v1/models` takes the first-byte delay and the
+/// status and reset faults.
 ///
 /// # Caps
 ///
@@ -76,8 +77,8 @@ pub enum Fault {
     /// Stream this many content chunks, then abort the connection mid-body.
     AbortAfterChunks(usize),
     /// Stream this many content chunks (at most the reply's), then report an error in the
-    /// stream and end it cleanly, as OpenAI does: a `data: {"error": {...}}` event on chat
-    /// completions (no `[DONE]`), an `event: error` on responses.
+    /// stream and end it cleanly, as OpenAI does: a `data: {"error": {...}}` event on chat and
+    /// legacy completions (no `[DONE]`), an `event: error` on responses.
     ErrorAfterChunks(usize),
 }
 

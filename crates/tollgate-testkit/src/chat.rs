@@ -106,8 +106,8 @@ impl EventStream for Completion {
     }
 }
 
-/// How OpenAI reports a failure in a chat stream: an `error` event in place of the next chunk,
-/// and no `[DONE]`.
+/// How OpenAI reports a failure in a chat or legacy completions stream: an `error` event in
+/// place of the next chunk, and no `[DONE]`.
 pub(crate) fn stream_error(message: &str) -> Bytes {
     data_event(&json!({
         "error": {"message": message, "type": "server_error", "param": null, "code": null}

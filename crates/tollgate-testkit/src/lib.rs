@@ -11,11 +11,14 @@
 //!   tokens are counted as for chat: `instructions` and a string `input` are a message each,
 //!   an `input` array a message per item, whose text is its `content`. `max_output_tokens`
 //!   cuts the reply (the response is then `incomplete`);
+//! - `POST /v1/completions` (legacy): a `text_completion`, as JSON or as chunks ending in
+//!   `data: [DONE]`, one choice whatever the number of prompts. A string prompt counts a
+//!   quarter of its bytes, rounded up, a token-id prompt one token per id;
 //! - `GET /v1/models`: the configured model ids.
 //!
 //! Usage reports `cached_tokens` and `reasoning_tokens` as the behavior asks (always on
-//! responses; on chat completions only when asked, so their usage is otherwise the three
-//! classic numbers). Reasoning tokens count in the output tokens, cached tokens in the
+//! responses; on chat and legacy completions only when asked, so their usage is otherwise the
+//! three classic numbers). Reasoning tokens count in the output tokens, cached tokens in the
 //! input tokens.
 //!
 //! Faults are injected per model ([`MockUpstreamBuilder::model_behavior`], optionally for the
@@ -50,6 +53,7 @@ mod behavior;
 mod bodies;
 mod chat;
 mod client;
+mod completions;
 mod forward;
 mod record;
 mod responses;

@@ -160,7 +160,10 @@ async fn handle(
         (&Method::POST, "/v1/responses", Some(request)) => {
             crate::responses::answer(&state, request, &behavior)
         }
-        (&Method::POST, "/v1/chat/completions" | "/v1/responses", None) => Err(
+        (&Method::POST, "/v1/completions", Some(request)) => {
+            crate::completions::answer(&state, request, &behavior)
+        }
+        (&Method::POST, "/v1/chat/completions" | "/v1/responses" | "/v1/completions", None) => Err(
             Rejection::bad_request("We could not parse the JSON body of your request."),
         ),
         (method, path, _) => Err(Rejection {

@@ -92,3 +92,54 @@ impl Item<'_> {
         })
     }
 }
+
+/// One text of a legacy completions `prompt`: a string or token ids.
+pub(crate) struct Text {
+    /// A string's tokens (a quarter of its bytes, rounded up), or the number of token ids.
+    pub(crate) tokens: u64,
+}
+
+/// The texts of `raw`, a completions `prompt` named `field`: a string, an array of strings, an
+/// array of token ids, or an array of token-id arrays.
+pub(crate) fn texts(field: &str, raw: &RawValue) -> Result<Vec<Text>, Rejection> {
+    let invalid = || {
+        Rejection::invalid_type(
+            field,
+            "a string, an array of strings, an array of token ids, or an array of token-id arrays",
+        )
+    };
+    if let Some(bytes) = string_bytes(raw) {
+        return Ok(vec![Text {
+            tokens: text_tokens(bytes),
+        }]);
+    }
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| invalid())?;
+    let token_ids = |raw: &RawValue| serde_json::from_str::<Vec<u64>>(raw.get()).ok();
+    match items.first().and_then(|item| item.get().bytes().next()) {
+        None => Ok(Vec::new()),
+        Some(b'"') => items
+            .iter()
+            .map(|item| {
+                let bytes = string_bytes(item).ok_or_else(invalid)?;
+                Ok(Text {
+                    tokens: text_tokens(bytes),
+                })
+            })
+            .collect(),
+        Some(b'[') => items
+            .iter()
+            .map(|item| {
+                let ids = token_ids(item).ok_or_else(invalid)?;
+                Ok(Text {
+                    tokens: ids.len() as u64,
+                })
+            })
+            .collect(),
+        Some(_) => {
+            let ids = token_ids(raw).ok_or_else(invalid)?;
+            Ok(vec![Text {
+                tokens: ids.len() as u64,
+            }])
+        }
+    }
+}
