@@ -9,8 +9,8 @@ use std::time::Duration;
 /// request with the `x-mock` header in [`Behavior::parse`]'s syntax.
 ///
 /// Every endpoint that answers a completion (chat completions, responses, legacy completions)
-/// honours every field the same way; `GET /v1/models` takes the first-byte delay and the
-/// status and reset faults.
+/// honours every field the same way; `GET /v1/models` and `POST /v1/embeddings`, which do
+/// not stream, take the first-byte delay and the status and reset faults.
 ///
 /// # Caps
 ///
@@ -22,9 +22,12 @@ use std::time::Duration;
 /// - `chunk-delay-ms` to [`Behavior::MAX_CHUNK_DELAY`];
 /// - `first-byte-delay-ms` to [`Behavior::MAX_FIRST_BYTE_DELAY`];
 /// - `cached-tokens` and `reasoning-tokens` to [`Behavior::MAX_REPORTED_TOKENS`] (and cached
-///   tokens to the input tokens, of which they are a part).
+///   tokens to the input tokens, of which they are a part);
+/// - an embeddings request's `dimensions` to
+///   [`MAX_EMBEDDING_DIMENSIONS`](crate::MAX_EMBEDDING_DIMENSIONS).
 ///
-/// A [`Behavior`] built in code (the builder,
+/// An embeddings request with more than [`MAX_EMBEDDING_INPUTS`](crate::MAX_EMBEDDING_INPUTS)
+/// inputs is a 400, as it is at OpenAI. A [`Behavior`] built in code (the builder,
 /// [`MockUpstream::set_model_behavior`](crate::MockUpstream::set_model_behavior)) is the test's
 /// own and is not capped.
 ///

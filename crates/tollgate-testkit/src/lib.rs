@@ -14,6 +14,9 @@
 //! - `POST /v1/completions` (legacy): a `text_completion`, as JSON or as chunks ending in
 //!   `data: [DONE]`, one choice whatever the number of prompts. A string prompt counts a
 //!   quarter of its bytes, rounded up, a token-id prompt one token per id;
+//! - `POST /v1/embeddings`: one unit vector per input, derived from the input alone, of
+//!   [`EMBEDDING_DIMENSIONS`] unless the request asks for `dimensions`; inputs count as legacy
+//!   prompts do;
 //! - `GET /v1/models`: the configured model ids.
 //!
 //! Usage reports `cached_tokens` and `reasoning_tokens` as the behavior asks (always on
@@ -54,6 +57,7 @@ mod bodies;
 mod chat;
 mod client;
 mod completions;
+mod embeddings;
 mod forward;
 mod record;
 mod responses;
@@ -83,6 +87,16 @@ use server::{ModelRule, State};
 
 /// The reply the mock streams word by word unless configured otherwise.
 pub const DEFAULT_REPLY: &str = "Hello from the tollgate mock upstream.";
+
+/// The length of an embedding when the request does not ask for `dimensions`.
+pub const EMBEDDING_DIMENSIONS: usize = 8;
+
+/// The longest embedding a request can ask for; larger `dimensions` are clamped to it (and 0
+/// to 1).
+pub const MAX_EMBEDDING_DIMENSIONS: usize = 256;
+
+/// The most inputs an embeddings request may have, as at OpenAI; more are a 400.
+pub const MAX_EMBEDDING_INPUTS: usize = 2048;
 
 /// A running mock upstream. Stops (and closes its connections) when dropped.
 #[derive(Debug)]

@@ -163,9 +163,14 @@ async fn handle(
         (&Method::POST, "/v1/completions", Some(request)) => {
             crate::completions::answer(&state, request, &behavior)
         }
-        (&Method::POST, "/v1/chat/completions" | "/v1/responses" | "/v1/completions", None) => Err(
-            Rejection::bad_request("We could not parse the JSON body of your request."),
-        ),
+        (&Method::POST, "/v1/embeddings", Some(request)) => crate::embeddings::answer(request),
+        (
+            &Method::POST,
+            "/v1/chat/completions" | "/v1/responses" | "/v1/completions" | "/v1/embeddings",
+            None,
+        ) => Err(Rejection::bad_request(
+            "We could not parse the JSON body of your request.",
+        )),
         (method, path, _) => Err(Rejection {
             status: StatusCode::NOT_FOUND,
             message: format!("Invalid URL ({method} {path})"),

@@ -93,15 +93,17 @@ impl Item<'_> {
     }
 }
 
-/// One text of a legacy completions `prompt`: a string or token ids.
-pub(crate) struct Text {
+/// One text of an embeddings `input` or a legacy completions `prompt`: a string or token ids.
+pub(crate) struct Text<'a> {
+    /// The text's JSON, from which an embedding is derived.
+    pub(crate) json: &'a str,
     /// A string's tokens (a quarter of its bytes, rounded up), or the number of token ids.
     pub(crate) tokens: u64,
 }
 
-/// The texts of `raw`, a completions `prompt` named `field`: a string, an array of strings, an
-/// array of token ids, or an array of token-id arrays.
-pub(crate) fn texts(field: &str, raw: &RawValue) -> Result<Vec<Text>, Rejection> {
+/// The texts of `raw`, an embeddings `input` or a completions `prompt` named `field`: a
+/// string, an array of strings, an array of token ids, or an array of token-id arrays.
+pub(crate) fn texts<'a>(field: &str, raw: &'a RawValue) -> Result<Vec<Text<'a>>, Rejection> {
     let invalid = || {
         Rejection::invalid_type(
             field,
@@ -110,6 +112,7 @@ pub(crate) fn texts(field: &str, raw: &RawValue) -> Result<Vec<Text>, Rejection>
     };
     if let Some(bytes) = string_bytes(raw) {
         return Ok(vec![Text {
+            json: raw.get(),
             tokens: text_tokens(bytes),
         }]);
     }
@@ -122,6 +125,7 @@ pub(crate) fn texts(field: &str, raw: &RawValue) -> Result<Vec<Text>, Rejection>
             .map(|item| {
                 let bytes = string_bytes(item).ok_or_else(invalid)?;
                 Ok(Text {
+                    json: item.get(),
                     tokens: text_tokens(bytes),
                 })
             })
@@ -131,6 +135,7 @@ pub(crate) fn texts(field: &str, raw: &RawValue) -> Result<Vec<Text>, Rejection>
             .map(|item| {
                 let ids = token_ids(item).ok_or_else(invalid)?;
                 Ok(Text {
+                    json: item.get(),
                     tokens: ids.len() as u64,
                 })
             })
@@ -138,6 +143,7 @@ pub(crate) fn texts(field: &str, raw: &RawValue) -> Result<Vec<Text>, Rejection>
         Some(_) => {
             let ids = token_ids(raw).ok_or_else(invalid)?;
             Ok(vec![Text {
+                json: raw.get(),
                 tokens: ids.len() as u64,
             }])
         }
