@@ -315,3 +315,31 @@ async fn an_input_of_another_type_is_a_400() {
         "{body}"
     );
 }
+
+#[tokio::test]
+async fn input_tokens_match_the_chat_count_of_the_same_messages() {
+    let upstream = MockUpstream::start().await;
+    // Escapes and non-ASCII count as written in the JSON, as chat counts them.
+    let text = "Quote \"this\",\nthen é and \u{1F600}.";
+    let chat = json!({
+        "model": "gpt-5.4",
+        "messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": text},
+        ],
+    });
+    let response = send(upstream.addr(), post("/v1/chat/completions", &chat, None)).await;
+    let chat_tokens = body_json(response.unwrap()).await["usage"]["prompt_tokens"].clone();
+
+    let body = json!({"model": "gpt-5.4", "instructions": "Be brief.", "input": text});
+    let response = send(upstream.addr(), post("/v1/responses", &body, None)).await;
+    let response_tokens = body_json(response.unwrap()).await["usage"]["input_tokens"].clone();
+    assert_eq!(response_tokens, chat_tokens);
+
+    let body = json!({"model": "gpt-5.4", "instructions": null, "input": null});
+    let response = send(upstream.addr(), post("/v1/responses", &body, None)).await;
+    assert_eq!(
+        body_json(response.unwrap()).await["usage"]["input_tokens"],
+        0
+    );
+}
