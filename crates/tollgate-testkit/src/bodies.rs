@@ -1,4 +1,4 @@
-//! Small helpers that test code around a gateway keeps needing: a chat request to send, and a
+//! Small helpers that test code around a gateway keeps needing: a request to send, and a
 //! response body read back as text or JSON.
 
 use std::fmt::Debug;
@@ -20,9 +20,25 @@ use serde_json::Value;
 /// assert_eq!(request.headers()["content-type"], "application/json");
 /// ```
 pub fn chat_request<B: From<Bytes>>(body: &Value) -> Request<B> {
+    post_json("/v1/chat/completions", body)
+}
+
+/// A `POST` to `path` (such as `/v1/responses`) with `body` as its JSON.
+///
+/// ```
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+///
+/// let body = serde_json::json!({"model": "m", "input": "Hi"});
+/// let request: http::Request<Full<Bytes>> = tollgate_testkit::post_json("/v1/responses", &body);
+/// assert_eq!(request.method(), "POST");
+/// assert_eq!(request.uri(), "/v1/responses");
+/// assert_eq!(request.headers()["content-type"], "application/json");
+/// ```
+pub fn post_json<B: From<Bytes>>(path: &'static str, body: &Value) -> Request<B> {
     let mut request = Request::new(B::from(Bytes::from(body.to_string())));
     *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = http::Uri::from_static("/v1/chat/completions");
+    *request.uri_mut() = http::Uri::from_static(path);
     request.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),

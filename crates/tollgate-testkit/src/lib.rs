@@ -5,13 +5,32 @@
 //!   (see [`prompt_tokens`]; one completion token per reply word), or, with `"stream": true`,
 //!   an SSE stream of one chunk per word with a configurable pause between chunks, the
 //!   `include_usage` chunk when asked for, and `data: [DONE]`;
+//! - `POST /v1/responses` (the Responses API): a `response` object whose one `message` item
+//!   holds the reply, or, with `"stream": true`, OpenAI's named events (`response.created`,
+//!   one `response.output_text.delta` per word, …, `response.completed` with the usage). Input
+//!   tokens are counted as for chat: `instructions` and a string `input` are a message each,
+//!   an `input` array a message per item, whose text is its `content`. `max_output_tokens`
+//!   cuts the reply (the response is then `incomplete`);
+//! - `POST /v1/completions` (legacy): a `text_completion`, as JSON or as chunks ending in
+//!   `data: [DONE]`, one choice whatever the number of prompts. A string prompt counts a
+//!   quarter of its bytes, rounded up, a token-id prompt one token per id;
+//! - `POST /v1/embeddings`: one unit vector per input, derived from the input alone, of
+//!   [`EMBEDDING_DIMENSIONS`] unless the request asks for `dimensions`; inputs count as legacy
+//!   prompts do;
 //! - `GET /v1/models`: the configured model ids.
+//!
+//! Usage reports `cached_tokens` and `reasoning_tokens` as the behavior asks (always on
+//! responses; on chat and legacy completions only when asked, so their usage is otherwise the
+//! three classic numbers). Reasoning tokens count in the output tokens, cached tokens in the
+//! input tokens.
 //!
 //! Faults are injected per model ([`MockUpstreamBuilder::model_behavior`], optionally for the
 //! first N calls only) or per request with an `x-mock` header ([`Behavior::parse`]): any
 //! status with an OpenAI-style error body and `retry-after`, a connection reset before the
-//! head, an abort mid-stream, a slow first byte. Every call is recorded ([`Call`]: headers,
-//! body, and whether the client hung up) for assertions.
+//! head, an abort or an in-stream error mid-stream, a slow first byte. They apply to every
+//! endpoint alike (stream faults to streams only). What a request can ask for is capped (see
+//! [Behavior's caps](Behavior#caps)). Every call is recorded ([`Call`]: path, headers, body,
+//! model, and whether the client hung up) for assertions.
 //!
 //! [`TestServer`] serves the gateway under test the same way, so end-to-end tests run over
 //! real TCP.
@@ -32,14 +51,20 @@
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
+mod answer;
 mod behavior;
 mod bodies;
+mod chat;
 mod client;
+mod completions;
+mod embeddings;
 mod forward;
 mod record;
-mod response;
+mod responses;
 mod serve;
 mod server;
+mod stream;
+mod tokens;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -51,17 +76,27 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 pub use behavior::{Behavior, BehaviorError, Fault};
-pub use bodies::{body_json, body_text, chat_request};
+pub use bodies::{body_json, body_text, chat_request, post_json};
 pub use client::send;
 pub use forward::Forward;
 pub use record::{Call, Outcome};
 pub use serve::{TestServer, accept};
-pub use server::prompt_tokens;
+pub use tokens::prompt_tokens;
 
 use server::{ModelRule, State};
 
 /// The reply the mock streams word by word unless configured otherwise.
 pub const DEFAULT_REPLY: &str = "Hello from the tollgate mock upstream.";
+
+/// The length of an embedding when the request does not ask for `dimensions`.
+pub const EMBEDDING_DIMENSIONS: usize = 8;
+
+/// The longest embedding a request can ask for; larger `dimensions` are clamped to it (and 0
+/// to 1).
+pub const MAX_EMBEDDING_DIMENSIONS: usize = 256;
+
+/// The most inputs an embeddings request may have, as at OpenAI; more are a 400.
+pub const MAX_EMBEDDING_INPUTS: usize = 2048;
 
 /// A running mock upstream. Stops (and closes its connections) when dropped.
 #[derive(Debug)]

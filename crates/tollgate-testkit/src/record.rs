@@ -16,7 +16,7 @@ pub enum Outcome {
     Completed,
     /// The client went away before the response was complete.
     ClientHungUp,
-    /// The mock injected a reset or an abort.
+    /// The mock injected a reset, an abort, or an error event in the stream.
     Faulted,
 }
 

@@ -18,13 +18,16 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
-use tollgate_core::{ChatRequest, Usage};
+use tollgate_core::ChatRequest;
 
+use crate::answer::{Answer, Rejection};
 use crate::behavior::{Behavior, Fault};
 use crate::record::{Call, HangUpGuard, Outcome, Progress};
-use crate::response::{Completion, MockStream};
 
 pub(crate) type MockBody = BoxBody<Bytes, std::io::Error>;
+
+/// The fixed `created` timestamp, so recorded responses are reproducible.
+pub(crate) const CREATED: u64 = 1_714_000_000;
 
 /// A model's behavior, and for how many more calls it holds (`None`: for every call).
 #[derive(Debug)]
@@ -92,16 +95,18 @@ async fn handle(
         .await
         .map(|collected| collected.to_bytes())
         .unwrap_or_default();
-    let chat = ChatRequest::parse(body.clone()).ok();
+    // Every endpoint's body is a JSON object with a `model`; the chat view reads the fields
+    // they share (`model`, `stream`, `stream_options`, `max_tokens`).
+    let request = ChatRequest::parse(body.clone()).ok();
     let progress = Progress::new();
     let call = Call {
         method: parts.method.clone(),
         path: parts.uri.path().to_owned(),
         headers: parts.headers.clone(),
         body,
-        model: chat
+        model: request
             .as_ref()
-            .and_then(|chat| chat.model().map(str::to_owned)),
+            .and_then(|request| request.model().map(str::to_owned)),
         progress: progress.clone(),
     };
     if let Ok(mut calls) = state.calls.lock() {
@@ -145,37 +150,62 @@ async fn handle(
             let code = (status == StatusCode::NOT_FOUND).then_some("model_not_found");
             return Ok(coded_error_response(status, &message, code, retry_after));
         }
-        Some(Fault::AbortAfterChunks(_)) | None => {}
+        Some(Fault::AbortAfterChunks(_) | Fault::ErrorAfterChunks(_)) | None => {}
     }
 
-    let response = match (&parts.method, parts.uri.path()) {
-        (&Method::GET, "/v1/models") => {
-            let data: Vec<_> = state
-                .models
-                .iter()
-                .map(|id| json!({"id": id, "object": "model", "created": 1_714_000_000u64, "owned_by": "tollgate-mock"}))
-                .collect();
-            json_response(json!({"object": "list", "data": data}).to_string().into())
+    let path = parts.uri.path();
+    let answer = match (&parts.method, path, &request) {
+        (&Method::GET, "/v1/models", _) => Ok(state.model_list()),
+        (&Method::POST, "/v1/chat/completions", Some(chat)) => {
+            Ok(crate::chat::answer(&state, chat, &behavior))
         }
-        (&Method::POST, "/v1/chat/completions") => match chat {
-            Some(chat) => return Ok(completion(&state, &chat, &behavior, guard)),
-            None => error_response(
-                StatusCode::BAD_REQUEST,
-                "We could not parse the JSON body of your request.",
-                None,
-            ),
-        },
-        (method, path) => error_response(
-            StatusCode::NOT_FOUND,
-            &format!("Invalid URL ({method} {path})"),
+        (&Method::POST, "/v1/responses", Some(request)) => {
+            crate::responses::answer(&state, request, &behavior)
+        }
+        (&Method::POST, "/v1/completions", Some(request)) => {
+            crate::completions::answer(&state, request, &behavior)
+        }
+        (&Method::POST, "/v1/embeddings", Some(request)) => crate::embeddings::answer(request),
+        (
+            &Method::POST,
+            "/v1/chat/completions" | "/v1/responses" | "/v1/completions" | "/v1/embeddings",
             None,
-        ),
+        ) => Err(Rejection::bad_request(
+            "We could not parse the JSON body of your request.",
+        )),
+        (method, path, _) => Err(Rejection {
+            status: StatusCode::NOT_FOUND,
+            message: format!("Invalid URL ({method} {path})"),
+        }),
     };
-    progress.finish(Outcome::Completed);
-    Ok(response)
+    match answer {
+        Ok(Answer::Stream(plan)) => Ok(plan.into_response(guard)),
+        Ok(Answer::Json(body)) => {
+            progress.finish(Outcome::Completed);
+            Ok(json_response(body))
+        }
+        Err(rejection) => {
+            progress.finish(Outcome::Completed);
+            Ok(error_response(rejection.status, &rejection.message, None))
+        }
+    }
 }
 
 impl State {
+    /// A number for the next answer's ids, unique for the mock's lifetime.
+    pub(crate) fn new_id(&self) -> u64 {
+        self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn model_list(&self) -> Answer {
+        let data: Vec<_> = self
+            .models
+            .iter()
+            .map(|id| json!({"id": id, "object": "model", "created": CREATED, "owned_by": "tollgate-mock"}))
+            .collect();
+        Answer::Json(json!({"object": "list", "data": data}).to_string().into())
+    }
+
     /// The behavior configured for `model`, counting down a limited rule.
     fn model_behavior(&self, model: Option<&str>) -> Behavior {
         let (Some(model), Ok(mut rules)) = (model, self.rules.lock()) else {
@@ -193,56 +223,6 @@ impl State {
             None => rule.behavior.clone(),
         }
     }
-}
-
-fn completion(
-    state: &State,
-    chat: &ChatRequest,
-    behavior: &Behavior,
-    guard: HangUpGuard,
-) -> Response<MockBody> {
-    let reply_words: Vec<&str> = state.reply.split_inclusive(' ').collect();
-    let wanted = behavior.chunks.unwrap_or(reply_words.len());
-    let allowed = chat
-        .max_completion_tokens()
-        .map_or(wanted, |max| wanted.min(max as usize));
-    let words: Vec<String> = reply_words
-        .iter()
-        .cycle()
-        .take(allowed)
-        .map(|word| (*word).to_owned())
-        .collect();
-    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-    let completion = Completion {
-        id: format!("chatcmpl-mock-{id}"),
-        model: chat.model().unwrap_or("mock").to_owned(),
-        finish_reason: if allowed < wanted { "length" } else { "stop" },
-        usage: Usage::new(prompt_tokens(chat), words.len() as u64),
-        words,
-        include_usage: chat.include_usage(),
-    };
-    if !chat.stream() {
-        guard.0.finish(Outcome::Completed);
-        return json_response(completion.json());
-    }
-    let frames = completion.sse_frames(behavior.chunk_delay.unwrap_or_default());
-    // The role chunk comes first, so "after N content chunks" is frame N + 1.
-    let abort = match behavior.fault {
-        Some(Fault::AbortAfterChunks(chunks)) => Some(chunks + 1),
-        _ => None,
-    };
-    let stream = MockStream::new(frames, abort, guard);
-    let mut response = Response::new(stream.boxed());
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
-    headers.insert("cache-control", HeaderValue::from_static("no-cache"));
-    response
-}
-
-/// The mock's token count: a quarter of the message text bytes, rounded up, plus 3 per
-/// message (OpenAI's per-message overhead). Deterministic, so tests can predict it.
-pub fn prompt_tokens(chat: &ChatRequest) -> u64 {
-    (chat.prompt_bytes().div_ceil(4) + 3 * chat.message_count()) as u64
 }
 
 fn json_response(body: Bytes) -> Response<MockBody> {
