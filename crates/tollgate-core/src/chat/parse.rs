@@ -523,7 +523,9 @@ impl<'de> Visitor<'de> for MessageSeed {
                 .iter()
                 .position(|read| *read == key)
                 .map(|i| i as u32);
-            seen.record(key.clone(), bit, || format!("messages[{}].{key}", self.index))?;
+            seen.record(key.clone(), bit, || {
+                format!("messages[{}].{key}", self.index)
+            })?;
             match &*key {
                 "role" => message.role = string_field(base, map.next_value()?),
                 "content" => message.content = content(base, map.next_value()?),
