@@ -12,7 +12,6 @@ use tollgate_core::error::source_chain;
 use tollgate_core::{GatewayError, ResponseBody};
 
 use crate::errors;
-use crate::headers::strip_hop_by_hop;
 use crate::service::Shared;
 
 /// Why one exchange did not produce a response to pass on.
@@ -62,7 +61,7 @@ impl Shared {
         let status = response.status();
         if is_answer(status) {
             let (mut parts, body) = response.into_parts();
-            strip_hop_by_hop(&mut parts.headers);
+            crate::headers::for_client(&mut parts.headers);
             return Ok(Response::from_parts(parts, ResponseBody::inner(body)));
         }
         if !status.is_client_error() && !status.is_server_error() {

@@ -137,10 +137,35 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
 }
 
 /// Removes the hop-by-hop headers, and those the `Connection` header names.
-pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let listed = connection_listed(headers);
     for name in HOP_BY_HOP.iter().chain(&listed) {
         headers.remove(name);
+    }
+}
+
+/// Headers of the provider's answer that describe the gateway's own account with it: which
+/// organization and project the provider billed (the operator's, under the gateway's key) and
+/// the provider's cookies. The client never sees them.
+const PROVIDER_ACCOUNT: [HeaderName; 3] = [
+    HeaderName::from_static("openai-organization"),
+    HeaderName::from_static("openai-project"),
+    header::SET_COOKIE,
+];
+
+/// The provider's request id goes back under this name, so that the gateway's own
+/// `x-request-id` is the one the client sees and both can be matched in logs.
+const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-request-id");
+
+/// Cleans the provider's response head for the client: hop-by-hop headers and the provider
+/// account's headers go, and the provider's `x-request-id` becomes `x-upstream-request-id`.
+pub(crate) fn for_client(headers: &mut HeaderMap) {
+    strip_hop_by_hop(headers);
+    for name in &PROVIDER_ACCOUNT {
+        headers.remove(name);
+    }
+    if let Some(id) = headers.remove("x-request-id") {
+        headers.insert(UPSTREAM_REQUEST_ID, id);
     }
 }
 

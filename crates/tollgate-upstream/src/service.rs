@@ -31,7 +31,9 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 ///   `openai-beta`, `idempotency-key`, `x-request-id`) and those the operator allows
 ///   ([`UpstreamBuilder::forward_header`](crate::UpstreamBuilder::forward_header)), with the
 ///   operator's fixed headers ([`UpstreamBuilder::header`](crate::UpstreamBuilder::header)) in
-///   place of the client's. Hop-by-hop headers are dropped both ways.
+///   place of the client's. Hop-by-hop headers are dropped both ways; the provider's
+///   `openai-organization`, `openai-project` and `set-cookie` never reach the client, and its
+///   `x-request-id` comes back as `x-upstream-request-id`.
 /// - Only a 200 or 201 is passed on as an answer. Failures become envelopes: connect/DNS
 ///   failure → 503 `provider_unavailable`; a connection that breaks after the request was
 ///   sent → 502 `provider_error` (never re-sent); connect, first-byte or total timeout → 504

@@ -238,3 +238,43 @@ fn a_fixed_header_stays_out_of_debug_output() {
     assert!(!format!("{builder:?}").contains("sk-azure-secret"));
     assert!(!format!("{:?}", builder.build()).contains("sk-azure-secret"));
 }
+
+/// The provider's answer names the organization and project it billed (the gateway
+/// operator's) and may set cookies: the client sees none of them, and the gateway's request id
+/// stays the one it sees, the provider's moving to `x-upstream-request-id`.
+#[tokio::test]
+async fn the_providers_account_headers_never_reach_the_client() {
+    let provider =
+        tollgate_testkit::TestServer::start(tower::service_fn(|_request: Request<Body>| async {
+            let response = http::Response::builder()
+                .header("content-type", "application/json")
+                .header("openai-organization", "org-operator")
+                .header("openai-project", "proj_operator")
+                .header("set-cookie", "__cf_bm=secret")
+                .header("x-request-id", "req_provider")
+                .header("openai-processing-ms", "12")
+                .body(Body::from(
+                    r#"{"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
+                ))
+                .unwrap();
+            Ok::<_, std::convert::Infallible>(response)
+        }))
+        .await;
+    let upstream = Upstream::builder(&provider.url()).unwrap().build();
+    let request = Request::post("/v1/chat/completions")
+        .body(Body::from(r#"{"model":"gpt-5.4","messages":[]}"#))
+        .unwrap();
+    let response = upstream.oneshot(request).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers();
+    for name in [
+        "openai-organization",
+        "openai-project",
+        "set-cookie",
+        "x-request-id",
+    ] {
+        assert!(!headers.contains_key(name), "{name} reached the client");
+    }
+    assert_eq!(headers["x-upstream-request-id"], "req_provider");
+    assert_eq!(headers["openai-processing-ms"], "12", "other headers pass");
+}
