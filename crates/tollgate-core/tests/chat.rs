@@ -324,7 +324,7 @@ fn parse_err(body: &[u8]) -> tollgate_core::ParseError {
 #[test]
 fn a_duplicate_member_is_refused_naming_it() {
     use tollgate_core::chat::ParseErrorKind;
-    let cases: [(&str, &str); 5] = [
+    let cases: [(&str, &str); 7] = [
         (
             r#"{"model":"gpt-4o","model":"gpt-5.4","messages":[]}"#,
             "model",
@@ -344,6 +344,14 @@ fn a_duplicate_member_is_refused_naming_it() {
         (
             r#"{"model":"m","messages":[],"stream":false,"stream":true}"#,
             "stream",
+        ),
+        (
+            r#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":false,"include_usage":true}}"#,
+            "stream_options.include_usage",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"text","text":"b","text":"a much longer text"}]}]}"#,
+            "messages[0].content[1].text",
         ),
     ];
     for (body, member) in cases {

@@ -321,7 +321,9 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "stream" => fields.stream = bool_field(map.next_value()?),
                 "stream_options" => {
                     let raw: &RawValue = map.next_value()?;
-                    fields.stream_options = stream_options(base, raw);
+                    fields.stream_options = stream_options(base, raw).map_err(|member| {
+                        de::Error::custom(format_args!("{DUPLICATE}stream_options.{member}"))
+                    })?;
                     fields.null_stream_options = (JsonType::of(raw.get()) == JsonType::Null)
                         .then(|| span_of(base, raw.get()));
                 }
@@ -362,7 +364,15 @@ fn string_list(base: usize, raw: &RawValue) -> Field<Vec<Field<StrSpan>>> {
     }
 }
 
-fn stream_options(base: usize, raw: &RawValue) -> Field<StreamOptions> {
+/// The member a serde-derived struct found twice, from its error (``duplicate field `x` ``).
+fn duplicate_field(error: &serde_json::Error) -> Option<String> {
+    let text = error.to_string();
+    let rest = text.strip_prefix("duplicate field `")?;
+    Some(rest[..rest.find('`')?].to_owned())
+}
+
+/// `stream_options` as found; `Err(member)` when the object names `member` twice.
+fn stream_options(base: usize, raw: &RawValue) -> Result<Field<StreamOptions>, String> {
     #[derive(serde::Deserialize)]
     struct Wire<'a> {
         #[serde(borrow)]
@@ -374,16 +384,21 @@ fn stream_options(base: usize, raw: &RawValue) -> Field<StreamOptions> {
             // `text` is a slice of the body, so spans borrowed from it stay relative to `base`.
             let wire: Wire<'_> = match serde_json::from_str(text) {
                 Ok(wire) => wire,
-                Err(_) => return Field::Invalid(JsonType::Object),
+                Err(error) => {
+                    return match duplicate_field(&error) {
+                        Some(member) => Err(member),
+                        None => Ok(Field::Invalid(JsonType::Object)),
+                    };
+                }
             };
-            Field::Value(StreamOptions {
+            Ok(Field::Value(StreamOptions {
                 span: span_of(base, text),
                 include_usage: wire.include_usage.map_or(Field::Absent, bool_field),
                 include_usage_span: wire.include_usage.map(|raw| span_of(base, raw.get())),
-            })
+            }))
         }
-        JsonType::Null => Field::Absent,
-        other => Field::Invalid(other),
+        JsonType::Null => Ok(Field::Absent),
+        other => Ok(Field::Invalid(other)),
     }
 }
 
@@ -528,7 +543,14 @@ impl<'de> Visitor<'de> for MessageSeed {
             })?;
             match &*key {
                 "role" => message.role = string_field(base, map.next_value()?),
-                "content" => message.content = content(base, map.next_value()?),
+                "content" => {
+                    message.content = content(base, map.next_value()?).map_err(|part| {
+                        de::Error::custom(format_args!(
+                            "{DUPLICATE}messages[{}].content{part}",
+                            self.index
+                        ))
+                    })?;
+                }
                 "name" => message.name = string_field(base, map.next_value()?).value().copied(),
                 "tool_calls" | "function_call" => {
                     let raw: &RawValue = map.next_value()?;
@@ -543,7 +565,8 @@ impl<'de> Visitor<'de> for MessageSeed {
     }
 }
 
-fn content(base: usize, raw: &RawValue) -> Content {
+/// A message's `content`; `Err(path)` (such as `[1].text`) when a part names a member twice.
+fn content(base: usize, raw: &RawValue) -> Result<Content, String> {
     #[derive(serde::Deserialize)]
     struct WirePart<'a> {
         #[serde(rename = "type", borrow)]
@@ -552,7 +575,7 @@ fn content(base: usize, raw: &RawValue) -> Content {
         text: Option<&'a RawValue>,
     }
     let text = raw.get();
-    match JsonType::of(text) {
+    Ok(match JsonType::of(text) {
         JsonType::String => match string_field(base, raw) {
             Field::Value(string) => Content::Text(string),
             _ => Content::Invalid(JsonType::String),
@@ -561,25 +584,26 @@ fn content(base: usize, raw: &RawValue) -> Content {
             // Parts are small next to the whole body; reading them from their own slice keeps
             // the one-pass parse simple, and the spans stay relative to the body.
             let parts: Vec<&RawValue> = serde_json::from_str(text).unwrap_or_default();
-            Content::Parts(
-                parts
-                    .into_iter()
-                    .map(
-                        |part| match serde_json::from_str::<WirePart<'_>>(part.get()) {
-                            Ok(WirePart {
-                                kind: Some(kind),
-                                text: Some(text),
-                            }) if kind == "text" => match string_field(base, text) {
-                                Field::Value(text) => Part::Text(text),
-                                _ => Part::Other,
-                            },
-                            _ => Part::Other,
-                        },
-                    )
-                    .collect(),
-            )
+            let mut read = Vec::with_capacity(parts.len());
+            for (index, part) in parts.into_iter().enumerate() {
+                read.push(match serde_json::from_str::<WirePart<'_>>(part.get()) {
+                    Ok(WirePart {
+                        kind: Some(kind),
+                        text: Some(text),
+                    }) if kind == "text" => match string_field(base, text) {
+                        Field::Value(text) => Part::Text(text),
+                        _ => Part::Other,
+                    },
+                    Ok(_) => Part::Other,
+                    Err(error) => match duplicate_field(&error) {
+                        Some(member) => return Err(format!("[{index}].{member}")),
+                        None => Part::Other,
+                    },
+                });
+            }
+            Content::Parts(read)
         }
         JsonType::Null => Content::Absent,
         other => Content::Invalid(other),
-    }
+    })
 }
