@@ -686,3 +686,39 @@ async fn duplicate_members_are_refused_before_the_upstream() {
         "nothing reached the provider"
     );
 }
+
+/// Embeddings (and the Responses API, and legacy completions) carry their prompt in `input` or
+/// `prompt`: it is reserved for, not treated as empty.
+#[tokio::test]
+async fn an_embeddings_prompt_is_reserved_for() {
+    let running = start(MockUpstream::start().await).await;
+    let before = running.handles.ledger.balance("acct_demo").await.unwrap();
+    let input = "word ".repeat(2_000);
+    let body = json!({"model": "text-embedding-3-small", "input": [input]});
+    let request = Request::post("/v1/embeddings")
+        .header("host", "gateway")
+        .header("authorization", format!("Bearer {DEMO}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = tollgate_testkit::send(running.server.addr(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let left: u64 = response.headers()["x-tollgate-balance"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    // 10,000 bytes of input at 20,000 micro-units per million tokens: at least 200 reserved.
+    assert!(before - left >= 200, "reserved only {}", before - left);
+    let json: Value =
+        serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+    let used = json["usage"]["prompt_tokens"].as_u64().unwrap();
+    let after = running.handles.ledger.balance("acct_demo").await.unwrap();
+    assert_eq!(
+        before - after,
+        used * 20_000 / 1_000_000,
+        "settled at the real usage"
+    );
+}

@@ -349,8 +349,19 @@ impl ChatRequest {
         self.inner.messages.value().map_or(0, Vec::len)
     }
 
-    /// Bytes of message text (string contents, text parts and names) as written in the JSON:
-    /// an upper bound of the decoded text, and so of its tokens under a byte-level BPE.
+    /// Bytes of prompt text as written in the JSON: message text (string contents, text parts
+    /// and names), and the whole of `input`, `instructions`, `prompt` and `tools` (the Responses
+    /// API's, legacy completions' and embeddings' prompts, and tool definitions). An upper
+    /// bound of the decoded text, and so of its tokens under a byte-level BPE.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tollgate_core::ChatRequest;
+    ///
+    /// let embeddings = ChatRequest::parse(Bytes::from_static(br#"{"model":"e","input":["hello","world"]}"#))?;
+    /// assert_eq!(embeddings.prompt_bytes(), r#"["hello","world"]"#.len());
+    /// # Ok::<(), tollgate_core::ParseError>(())
+    /// ```
     pub fn prompt_bytes(&self) -> usize {
         self.inner.prompt_bytes
     }

@@ -264,7 +264,7 @@ struct TopVisitor {
 }
 
 /// The top-level members the parse reads.
-const READ_FIELDS: [&str; 12] = [
+const READ_FIELDS: [&str; 16] = [
     "fallbacks",
     "model",
     "messages",
@@ -277,6 +277,10 @@ const READ_FIELDS: [&str; 12] = [
     "n",
     "presence_penalty",
     "frequency_penalty",
+    "input",
+    "instructions",
+    "prompt",
+    "tools",
 ];
 
 impl<'de> Visitor<'de> for TopVisitor {
@@ -313,10 +317,23 @@ impl<'de> Visitor<'de> for TopVisitor {
                     });
                 }
                 "model" => fields.model = string_field(base, map.next_value()?),
+                // What else a model reads as its prompt: the Responses API's `input` and
+                // `instructions`, legacy completions' and embeddings' `prompt`/`input` (text or
+                // token ids), and tool definitions. Their JSON as written bounds their tokens
+                // from above (a token id takes at least one byte).
+                "input" | "instructions" | "prompt" | "tools" => {
+                    let raw: &RawValue = map.next_value()?;
+                    if JsonType::of(raw.get()) != JsonType::Null {
+                        fields.prompt_bytes += raw.get().len();
+                    }
+                    if !KNOWN_FIELDS.contains(&&*key) {
+                        fields.unknown_fields.push((*key).into());
+                    }
+                }
                 "messages" => {
                     let (messages, prompt_bytes) = map.next_value_seed(MessagesSeed { base })?;
                     fields.messages = messages;
-                    fields.prompt_bytes = prompt_bytes;
+                    fields.prompt_bytes += prompt_bytes;
                 }
                 "stream" => fields.stream = bool_field(map.next_value()?),
                 "stream_options" => {
