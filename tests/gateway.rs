@@ -722,3 +722,39 @@ async fn an_embeddings_prompt_is_reserved_for() {
         "settled at the real usage"
     );
 }
+
+/// A Responses API stream settles from its final `response.completed` event.
+#[tokio::test]
+async fn a_responses_stream_settles_at_its_usage() {
+    let running = start(MockUpstream::start().await).await;
+    let before = running.handles.ledger.balance("acct_demo").await.unwrap();
+    let body =
+        json!({"model": "gpt-5.4", "input": "Say hello", "stream": true, "max_output_tokens": 100});
+    let request = Request::post("/v1/responses")
+        .header("host", "gateway")
+        .header("authorization", format!("Bearer {DEMO}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = tollgate_testkit::send(running.server.addr(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let text = body_text(response).await;
+    assert!(text.contains("event: response.completed"), "{text}");
+    let completed = text
+        .split("\n\n")
+        .find(|event| event.starts_with("event: response.completed"))
+        .unwrap();
+    let data: Value = serde_json::from_str(completed.split_once("data: ").unwrap().1).unwrap();
+    let usage = &data["response"]["usage"];
+    let (input, output) = (
+        usage["input_tokens"].as_u64().unwrap(),
+        usage["output_tokens"].as_u64().unwrap(),
+    );
+    let prices = running.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    // Settlement happens as the stream ends; give the body's drop a moment.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = running.handles.ledger.balance("acct_demo").await.unwrap();
+    assert_eq!(before - after, prices.cost(input, output));
+}

@@ -98,9 +98,9 @@ impl fmt::Debug for SseObservers {
     }
 }
 
-/// What an OpenAI chat completion stream said: its usage chunk, finish reasons, whether
-/// `[DONE]` arrived, and how much text it streamed (to estimate output tokens when no usage
-/// came).
+/// What an OpenAI chat completion (or Responses API) stream said: its usage, finish reasons,
+/// whether `[DONE]` arrived, and how much text it streamed (to estimate output tokens when no
+/// usage came).
 ///
 /// ```
 /// use tollgate_sse::{ChatStreamSummary, SseParser};
@@ -117,6 +117,19 @@ impl fmt::Debug for SseObservers {
 /// assert_eq!(summary.finish_reasons, ["stop"]);
 /// assert_eq!(summary.content_bytes, 5);
 /// assert!(summary.done);
+///
+/// // The Responses API: named events, usage on the final `response`.
+/// let stream = concat!(
+///     "event: response.output_text.delta\n",
+///     "data: {\"type\":\"response.output_text.delta\",\"delta\":\"Hi\"}\n\n",
+///     "event: response.completed\n",
+///     "data: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":1,\"total_tokens\":10}}}\n\n",
+/// );
+/// let mut summary = ChatStreamSummary::default();
+/// SseParser::new().feed(stream.as_bytes(), |event| summary.observe(event));
+/// assert_eq!(summary.usage.unwrap().prompt_tokens, 9);
+/// assert_eq!(summary.content_bytes, 2);
+/// assert!(!summary.error);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ChatStreamSummary {
@@ -145,9 +158,18 @@ impl ChatStreamSummary {
             return;
         };
         self.chunks += 1;
-        self.error |= chunk.error.is_some();
-        if let Some(usage) = chunk.usage {
+        // The Responses API names its events: `error` and `response.failed` end a stream badly,
+        // its text comes as `delta`s, and its usage rides on the final `response` object.
+        let kind = chunk.kind.as_deref();
+        self.error |= chunk.error.is_some() || matches!(kind, Some("error" | "response.failed"));
+        if let Some(usage) = chunk
+            .usage
+            .or(chunk.response.and_then(|response| response.usage))
+        {
             self.usage = Some(usage);
+        }
+        if kind == Some("response.output_text.delta") {
+            self.content_bytes += chunk.delta.map_or(0, |delta| delta.len());
         }
         for choice in chunk.choices.unwrap_or_default() {
             if let Some(reason) = choice.finish_reason {
@@ -195,6 +217,19 @@ struct ChunkView<'a> {
     usage: Option<Usage>,
     #[serde(default)]
     error: Option<serde::de::IgnoredAny>,
+    #[serde(rename = "type", borrow, default)]
+    kind: Option<Cow<'a, str>>,
+    #[serde(default)]
+    response: Option<ResponseView>,
+    #[serde(borrow, default)]
+    delta: Option<Cow<'a, str>>,
+}
+
+/// The `response` object of a Responses API event; its final one carries the usage.
+#[derive(Deserialize)]
+struct ResponseView {
+    #[serde(default)]
+    usage: Option<Usage>,
 }
 
 #[derive(Deserialize)]
