@@ -47,12 +47,22 @@ pub struct UsageRecord {
     pub account: String,
     /// The model that served the request.
     pub model: String,
-    /// Prompt tokens charged.
+    /// Prompt tokens, as the upstream reported them (or as estimated, see `usage`).
     pub prompt_tokens: u64,
-    /// Completion tokens charged.
+    /// Completion tokens, as the upstream reported them (or as estimated, see `usage`).
     pub completion_tokens: u64,
-    /// What was charged, in micro-units.
+    /// What the ledger took, in micro-units: the account's balance dropped by exactly this
+    /// (0 when the settlement itself failed).
     pub cost: Micros,
+    /// What the request owed before any cap, in micro-units: the tokens above at the model's
+    /// prices (the whole reservation under [`NoUsagePolicy::KeepReservation`], 0 for a failed
+    /// request). Above `cost` when the request was capped.
+    pub uncapped_cost: Micros,
+    /// The ledger took less than `uncapped_cost`: the upstream used more than the reservation
+    /// allowed for (it ignored `max_tokens`), and the charge stopped at the reservation plus
+    /// what the balance held, so the balance never goes negative. Also set when an estimated
+    /// charge stopped at the reservation, or a settlement failed.
+    pub capped: bool,
     /// The response status.
     pub status: u16,
     /// From the request reaching the gate to its settlement, in milliseconds.
@@ -151,23 +161,23 @@ impl<L: Ledger> Accountant<L> {
             ),
             Ending::Failed => (0, 0, UsageSource::None),
         };
-        let cost = match (source, self.policy) {
+        let owed = match (source, self.policy) {
             (UsageSource::None, _) => 0,
             (UsageSource::Estimated, NoUsagePolicy::KeepReservation) => reservation.amount,
-            (UsageSource::Estimated, NoUsagePolicy::ChargeObserved) => {
-                self.prices.cost(prompt, completion).min(reservation.amount)
-            }
-            (UsageSource::Observed, _) => self.prices.cost(prompt, completion),
+            (UsageSource::Estimated, NoUsagePolicy::ChargeObserved)
+            | (UsageSource::Observed, _) => self.prices.cost(prompt, completion),
         };
-        let settle = self.ledger.settle(reservation, cost);
-        run(settle, |settled| {
-            if let Err(error) = settled {
-                tracing::error!(error = %error, "settling a reservation failed");
-            }
-        });
-        if let Some(sink) = &self.sink {
+        // An estimate is a guess, so it never charges past what was set aside; reported usage
+        // is asked for in full, and the ledger stops it at the reservation plus the balance.
+        let asked = match source {
+            UsageSource::Estimated => owed.min(reservation.amount),
+            UsageSource::Observed | UsageSource::None => owed,
+        };
+        // Built now, while the request's parts are at hand; completed with what the ledger
+        // really took once the settlement (perhaps asynchronous) is done.
+        let report = self.sink.clone().map(|sink| {
             let base = &self.record;
-            sink.record(UsageRecord {
+            let record = UsageRecord {
                 request_id: base
                     .request_id
                     .as_ref()
@@ -178,12 +188,32 @@ impl<L: Ledger> Accountant<L> {
                 model: base.model.to_string(),
                 prompt_tokens: prompt,
                 completion_tokens: completion,
-                cost,
+                cost: 0,
+                uncapped_cost: owed,
+                capped: false,
                 status: base.status,
-                latency_ms: self.started.elapsed().as_millis() as u64,
+                latency_ms: 0,
                 usage: source,
-            });
-        }
+            };
+            (sink, record)
+        });
+        let started = self.started;
+        let settle = self.ledger.settle(reservation, asked);
+        run(settle, move |settled| {
+            let charged = match settled {
+                Ok(settlement) => settlement.charged,
+                Err(error) => {
+                    tracing::error!(error = %error, "settling a reservation failed");
+                    0
+                }
+            };
+            if let Some((sink, mut record)) = report {
+                record.cost = charged;
+                record.capped = charged < owed;
+                record.latency_ms = started.elapsed().as_millis() as u64;
+                sink.record(record);
+            }
+        });
     }
 }
 

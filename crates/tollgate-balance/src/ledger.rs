@@ -24,7 +24,8 @@ pub struct Reservation {
 /// What a settlement did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Settlement {
-    /// What was charged.
+    /// What was charged: the amount asked for, or less when the reservation and the balance
+    /// together could not cover it.
     pub charged: Micros,
     /// The account's balance afterwards (reservations in flight excluded).
     pub balance: Micros,

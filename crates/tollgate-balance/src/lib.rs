@@ -15,9 +15,10 @@
 //!   [`ModelInfo`](tollgate_core::ModelInfo)'s (a response that names another model in its
 //!   extensions, after a fallback, settles at that model's price). Requests without both pass
 //!   through unbilled.
-//! - Before the request: reserve the estimate, prompt tokens × input price + requested
-//!   completion tokens (`max_completion_tokens` / `max_tokens`, else the model's max output) ×
-//!   output price. No credit → 402 `insufficient_balance` "Your prepaid credit has run out...";
+//! - Before the request: reserve the estimate ([`TokenEstimate`](tollgate_core::TokenEstimate)),
+//!   prompt tokens × input price + requested completion tokens (`max_completion_tokens` /
+//!   `max_tokens`, else the model's max output, times `n` choices) × output price. No credit →
+//!   402 `insufficient_balance` "Your prepaid credit has run out...";
 //!   not enough → 402 saying what the request may cost and what is left; details
 //!   `{balance, required}`.
 //! - After: settle to the real cost from `usage` — at the end of a JSON body (only its tail is
@@ -26,9 +27,13 @@
 //!   the stack, else by wrapping the stream itself). An error response, or an upstream that
 //!   fails mid-stream, releases the reservation. No usage (client gone mid-stream) → the
 //!   [`NoUsagePolicy`], `ChargeObserved` by default.
+//! - Spend never exceeds what the account holds: an upstream that reports more than was
+//!   reserved (it ignored `max_tokens`) is charged at most the reservation plus the balance
+//!   left, the balance stops at zero, and the record says `capped`.
 //! - Optionally, `x-tollgate-balance` on the response: the balance left after the
 //!   reservation, in micro-units.
-//! - A [`UsageSink`] gets one [`UsageRecord`] per finished request.
+//! - A [`UsageSink`] gets one [`UsageRecord`] per finished request, once its settlement is
+//!   done: its `cost` is what the ledger took.
 //!
 //! Put it inside `SsePassthroughLayer` (so streams are parsed once and usage injection feeds
 //! it) and just before the upstream.

@@ -1,5 +1,6 @@
 //! BalanceGateLayer: reservations under concurrency, settlement from JSON and SSE usage (the
-//! testkit upstream), release on upstream errors, the no-usage policy, top-ups, the sink.
+//! testkit upstream), release on upstream errors, the no-usage policy, top-ups, the sink, `n`
+//! in the reservation, and the cap on an upstream that uses more than was reserved.
 
 use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
@@ -10,7 +11,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tollgate_balance::{
-    BalanceGateLayer, InMemoryLedger, Ledger, UsageRecord, UsageSink, UsageSource,
+    BalanceGateLayer, InMemoryLedger, Ledger, NoUsagePolicy, UsageRecord, UsageSink, UsageSource,
 };
 use tollgate_core::{Body, ChatRequest, ModelInfo, Prices, Principal};
 use tollgate_testkit::{Forward, MockUpstream, body_text, prompt_tokens};
@@ -190,6 +191,7 @@ async fn a_json_response_settles_to_its_usage() {
     assert_eq!(ledger.balance("acct_1").await.unwrap(), 1_000_000 - cost);
     let records = records.wait(1).await;
     assert_eq!(records[0].cost, cost);
+    assert_eq!((records[0].uncapped_cost, records[0].capped), (cost, false));
     assert_eq!(records[0].usage, UsageSource::Observed);
     assert_eq!(records[0].request_id.as_deref(), Some("req_bal"));
     assert_eq!(
@@ -240,8 +242,13 @@ async fn an_upstream_error_releases_the_reservation() {
     assert_eq!(ledger.balance("acct_1").await.unwrap(), 1_000_000);
     let records = records.wait(1).await;
     assert_eq!(
-        (records[0].cost, records[0].usage, records[0].status),
-        (0, UsageSource::None, 500)
+        (
+            records[0].cost,
+            records[0].capped,
+            records[0].usage,
+            records[0].status
+        ),
+        (0, false, UsageSource::None, 500)
     );
 }
 
@@ -277,4 +284,186 @@ async fn a_client_gone_mid_stream_is_charged_what_was_observed() {
         ledger.balance("acct_1").await.unwrap(),
         1_000_000 - record.cost
     );
+}
+
+#[tokio::test]
+async fn n_choices_reserve_n_times_the_completion_budget() {
+    let upstream = MockUpstream::start().await;
+    let ledger = ledger_with(1_000_000).await;
+    let service = ServiceBuilder::new()
+        .layer(BalanceGateLayer::with_shared_ledger(ledger.clone()).balance_header(true))
+        .service(Forward::to(&upstream.url()));
+    let mut body = hello(false);
+    body["n"] = json!(3);
+    let response = service.oneshot(chat_request(body)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    // 23 prompt bytes (the bound) and three completions of up to 100 tokens each.
+    assert_eq!(
+        response.headers()["x-tollgate-balance"],
+        (1_000_000 - PRICES.cost(23, 300)).to_string().as_str()
+    );
+}
+
+/// An upstream that ignores `max_tokens`: it reports 1,000,000 completion tokens, in a JSON
+/// body or an event stream, whatever was asked.
+async fn greedy_upstream(request: Request<Body>) -> Result<Response<Body>, Infallible> {
+    let usage =
+        json!({"prompt_tokens": 23, "completion_tokens": 1_000_000, "total_tokens": 1_000_023});
+    let stream = ChatRequest::parse(request.into_body().collect().await.unwrap().to_bytes())
+        .unwrap()
+        .stream();
+    let response = if stream {
+        let chunk = json!({"choices": [{"index": 0, "delta": {"content": "Hello"}, "finish_reason": "length"}]});
+        let last = json!({"choices": [], "usage": usage});
+        Response::builder()
+            .header("content-type", "text/event-stream")
+            .body(Body::from(format!(
+                "data: {chunk}\n\ndata: {last}\n\ndata: [DONE]\n\n"
+            )))
+    } else {
+        let body = json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"}, "finish_reason": "length"}], "usage": usage});
+        Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+    };
+    Ok(response.unwrap())
+}
+
+#[tokio::test]
+async fn usage_beyond_the_reservation_is_capped_at_the_reservation_plus_the_balance() {
+    let reservation = PRICES.cost(23, 100);
+    for stream in [false, true] {
+        let ledger = ledger_with(reservation + 50).await;
+        let records = Records::default();
+        let service = ServiceBuilder::new()
+            .layer(BalanceGateLayer::with_shared_ledger(ledger.clone()).usage_sink(records.clone()))
+            .service_fn(greedy_upstream);
+        let response = service.oneshot(chat_request(hello(stream))).await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.into_body().collect().await.unwrap();
+        let records = records.wait(1).await;
+        let record = &records[0];
+        assert_eq!(record.usage, UsageSource::Observed, "stream: {stream}");
+        assert_eq!(
+            (record.prompt_tokens, record.completion_tokens),
+            (23, 1_000_000)
+        );
+        assert_eq!(record.uncapped_cost, PRICES.cost(23, 1_000_000));
+        assert_eq!(
+            (record.cost, record.capped),
+            (reservation + 50, true),
+            "everything the account held, nothing more (stream: {stream})"
+        );
+        assert_eq!(ledger.balance("acct_1").await.unwrap(), 0);
+        // The ledger's own rule: an account at zero cannot go below it.
+        let account = Arc::from("acct_1");
+        assert!(ledger.reserve(&account, 1).await.is_err());
+    }
+}
+
+/// How the invariant test's upstream answers.
+enum Upstream {
+    /// The mock, with this `x-mock` behaviour if any.
+    Mock(Option<&'static str>),
+    /// [`greedy_upstream`].
+    Greedy,
+}
+
+#[tokio::test]
+async fn the_record_cost_is_what_the_ledger_took_on_every_path() {
+    let mut no_usage = hello(true);
+    no_usage["stream_options"]["include_usage"] = json!(false);
+    let cases = [
+        (
+            "usage within the budget",
+            hello(false),
+            Upstream::Mock(None),
+            NoUsagePolicy::ChargeObserved,
+        ),
+        (
+            "usage within the budget, streamed",
+            hello(true),
+            Upstream::Mock(None),
+            NoUsagePolicy::ChargeObserved,
+        ),
+        (
+            "an upstream error",
+            hello(false),
+            Upstream::Mock(Some("status=500")),
+            NoUsagePolicy::ChargeObserved,
+        ),
+        (
+            "a stream cut mid-body",
+            hello(true),
+            Upstream::Mock(Some("abort-after=2")),
+            NoUsagePolicy::ChargeObserved,
+        ),
+        (
+            "no usage, charge observed",
+            no_usage.clone(),
+            Upstream::Mock(None),
+            NoUsagePolicy::ChargeObserved,
+        ),
+        (
+            "no usage, keep the reservation",
+            no_usage,
+            Upstream::Mock(None),
+            NoUsagePolicy::KeepReservation,
+        ),
+        (
+            "usage beyond the reservation",
+            hello(false),
+            Upstream::Greedy,
+            NoUsagePolicy::ChargeObserved,
+        ),
+        (
+            "usage beyond the reservation, streamed",
+            hello(true),
+            Upstream::Greedy,
+            NoUsagePolicy::ChargeObserved,
+        ),
+    ];
+    for (case, body, upstream, policy) in cases {
+        // Little more than the reservation, so that a greedy upstream meets the balance.
+        let ledger = ledger_with(PRICES.cost(23, 100) + 50).await;
+        let start = ledger.balance("acct_1").await.unwrap();
+        let records = Records::default();
+        let layer = BalanceGateLayer::with_shared_ledger(ledger.clone())
+            .no_usage_policy(policy)
+            .usage_sink(records.clone());
+        let mut request = chat_request(body);
+        let greedy = matches!(upstream, Upstream::Greedy);
+        // A cut stream ends in an error: reading the body to its end is what matters here.
+        match upstream {
+            Upstream::Mock(behavior) => {
+                let mock = MockUpstream::start().await;
+                if let Some(behavior) = behavior {
+                    request
+                        .headers_mut()
+                        .insert("x-mock", behavior.parse().unwrap());
+                }
+                let service = ServiceBuilder::new()
+                    .layer(layer)
+                    .service(Forward::to(&mock.url()));
+                let response = service.oneshot(request).await.unwrap();
+                let _ = response.into_body().collect().await;
+            }
+            Upstream::Greedy => {
+                let service = ServiceBuilder::new()
+                    .layer(layer)
+                    .service_fn(greedy_upstream);
+                let response = service.oneshot(request).await.unwrap();
+                let _ = response.into_body().collect().await;
+            }
+        }
+        let records = records.wait(1).await;
+        let record = &records[0];
+        let taken = start - ledger.balance("acct_1").await.unwrap();
+        assert_eq!(record.cost, taken, "{case}: {record:?}");
+        assert_eq!(record.capped, record.cost < record.uncapped_cost, "{case}");
+        assert_eq!(
+            record.capped, greedy,
+            "only a greedy upstream is capped: {case}"
+        );
+    }
 }

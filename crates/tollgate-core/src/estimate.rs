@@ -12,7 +12,9 @@ use crate::{ChatRequest, ModelInfo, PromptTokens};
 ///   the parsed body's text, else 0 (no body was parsed).
 /// - `completion`: the request's own budget (`max_completion_tokens`, else `max_tokens`), else
 ///   the resolved model's max output, else 0: with neither, nothing bounds the completion
-///   before it happens, and settlement charges what it really used.
+///   before it happens, and settlement charges what it really used. The budget is per choice,
+///   so it is multiplied by `n` (an absent, zero or non-integer `n` counts 1; the product
+///   saturates): `n: 3` may generate three completions of `max_tokens` each.
 ///
 /// ```
 /// use bytes::Bytes;
@@ -23,6 +25,11 @@ use crate::{ChatRequest, ModelInfo, PromptTokens};
 /// extensions.insert(ChatRequest::parse(Bytes::from_static(br#"{"max_tokens":100}"#)).unwrap());
 /// extensions.insert(PromptTokens::Exact(12));
 /// assert_eq!(TokenEstimate::of(&extensions), TokenEstimate { prompt: 12, completion: 100 });
+///
+/// let mut extensions = Extensions::new();
+/// extensions.insert(ChatRequest::parse(Bytes::from_static(br#"{"max_tokens":100,"n":3}"#)).unwrap());
+/// extensions.insert(PromptTokens::Exact(12));
+/// assert_eq!(TokenEstimate::of(&extensions), TokenEstimate { prompt: 12, completion: 300 });
 ///
 /// let mut extensions = Extensions::new();
 /// extensions.insert(ChatRequest::parse(Bytes::from_static(b"{}")).unwrap());
@@ -49,12 +56,62 @@ impl TokenEstimate {
         let completion = chat
             .and_then(ChatRequest::max_completion_tokens)
             .or(model.map(|model| model.max_output_tokens))
-            .unwrap_or(0);
+            .unwrap_or(0)
+            .saturating_mul(chat.map_or(1, choices));
         TokenEstimate { prompt, completion }
     }
 
     /// Prompt and completion together.
     pub fn total(self) -> u64 {
         self.prompt.saturating_add(self.completion)
+    }
+}
+
+/// How many completions the request asks for: `n` when a positive integer, else the one an
+/// upstream generates by default.
+fn choices(chat: &ChatRequest) -> u64 {
+    chat.n_field()
+        .value()
+        .and_then(|n| n.as_u64())
+        .filter(|&n| n > 0)
+        .unwrap_or(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn completion(body: &'static str) -> u64 {
+        let mut extensions = Extensions::new();
+        extensions.insert(ChatRequest::parse(Bytes::from_static(body.as_bytes())).unwrap());
+        extensions.insert(ModelInfo::new("m", 8_192, 1_024));
+        TokenEstimate::of(&extensions).completion
+    }
+
+    #[test]
+    fn n_multiplies_the_completion_budget_and_an_unusable_n_counts_one() {
+        assert_eq!(completion(r#"{"max_tokens":100,"n":3}"#), 300);
+        assert_eq!(
+            completion(r#"{"n":2}"#),
+            2_048,
+            "the model's max output, per choice"
+        );
+        for one in [
+            r#"{"max_tokens":100}"#,
+            r#"{"max_tokens":100,"n":null}"#,
+            r#"{"max_tokens":100,"n":0}"#,
+            r#"{"max_tokens":100,"n":-2}"#,
+            r#"{"max_tokens":100,"n":2.5}"#,
+            r#"{"max_tokens":100,"n":"3"}"#,
+        ] {
+            assert_eq!(completion(one), 100, "{one}");
+        }
+        assert_eq!(
+            completion(r#"{"max_tokens":18446744073709551615,"n":2}"#),
+            u64::MAX,
+            "saturates"
+        );
     }
 }
