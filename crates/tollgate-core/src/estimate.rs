@@ -3,16 +3,21 @@
 
 use http::Extensions;
 
-use crate::{ChatRequest, ModelInfo, PromptTokens};
+use crate::{ChatRequest, Endpoint, ModelInfo, PromptTokens};
+
+/// OpenAI's `max_tokens` default on `/v1/completions`.
+const LEGACY_COMPLETION_DEFAULT: u64 = 16;
 
 /// The most tokens a request may use, known before the upstream answers: what the rate
 /// limiter charges against token quotas and what the balance gate reserves money for.
 ///
 /// - `prompt`: the guard's [`PromptTokens`] (exact, or its byte bound), else the byte bound of
 ///   the parsed body's text, else 0 (no body was parsed).
-/// - `completion`: the request's own budget (`max_completion_tokens`, else `max_tokens`), else
-///   the resolved model's max output, else 0: with neither, nothing bounds the completion
-///   before it happens, and settlement charges what it really used. The budget is per choice,
+/// - `completion`: the request's own budget (`max_completion_tokens`, else
+///   `max_output_tokens`, else `max_tokens`), else the resolved model's max output, else 0: with
+///   neither, nothing bounds the completion before it happens, and settlement charges what it
+///   really used. By the routed [`Endpoint`]: 0 for embeddings (they generate nothing), and 16
+///   for legacy completions without `max_tokens` (OpenAI's default). The budget is per choice,
 ///   so it is multiplied by `n` (an absent, zero or non-integer `n` counts 1; the product
 ///   saturates): `n: 3` may generate three completions of `max_tokens` each.
 ///
@@ -53,11 +58,15 @@ impl TokenEstimate {
             Some(tokens) => tokens.value(),
             None => chat.map_or(0, |chat| chat.prompt_bytes() as u64),
         };
-        let completion = chat
-            .and_then(ChatRequest::max_completion_tokens)
-            .or(model.map(|model| model.max_output_tokens))
-            .unwrap_or(0)
-            .saturating_mul(chat.map_or(1, choices));
+        let requested = chat.and_then(ChatRequest::max_completion_tokens);
+        let budget = match extensions.get::<Endpoint>() {
+            // An embedding generates nothing.
+            Some(Endpoint::Embeddings) => Some(0),
+            // Legacy completions stop at 16 tokens unless told otherwise, as OpenAI's do.
+            Some(Endpoint::Completions) => requested.or(Some(LEGACY_COMPLETION_DEFAULT)),
+            _ => requested.or(model.map(|model| model.max_output_tokens)),
+        };
+        let completion = budget.unwrap_or(0).saturating_mul(chat.map_or(1, choices));
         TokenEstimate { prompt, completion }
     }
 
@@ -88,6 +97,45 @@ mod tests {
         extensions.insert(ChatRequest::parse(Bytes::from_static(body.as_bytes())).unwrap());
         extensions.insert(ModelInfo::new("m", 8_192, 1_024));
         TokenEstimate::of(&extensions).completion
+    }
+
+    #[test]
+    fn each_endpoint_has_its_completion_budget() {
+        let budget = |endpoint: Option<Endpoint>, body: &'static str| {
+            let mut extensions = Extensions::new();
+            extensions.insert(ChatRequest::parse(Bytes::from_static(body.as_bytes())).unwrap());
+            extensions.insert(ModelInfo::new("m", 8_192, 1_024));
+            if let Some(endpoint) = endpoint {
+                extensions.insert(endpoint);
+            }
+            TokenEstimate::of(&extensions).completion
+        };
+        assert_eq!(budget(Some(Endpoint::Embeddings), r#"{"input":"a"}"#), 0);
+        assert_eq!(budget(Some(Endpoint::Completions), r#"{"prompt":"a"}"#), 16);
+        assert_eq!(
+            budget(
+                Some(Endpoint::Completions),
+                r#"{"prompt":"a","max_tokens":50}"#
+            ),
+            50
+        );
+        assert_eq!(
+            budget(
+                Some(Endpoint::Responses),
+                r#"{"input":"a","max_output_tokens":64}"#
+            ),
+            64
+        );
+        assert_eq!(budget(Some(Endpoint::Responses), r#"{"input":"a"}"#), 1_024);
+        assert_eq!(
+            budget(Some(Endpoint::ChatCompletions), r#"{"messages":[]}"#),
+            1_024
+        );
+        assert_eq!(
+            budget(None, r#"{"max_tokens":10}"#),
+            10,
+            "without routing: as chat"
+        );
     }
 
     #[test]

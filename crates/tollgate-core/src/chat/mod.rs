@@ -269,6 +269,7 @@ struct Fields {
     fallbacks_member: Option<Span>,
     max_tokens: Field<Number>,
     max_completion_tokens: Field<Number>,
+    max_output_tokens: Field<Number>,
     temperature: Field<Number>,
     top_p: Field<Number>,
     n: Field<Number>,
@@ -426,11 +427,18 @@ impl ChatRequest {
         &self.inner.max_completion_tokens
     }
 
-    /// The requested completion budget: `max_completion_tokens`, else `max_tokens`, when a
-    /// positive integer.
+    /// `max_output_tokens` (the Responses API's budget) as found.
+    pub fn max_output_tokens_field(&self) -> &Field<Number> {
+        &self.inner.max_output_tokens
+    }
+
+    /// The requested completion budget: `max_completion_tokens`, else `max_output_tokens` (the
+    /// Responses API's), else `max_tokens`, when a positive integer.
     pub fn max_completion_tokens(&self) -> Option<u64> {
         let positive = |field: &Field<Number>| field.value()?.as_u64().filter(|&n| n > 0);
-        positive(&self.inner.max_completion_tokens).or_else(|| positive(&self.inner.max_tokens))
+        positive(&self.inner.max_completion_tokens)
+            .or_else(|| positive(&self.inner.max_output_tokens))
+            .or_else(|| positive(&self.inner.max_tokens))
     }
 
     /// The completion tokens a request may use: its own budget, else the model's max output.

@@ -264,7 +264,7 @@ struct TopVisitor {
 }
 
 /// The top-level members the parse reads.
-const READ_FIELDS: [&str; 16] = [
+const READ_FIELDS: [&str; 17] = [
     "fallbacks",
     "model",
     "messages",
@@ -281,6 +281,7 @@ const READ_FIELDS: [&str; 16] = [
     "instructions",
     "prompt",
     "tools",
+    "max_output_tokens",
 ];
 
 impl<'de> Visitor<'de> for TopVisitor {
@@ -347,6 +348,11 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "max_tokens" => fields.max_tokens = number_field(map.next_value()?),
                 "max_completion_tokens" => {
                     fields.max_completion_tokens = number_field(map.next_value()?)
+                }
+                "max_output_tokens" => {
+                    fields.max_output_tokens = number_field(map.next_value()?);
+                    // Not a chat completion member: strict chat validation still names it.
+                    fields.unknown_fields.push((*key).into());
                 }
                 "temperature" => fields.temperature = number_field(map.next_value()?),
                 "top_p" => fields.top_p = number_field(map.next_value()?),
