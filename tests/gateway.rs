@@ -101,6 +101,24 @@ async fn envelope(response: Response<Incoming>) -> (u16, HeaderMap, Value) {
     (status, headers, serde_json::from_slice(&body).unwrap())
 }
 
+/// `method path` with the demo key and a JSON body, sent over TCP.
+async fn call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: impl Into<Bytes>,
+) -> Response<Incoming> {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "gateway")
+        .header("authorization", format!("Bearer {DEMO}"))
+        .header("content-type", "application/json")
+        .body(Full::new(body.into()))
+        .unwrap();
+    tollgate_testkit::send(addr, request).await.unwrap()
+}
+
 fn body(model: &str) -> Value {
     json!({"model": model, "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 100})
 }
@@ -542,17 +560,8 @@ async fn unknown_routes_and_methods_never_reach_the_upstream() {
         ("DELETE", "/v1/models/gpt-5.4", 405),
     ];
     for (method, path, status) in probes {
-        let request = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "gateway")
-            .header("authorization", format!("Bearer {DEMO}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body("gpt-5.4").to_string())))
-            .unwrap();
-        let response = tollgate_testkit::send(running.server.addr(), request)
-            .await
-            .unwrap();
+        let body = body("gpt-5.4").to_string();
+        let response = call(running.server.addr(), method, path, body).await;
         let (got, headers, json) = envelope(response).await;
         assert_eq!(got, status, "{method} {path}");
         let expected = if status == 404 {
@@ -667,15 +676,7 @@ async fn duplicate_members_are_refused_before_the_upstream() {
             "max_tokens",
         ),
     ] {
-        let request = Request::post("/v1/chat/completions")
-            .header("host", "gateway")
-            .header("authorization", format!("Bearer {DEMO}"))
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        let response = tollgate_testkit::send(running.server.addr(), request)
-            .await
-            .unwrap();
+        let response = call(running.server.addr(), "POST", "/v1/chat/completions", body).await;
         let (status, _, json) = envelope(response).await;
         assert_eq!(status, 400, "{body}");
         assert_eq!(json["error"]["param"], member);
@@ -695,15 +696,13 @@ async fn an_embeddings_prompt_is_reserved_for() {
     let before = running.handles.ledger.balance("acct_demo").await.unwrap();
     let input = "word ".repeat(2_000);
     let body = json!({"model": "text-embedding-3-small", "input": [input]});
-    let request = Request::post("/v1/embeddings")
-        .header("host", "gateway")
-        .header("authorization", format!("Bearer {DEMO}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let response = tollgate_testkit::send(running.server.addr(), request)
-        .await
-        .unwrap();
+    let response = call(
+        running.server.addr(),
+        "POST",
+        "/v1/embeddings",
+        body.to_string(),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let left: u64 = response.headers()["x-tollgate-balance"]
         .to_str()
@@ -730,15 +729,13 @@ async fn a_responses_stream_settles_at_its_usage() {
     let before = running.handles.ledger.balance("acct_demo").await.unwrap();
     let body =
         json!({"model": "gpt-5.4", "input": "Say hello", "stream": true, "max_output_tokens": 100});
-    let request = Request::post("/v1/responses")
-        .header("host", "gateway")
-        .header("authorization", format!("Bearer {DEMO}"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body.to_string())))
-        .unwrap();
-    let response = tollgate_testkit::send(running.server.addr(), request)
-        .await
-        .unwrap();
+    let response = call(
+        running.server.addr(),
+        "POST",
+        "/v1/responses",
+        body.to_string(),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let text = body_text(response).await;
     assert!(text.contains("event: response.completed"), "{text}");
