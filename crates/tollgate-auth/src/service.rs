@@ -34,22 +34,23 @@ pub type ResponseFuture<S, K, B> = AdmissionFuture<S, BearerAuthLayer<K>, B>;
 
 impl<B, K: KeyStore> Admission<B> for BearerAuthLayer<K> {
     type Ticket = ();
-    type Pending = Carry<K::Future, Request<B>>;
+    type Pending = Carry<K::Future, ()>;
 
-    fn start(&self, request: Request<B>) -> Start<B, (), Self::Pending> {
+    fn start(&self, request: &mut Request<B>) -> Start<(), Self::Pending> {
         let lookup = match self.sources.extract(request.headers()) {
             Ok(key) => self.store.lookup(&KeyDigest::of(key)),
             Err(failure) => {
                 return Start::Decided(Verdict::Reject(failure.into_error(&self.sources), ()));
             }
         };
-        Start::after(self, lookup, request)
+        Start::after(self, request, lookup, ())
     }
 
     fn resume(
         &self,
-        (found, mut request): (Result<Option<KeyRecord>, BoxError>, Request<B>),
-    ) -> Verdict<B, ()> {
+        (found, ()): (Result<Option<KeyRecord>, BoxError>, ()),
+        request: &mut Request<B>,
+    ) -> Verdict<()> {
         let record = match found {
             Ok(Some(record)) => record,
             Ok(None) => return Verdict::Reject(Failure::Unknown.into_error(&self.sources), ()),
@@ -70,6 +71,6 @@ impl<B, K: KeyStore> Admission<B> for BearerAuthLayer<K> {
         }
         tracing::Span::current().record("key_id", record.principal.key_id());
         request.extensions_mut().insert(record.principal);
-        Verdict::Admit(request, ())
+        Verdict::Admit(())
     }
 }

@@ -37,16 +37,16 @@ pub type ResponseFuture<S, L, B> = AdmissionFuture<S, BalanceGateLayer<L>, B>;
 
 impl<B, L: Ledger> Admission<B> for BalanceGateLayer<L> {
     type Ticket = Billing<L>;
-    type Pending = Carry<L::Reserve, (Request<B>, Hold<L>)>;
+    type Pending = Carry<L::Reserve, Hold<L>>;
 
     // Inlined into the admission future, see `Start::after`.
     #[inline(always)]
-    fn start(&self, request: Request<B>) -> Start<B, Billing<L>, Self::Pending> {
+    fn start(&self, request: &mut Request<B>) -> Start<Billing<L>, Self::Pending> {
         let extensions = request.extensions();
         let (Some(principal), Some(model)) =
             (extensions.get::<Principal>(), extensions.get::<ModelInfo>())
         else {
-            return Start::Decided(Verdict::Admit(request, Billing(None)));
+            return Start::Decided(Verdict::Admit(Billing(None)));
         };
         let estimate = TokenEstimate::of(extensions);
         let account = principal.account_id_shared().clone();
@@ -73,18 +73,19 @@ impl<B, L: Ledger> Admission<B> for BalanceGateLayer<L> {
         };
         let cost = model.prices.cost(estimate.prompt, estimate.completion);
         let reserve = config.ledger.reserve(&account, cost);
-        Start::after(self, reserve, (request, hold))
+        Start::after(self, request, reserve, hold)
     }
 
     #[inline(always)]
     fn resume(
         &self,
-        (reserved, (request, mut hold)): (Result<Reservation, LedgerError>, (Request<B>, Hold<L>)),
-    ) -> Verdict<B, Billing<L>> {
+        (reserved, mut hold): (Result<Reservation, LedgerError>, Hold<L>),
+        _: &mut Request<B>,
+    ) -> Verdict<Billing<L>> {
         match reserved {
             Ok(reservation) => {
                 hold.accountant.reservation = Some(reservation);
-                Verdict::Admit(request, Billing(Some(hold)))
+                Verdict::Admit(Billing(Some(hold)))
             }
             // Nothing was reserved: nothing to settle.
             Err(error) => Verdict::Reject(reject(error), Billing(None)),

@@ -3,10 +3,11 @@
 //!
 //! A layer supplies its check as an [`Admission`]: [`start`](Admission::start) decides at once
 //! or names what it waits for (the body, a key lookup, a backend's answer), and
-//! [`resume`](Admission::resume) decides once that arrived. Either way the decision is a
-//! [`Verdict`]: the request (perhaps rewritten) with a ticket for the response side, or a
-//! [`GatewayError`]. The ticket ([`Respond`]) shapes what the client gets: the inner response
-//! (with headers added, or its body wrapped) or the rendered rejection.
+//! [`resume`](Admission::resume) decides once that arrived. Both see the request by reference
+//! (they may edit it: add extensions, rewrite the body); it moves only to the inner service.
+//! Either way the decision is a [`Verdict`]: admit with a ticket for the response side, or
+//! reject with a [`GatewayError`]. The ticket ([`Respond`]) shapes what the client gets: the
+//! inner response (with headers added, or its body wrapped) or the rendered rejection.
 //!
 //! Core owns the rest, once for every layer: [`AdmissionFuture`] (named and unboxed), handing
 //! the request to the inner service that was polled ready when the check decided at once, and
@@ -30,17 +31,17 @@
 //!
 //! impl<B> Admission<B> for RequireTenant {
 //!     type Ticket = ();
-//!     type Pending = Ready<Verdict<B, ()>>;
+//!     type Pending = Ready<Verdict<()>>;
 //!
-//!     fn start(&self, request: Request<B>) -> Start<B, (), Self::Pending> {
+//!     fn start(&self, request: &mut Request<B>) -> Start<(), Self::Pending> {
 //!         Start::Decided(if request.headers().contains_key("x-tenant") {
-//!             Verdict::Admit(request, ())
+//!             Verdict::Admit(())
 //!         } else {
 //!             Verdict::Reject(GatewayError::new(ErrorKind::Forbidden, "Name your tenant."), ())
 //!         })
 //!     }
 //!
-//!     fn resume(&self, verdict: Verdict<B, ()>) -> Verdict<B, ()> {
+//!     fn resume(&self, verdict: Verdict<()>, _: &mut Request<B>) -> Verdict<()> {
 //!         verdict
 //!     }
 //! }
@@ -62,9 +63,9 @@ use http::{Request, Response};
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
-use crate::body::BodyError;
 use crate::{
-    BodyLimit, BoxError, BufferRequest, Buffered, GatewayError, ResponseBody, buffer_chat_request,
+    BodyArrived, BodyLimit, BoxError, ChatRequest, GatewayError, ParseError, ReadBody,
+    ResponseBody, read_body,
 };
 
 /// A layer's check of a request, run before the inner service sees it.
@@ -79,10 +80,14 @@ pub trait Admission<B> {
     type Pending: Future;
 
     /// Decides at once, or says what to wait for.
-    fn start(&self, request: Request<B>) -> Start<B, Self::Ticket, Self::Pending>;
+    fn start(&self, request: &mut Request<B>) -> Start<Self::Ticket, Self::Pending>;
 
     /// Decides once what [`start`](Admission::start) waited for has arrived.
-    fn resume(&self, arrived: <Self::Pending as Future>::Output) -> Verdict<B, Self::Ticket>;
+    fn resume(
+        &self,
+        arrived: <Self::Pending as Future>::Output,
+        request: &mut Request<B>,
+    ) -> Verdict<Self::Ticket>;
 }
 
 /// How a check begins: decided, or waiting.
@@ -90,22 +95,22 @@ pub trait Admission<B> {
     clippy::large_enum_variant,
     reason = "lives for one call and is matched at once; boxing would allocate per request"
 )]
-pub enum Start<B, T, P> {
+pub enum Start<T, P> {
     /// The check decided without waiting.
-    Decided(Verdict<B, T>),
+    Decided(Verdict<T>),
     /// The check waits for `P`, then [`Admission::resume`] decides.
     Waiting(P),
 }
 
 /// A check's decision.
-pub enum Verdict<B, T> {
+pub enum Verdict<T> {
     /// The request goes on to the inner service; the ticket meets its response.
-    Admit(Request<B>, T),
+    Admit(T),
     /// The client gets this error (rendered by the ticket) and the inner service sees nothing.
     Reject(GatewayError, T),
 }
 
-impl<B, T, P> fmt::Debug for Start<B, T, P> {
+impl<T, P> fmt::Debug for Start<T, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Start::Decided(verdict) => f.debug_tuple("Decided").field(verdict).finish(),
@@ -114,28 +119,28 @@ impl<B, T, P> fmt::Debug for Start<B, T, P> {
     }
 }
 
-impl<B, T> fmt::Debug for Verdict<B, T> {
+impl<T> fmt::Debug for Verdict<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Verdict::Admit(request, _) => f.debug_tuple("Admit").field(request.uri()).finish(),
+            Verdict::Admit(_) => f.write_str("Admit"),
             Verdict::Reject(error, _) => f.debug_tuple("Reject").field(error).finish(),
         }
     }
 }
 
-impl<B, T, F: Future + Unpin, X> Start<B, T, Carry<F, X>> {
+impl<T, F: Future + Unpin, X> Start<T, Carry<F, X>> {
     /// Waits for `future` (a key lookup, a backend's answer) carrying `carried` to
     /// [`resume`](Admission::resume); when `future` is ready at once, as an in-memory
     /// backend's is, decides on the spot instead.
-    // Always inlined, like the checks' `start` and `resume`: the request then moves once instead
-    // of through every enum on the way (callgrind: 200 to 300 fewer instructions a request).
+    // Always inlined, like the checks' `start` and `resume`: what is carried then moves once
+    // instead of through every enum on the way.
     #[inline(always)]
-    pub fn after<A>(admission: &A, mut future: F, carried: X) -> Self
+    pub fn after<A, B>(admission: &A, request: &mut Request<B>, mut future: F, carried: X) -> Self
     where
         A: Admission<B, Ticket = T, Pending = Carry<F, X>>,
     {
         match poll_now(&mut future) {
-            Some(output) => Start::Decided(admission.resume((output, carried))),
+            Some(output) => Start::Decided(admission.resume((output, carried), request)),
             None => Start::Waiting(Carry {
                 future,
                 carried: Some(Box::new(carried)),
@@ -161,27 +166,25 @@ pub fn poll_now<F: Future + Unpin>(future: &mut F) -> Option<F::Output> {
     }
 }
 
-impl<B, T> Start<B, T, BufferRequest<B>>
+impl<T, B> Start<T, ReadBody<B>>
 where
     B: http_body::Body<Data = Bytes> + From<Bytes>,
     B::Error: Into<BoxError>,
 {
-    /// Waits for the request's parsed body ([`buffer_chat_request`], under `limit`); when an
-    /// earlier layer has read it already, decides on the spot instead.
-    pub fn with_body<A>(admission: &A, request: Request<B>, limit: BodyLimit) -> Self
+    /// Waits for the request's body ([`read_body`], under `limit`); when an earlier layer has
+    /// read and parsed it already, decides on the spot instead. Either way
+    /// [`resume`](Admission::resume) gets a [`BodyArrived`] to [parse](BodyArrived::parse).
+    pub fn with_body<A>(admission: &A, request: &mut Request<B>, limit: BodyLimit) -> Self
     where
-        A: Admission<B, Ticket = T, Pending = BufferRequest<B>>,
+        A: Admission<B, Ticket = T, Pending = ReadBody<B>>,
     {
-        let mut reading = buffer_chat_request(request, limit);
-        match reading.take_memo() {
-            Some(buffered) => Start::Decided(admission.resume(Ok(buffered))),
-            None => Start::Waiting(reading),
+        let extensions = request.extensions();
+        if extensions.get::<ChatRequest>().is_some() || extensions.get::<ParseError>().is_some() {
+            return Start::Decided(admission.resume(BodyArrived::memoized(), request));
         }
+        Start::Waiting(read_body(request, limit))
     }
 }
-
-/// What a check waiting for its body resumes with.
-pub type BodyArrived<B> = Result<Buffered<B>, BodyError>;
 
 pin_project! {
     /// A future and what the check carries until it resolves ([`Start::after`]).
@@ -260,7 +263,14 @@ pin_project! {
         S: Service<Request<B>>,
         A: Admission<B>,
     {
-        Waiting { #[pin] pending: A::Pending, admission: A, inner: S },
+        Waiting {
+            #[pin]
+            pending: A::Pending,
+            // Taken when the check decides.
+            request: Option<Request<B>>,
+            admission: A,
+            inner: S,
+        },
         Inner { #[pin] future: S::Future, ticket: Option<A::Ticket> },
         Rejected { rejection: Option<(GatewayError, A::Ticket)> },
     }
@@ -276,9 +286,9 @@ where
     /// A check that decides at once hands the request to `inner` right away; one that waits
     /// takes `inner` along and leaves a clone of it in its place (the ready service serves
     /// this request, the clone the next).
-    pub fn new(admission: &A, inner: &mut S, request: Request<B>) -> Self {
-        let state = match admission.start(request) {
-            Start::Decided(Verdict::Admit(request, ticket)) => State::Inner {
+    pub fn new(admission: &A, inner: &mut S, mut request: Request<B>) -> Self {
+        let state = match admission.start(&mut request) {
+            Start::Decided(Verdict::Admit(ticket)) => State::Inner {
                 future: inner.call(request),
                 ticket: Some(ticket),
             },
@@ -289,6 +299,7 @@ where
                 let clone = inner.clone();
                 State::Waiting {
                     pending,
+                    request: Some(request),
                     admission: admission.clone(),
                     inner: std::mem::replace(inner, clone),
                 }
@@ -341,17 +352,24 @@ where
                 }
                 StateProj::Waiting {
                     pending,
+                    request,
                     admission,
                     inner,
-                } => match admission.resume(ready!(pending.poll(cx))) {
-                    Verdict::Admit(request, ticket) => State::Inner {
-                        future: inner.call(request),
-                        ticket: Some(ticket),
-                    },
-                    Verdict::Reject(error, ticket) => State::Rejected {
-                        rejection: Some((error, ticket)),
-                    },
-                },
+                } => {
+                    let arrived = ready!(pending.poll(cx));
+                    let mut request = request
+                        .take()
+                        .expect("AdmissionFuture polled after completion");
+                    match admission.resume(arrived, &mut request) {
+                        Verdict::Admit(ticket) => State::Inner {
+                            future: inner.call(request),
+                            ticket: Some(ticket),
+                        },
+                        Verdict::Reject(error, ticket) => State::Rejected {
+                            rejection: Some((error, ticket)),
+                        },
+                    }
+                }
             };
             this.state.set(next);
         }
@@ -375,11 +393,11 @@ where
 /// pub struct OpenLayer;
 /// # impl<B> Admission<B> for OpenLayer {
 /// #     type Ticket = ();
-/// #     type Pending = Ready<Verdict<B, ()>>;
-/// #     fn start(&self, request: Request<B>) -> Start<B, (), Self::Pending> {
-/// #         Start::Decided(Verdict::Admit(request, ()))
+/// #     type Pending = Ready<Verdict<()>>;
+/// #     fn start(&self, _: &mut Request<B>) -> Start<(), Self::Pending> {
+/// #         Start::Decided(Verdict::Admit(()))
 /// #     }
-/// #     fn resume(&self, verdict: Verdict<B, ()>) -> Verdict<B, ()> { verdict }
+/// #     fn resume(&self, verdict: Verdict<()>, _: &mut Request<B>) -> Verdict<()> { verdict }
 /// # }
 ///
 /// /// The service of [`OpenLayer`].

@@ -3,14 +3,14 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::Request;
-use http::request::Parts;
 use pin_project_lite::pin_project;
 
+use crate::GatewayError;
 use crate::body::{BodyError, BoxError, Collect, collect_limited};
 use crate::chat::{ChatRequest, ParseError};
 
@@ -84,13 +84,14 @@ pub type Buffered<B> = (Request<B>, Result<ChatRequest, ParseError>);
 
 /// Returns the request's [`ChatRequest`], reading and parsing the body only if no layer did so
 /// before: the first body-aware layer reads the body (never more than `limit` bytes, and
-/// within its read timeout — the timer needs a Tokio runtime), parses it once and memoizes the result in the request extensions; every later layer gets the memo
-/// without touching the body.
+/// within its read timeout — the timer needs a Tokio runtime), parses it once and memoizes the
+/// result in the request extensions; every later layer gets the memo without touching the body.
 ///
 /// The request comes back with a body rebuilt from the buffered bytes (a cheap reference
 /// count, no copy). A JSON error leaves the request usable and memoizes the [`ParseError`];
 /// only a body that cannot be read (too large, or the stream failed) consumes the request.
-/// The future is a named type, so layers hold it without boxing.
+/// The future is a named type, so layers hold it without boxing. (An admission check reads the
+/// body in place instead, with [`read_body`] and [`BodyArrived::parse`].)
 ///
 /// ```
 /// use http::Request;
@@ -107,69 +108,25 @@ pub type Buffered<B> = (Request<B>, Result<ChatRequest, ParseError>);
 /// assert_eq!(again.unwrap().model(), Some("gpt-5.4"));
 /// # });
 /// ```
-pub fn buffer_chat_request<B>(request: Request<B>, limit: BodyLimit) -> BufferRequest<B>
+pub fn buffer_chat_request<B>(mut request: Request<B>, limit: BodyLimit) -> BufferRequest<B>
 where
     B: http_body::Body<Data = Bytes> + From<Bytes>,
     B::Error: Into<BoxError>,
 {
-    let memo = match request.extensions().get::<ChatRequest>() {
-        Some(chat) => Some(Ok(chat.clone())),
-        None => request.extensions().get::<ParseError>().cloned().map(Err),
-    };
-    let state = match memo {
-        Some(parsed) => State::Memoized {
-            done: Some((request, parsed)),
-        },
-        None => {
-            let (parts, body) = request.into_parts();
-            State::Reading {
-                parts: Some(parts),
-                collect: collect_limited(body, limit.max_bytes),
-                deadline: match limit.read_timeout {
-                    Some(after) => Deadline::Armed {
-                        sleep: tokio::time::sleep(after),
-                        after,
-                    },
-                    None => Deadline::Never,
-                },
-            }
-        }
-    };
-    BufferRequest { state }
+    let read = (!is_parsed(&request)).then(|| read_body(&mut request, limit));
+    BufferRequest {
+        request: Some(request),
+        read,
+    }
 }
 
 pin_project! {
     /// The future of [`buffer_chat_request`].
     pub struct BufferRequest<B> {
+        request: Option<Request<B>>,
+        // `None` when an earlier layer memoized the parse.
         #[pin]
-        state: State<B>,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State<B> {
-        Memoized { done: Option<Buffered<B>> },
-        Reading { parts: Option<Parts>, #[pin] collect: Collect<B>, #[pin] deadline: Deadline },
-    }
-}
-
-pin_project! {
-    #[project = DeadlineProj]
-    enum Deadline {
-        Never,
-        Armed { #[pin] sleep: tokio::time::Sleep, after: Duration },
-    }
-}
-
-impl<B> BufferRequest<B> {
-    /// Takes the memo an earlier layer left, at once; `None` when the body is still to be
-    /// read (poll the future then).
-    pub fn take_memo(&mut self) -> Option<Buffered<B>> {
-        match &mut self.state {
-            State::Memoized { done } => done.take(),
-            State::Reading { .. } => None,
-        }
+        read: Option<ReadBody<B>>,
     }
 }
 
@@ -187,34 +144,159 @@ where
     type Output = Result<Buffered<B>, BodyError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Memoized { done } => Poll::Ready(Ok(done
-                .take()
-                .expect("BufferRequest polled after completion"))),
-            StateProj::Reading {
-                parts,
-                collect,
-                deadline,
-            } => {
-                let bytes = match collect.poll(cx) {
-                    Poll::Ready(bytes) => bytes?,
-                    Poll::Pending => {
-                        if let DeadlineProj::Armed { sleep, after } = deadline.project()
-                            && sleep.poll(cx).is_ready()
-                        {
-                            return Poll::Ready(Err(BodyError::TimedOut { after: *after }));
-                        }
-                        return Poll::Pending;
-                    }
-                };
-                let mut parts = parts.take().expect("BufferRequest polled after completion");
-                let parsed = ChatRequest::parse(bytes.clone());
-                match &parsed {
-                    Ok(chat) => parts.extensions.insert(chat.clone()).map(drop),
-                    Err(error) => parts.extensions.insert(error.clone()).map(drop),
-                };
-                Poll::Ready(Ok((Request::from_parts(parts, B::from(bytes)), parsed)))
+        let this = self.project();
+        let arrived = match this.read.as_pin_mut() {
+            Some(read) => ready!(read.poll(cx)),
+            None => BodyArrived(None),
+        };
+        let mut request = this
+            .request
+            .take()
+            .expect("BufferRequest polled after completion");
+        let parsed = arrived.parse(&mut request)?;
+        Poll::Ready(Ok((request, parsed)))
+    }
+}
+
+/// Whether an earlier layer has read and parsed the request's body (the memo is in its
+/// extensions).
+fn is_parsed<B>(request: &Request<B>) -> bool {
+    let extensions = request.extensions();
+    extensions.get::<ChatRequest>().is_some() || extensions.get::<ParseError>().is_some()
+}
+
+/// Starts reading the request's body in place: the body is taken out of `request` (an empty one
+/// stands in until [`BodyArrived::parse`] puts the bytes back), read under `limit`, and the
+/// future resolves to what arrived.
+///
+/// ```
+/// use http::Request;
+/// use tollgate_core::{Body, BodyLimit, read_body};
+///
+/// # tokio_test::block_on(async {
+/// let mut request = Request::new(Body::from(r#"{"model":"gpt-5.4","messages":[]}"#));
+/// let arrived = read_body(&mut request, BodyLimit::default()).await;
+/// let chat = arrived.parse(&mut request).unwrap().unwrap();
+/// assert_eq!(chat.model(), Some("gpt-5.4"));
+/// # });
+/// ```
+pub fn read_body<B>(request: &mut Request<B>, limit: BodyLimit) -> ReadBody<B>
+where
+    B: http_body::Body<Data = Bytes> + From<Bytes>,
+    B::Error: Into<BoxError>,
+{
+    let body = std::mem::replace(request.body_mut(), B::from(Bytes::new()));
+    ReadBody {
+        collect: collect_limited(body, limit.max_bytes),
+        deadline: match limit.read_timeout {
+            Some(after) => Deadline::Armed {
+                sleep: tokio::time::sleep(after),
+                after,
+            },
+            None => Deadline::Never,
+        },
+    }
+}
+
+pin_project! {
+    /// The future of [`read_body`].
+    pub struct ReadBody<B> {
+        #[pin]
+        collect: Collect<B>,
+        #[pin]
+        deadline: Deadline,
+    }
+}
+
+pin_project! {
+    #[project = DeadlineProj]
+    enum Deadline {
+        Never,
+        Armed { #[pin] sleep: tokio::time::Sleep, after: Duration },
+    }
+}
+
+impl<B> fmt::Debug for ReadBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadBody").finish_non_exhaustive()
+    }
+}
+
+impl<B> Future for ReadBody<B>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Output = BodyArrived;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<BodyArrived> {
+        let this = self.project();
+        match this.collect.poll(cx) {
+            Poll::Ready(bytes) => Poll::Ready(BodyArrived(Some(bytes))),
+            Poll::Pending => {
+                if let DeadlineProj::Armed { sleep, after } = this.deadline.project()
+                    && sleep.poll(cx).is_ready()
+                {
+                    return Poll::Ready(BodyArrived(Some(Err(BodyError::TimedOut {
+                        after: *after,
+                    }))));
+                }
+                Poll::Pending
             }
+        }
+    }
+}
+
+/// What a body-aware check has once the body is there: the bytes [`read_body`] read, or the
+/// memo of an earlier layer ([`BodyArrived::memoized`]).
+#[derive(Debug)]
+pub struct BodyArrived(Option<Result<Bytes, BodyError>>);
+
+impl BodyArrived {
+    /// An earlier layer read and parsed the body already; its memo is in the extensions.
+    pub fn memoized() -> Self {
+        BodyArrived(None)
+    }
+
+    /// The request's parse: the memo, or the arrived bytes parsed once, put back as the body
+    /// and memoized for the layers after this one. A body that could not be read is the
+    /// outer error; one that is not a valid request the inner.
+    pub fn parse<B: From<Bytes>>(
+        self,
+        request: &mut Request<B>,
+    ) -> Result<Result<ChatRequest, ParseError>, BodyError> {
+        let extensions = request.extensions_mut();
+        let bytes = match self.0 {
+            Some(read) => read?,
+            None => {
+                return Ok(match extensions.get::<ChatRequest>() {
+                    Some(chat) => Ok(chat.clone()),
+                    None => Err(extensions
+                        .get::<ParseError>()
+                        .cloned()
+                        .expect("BodyArrived::memoized without a memo")),
+                });
+            }
+        };
+        let parsed = ChatRequest::parse(bytes.clone());
+        match &parsed {
+            Ok(chat) => extensions.insert(chat.clone()).map(drop),
+            Err(error) => extensions.insert(error.clone()).map(drop),
+        };
+        *request.body_mut() = B::from(bytes);
+        Ok(parsed)
+    }
+
+    /// [`parse`](Self::parse), with a body that could not be read or parsed as the error the
+    /// client gets.
+    pub fn chat<B: From<Bytes>>(
+        self,
+        request: &mut Request<B>,
+    ) -> Result<ChatRequest, GatewayError> {
+        match self.parse(request) {
+            Ok(Ok(chat)) => Ok(chat),
+            Ok(Err(error)) => Err(GatewayError::from(&error)),
+            Err(error) => Err(GatewayError::from(&error)),
         }
     }
 }

@@ -50,8 +50,8 @@ mod usage;
 
 pub use body::{Body, BoxError, ResponseBody};
 pub use buffer::{
-    BodyLimit, BufferRequest, Buffered, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT,
-    buffer_chat_request,
+    BodyArrived, BodyLimit, BufferRequest, Buffered, DEFAULT_BODY_LIMIT, DEFAULT_READ_TIMEOUT,
+    ReadBody, buffer_chat_request, read_body,
 };
 pub use chat::{ChatRequest, Field, ParseError};
 pub use endpoint::Endpoint;

@@ -4,10 +4,10 @@
 use bytes::Bytes;
 use http::Request;
 use http::header::CONTENT_LENGTH;
-use tollgate_core::admission::{Admission, BodyArrived, Start, Verdict};
+use tollgate_core::admission::{Admission, Start, Verdict};
 use tollgate_core::body::BodyError;
 use tollgate_core::{
-    BoxError, BufferRequest, ChatRequest, ErrorKind, GatewayError, ModelInfo, PromptTokens,
+    BodyArrived, BoxError, ChatRequest, ErrorKind, GatewayError, ModelInfo, PromptTokens, ReadBody,
 };
 
 use crate::RequestGuardLayer;
@@ -21,11 +21,11 @@ where
     B::Error: Into<BoxError>,
 {
     type Ticket = ();
-    type Pending = BufferRequest<B>;
+    type Pending = ReadBody<B>;
 
-    fn start(&self, request: Request<B>) -> Start<B, (), BufferRequest<B>> {
-        if !self.config.paths.is_post_to(&request) {
-            return Start::Decided(Verdict::Admit(request, ()));
+    fn start(&self, request: &mut Request<B>) -> Start<(), ReadBody<B>> {
+        if !self.config.paths.is_post_to(request) {
+            return Start::Decided(Verdict::Admit(()));
         }
         let limit = self.config.body_limit.max_bytes();
         let declared = request
@@ -39,17 +39,16 @@ where
         Start::with_body(self, request, self.config.body_limit)
     }
 
-    fn resume(&self, arrived: BodyArrived<B>) -> Verdict<B, ()> {
-        let (mut request, chat) = match arrived {
-            Ok((request, Ok(chat))) => (request, chat),
-            Ok((_, Err(error))) => return Verdict::Reject(GatewayError::from(&error), ()),
-            Err(error) => return Verdict::Reject(GatewayError::from(&error), ()),
+    fn resume(&self, arrived: BodyArrived, request: &mut Request<B>) -> Verdict<()> {
+        let chat = match arrived.chat(request) {
+            Ok(chat) => chat,
+            Err(error) => return Verdict::Reject(error, ()),
         };
         let model = request.extensions().get::<ModelInfo>();
         match check(&chat, model, &self.config) {
             Ok(tokens) => {
                 request.extensions_mut().insert(tokens);
-                Verdict::Admit(request, ())
+                Verdict::Admit(())
             }
             Err(error) => Verdict::Reject(error, ()),
         }

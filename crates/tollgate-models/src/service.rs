@@ -3,8 +3,10 @@ use tower_layer::Layer;
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
-use tollgate_core::admission::{Admission, AdmissionFuture, BodyArrived, Respond, Start, Verdict};
-use tollgate_core::{BoxError, BufferRequest, Fallbacks, GatewayError, Principal, ResponseBody};
+use tollgate_core::admission::{Admission, AdmissionFuture, Respond, Start, Verdict};
+use tollgate_core::{
+    BodyArrived, BoxError, Fallbacks, GatewayError, Principal, ReadBody, ResponseBody,
+};
 
 use crate::decide::decide;
 use crate::{ModelCatalog, ModelResolutionLayer};
@@ -39,25 +41,22 @@ where
     B::Error: Into<BoxError>,
 {
     type Ticket = ModelHeaders;
-    type Pending = BufferRequest<B>;
+    type Pending = ReadBody<B>;
 
-    fn start(&self, request: Request<B>) -> Start<B, ModelHeaders, BufferRequest<B>> {
+    fn start(&self, request: &mut Request<B>) -> Start<ModelHeaders, ReadBody<B>> {
         // The body is read as JSON whatever `content-type` declares (curl's default form type
         // included), so no declared type can slip a request past the catalog: a body that is
         // not JSON is a 400.
-        if !self.shared.endpoints.is_post_to(&request) {
-            return Start::Decided(Verdict::Admit(request, ModelHeaders(None)));
+        if !self.shared.endpoints.is_post_to(request) {
+            return Start::Decided(Verdict::Admit(ModelHeaders(None)));
         }
         Start::with_body(self, request, self.shared.body_limit)
     }
 
-    fn resume(&self, arrived: BodyArrived<B>) -> Verdict<B, ModelHeaders> {
-        let (mut request, chat) = match arrived {
-            Ok((request, Ok(chat))) => (request, chat),
-            Ok((_, Err(error))) => {
-                return Verdict::Reject(GatewayError::from(&error), ModelHeaders(None));
-            }
-            Err(error) => return Verdict::Reject(GatewayError::from(&error), ModelHeaders(None)),
+    fn resume(&self, arrived: BodyArrived, request: &mut Request<B>) -> Verdict<ModelHeaders> {
+        let chat = match arrived.chat(request) {
+            Ok(chat) => chat,
+            Err(error) => return Verdict::Reject(error, ModelHeaders(None)),
         };
         let endpoint = request.uri().path();
         let principal = request.extensions().get::<Principal>();
@@ -69,7 +68,7 @@ where
         if admitted.via_alias
             && let Some(rewritten) = chat.with_model(model.id())
         {
-            rewritten.install(&mut request);
+            rewritten.install(request);
         }
         let extensions = request.extensions_mut();
         extensions.insert(model.info.clone());
@@ -77,7 +76,7 @@ where
             let fallbacks = admitted.fallbacks.iter().map(|m| m.info.clone()).collect();
             extensions.insert(Fallbacks(fallbacks));
         }
-        Verdict::Admit(request, ModelHeaders(Some(model.headers.clone())))
+        Verdict::Admit(ModelHeaders(Some(model.headers.clone())))
     }
 }
 

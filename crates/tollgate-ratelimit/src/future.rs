@@ -6,7 +6,7 @@ use tollgate_core::{BoxError, ChatRequest, ErrorKind, GatewayError, ModelInfo};
 use smallvec::SmallVec;
 
 use crate::backend::{Decision, QuotaState, Scope};
-use crate::headers::{Families, RateHeaders, go_duration, period_name};
+use crate::headers::{Families, LimitValues, RateHeaders, go_duration, period_name};
 use tollgate_core::error::ceil_secs;
 
 /// What deciding on a request needs to know about its rules.
@@ -25,16 +25,20 @@ pub(crate) fn decide(
     planned: &Planned,
     result: Result<Decision, BoxError>,
     extensions: &http::Extensions,
+    limits: &LimitValues,
 ) -> (RateHeaders, Option<GatewayError>) {
     match result {
         // Without the optional header families only the most constraining state matters:
         // no labelling needed.
         Ok(Decision::Allowed(states)) if !planned.families.any() => {
-            (RateHeaders::basic(&states), None)
+            (RateHeaders::basic(&states, limits), None)
         }
         Ok(Decision::Allowed(states)) => {
             let labelled = label(planned, states.iter().copied().enumerate());
-            (RateHeaders::render(&labelled, planned.families), None)
+            (
+                RateHeaders::render(&labelled, planned.families, limits),
+                None,
+            )
         }
         Ok(Decision::Denied {
             index,
@@ -42,7 +46,7 @@ pub(crate) fn decide(
             retry_after,
         }) => {
             let labelled = label(planned, std::iter::once((index, state)));
-            let headers = RateHeaders::render(&labelled, planned.families);
+            let headers = RateHeaders::render(&labelled, planned.families, limits);
             // The model names the limit in the message even when no rule is per model.
             let model = planned.model.clone().or_else(|| {
                 let resolved = extensions.get::<ModelInfo>().map(|model| model.id.clone());

@@ -86,6 +86,27 @@ fn number(n: u64) -> HeaderValue {
         .unwrap_or_else(|| HeaderValue::from(n))
 }
 
+/// Header values of the configured limits, made with the rules: the limit of nearly every
+/// response is one of them, and a clone is a reference count where rendering allocates.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct LimitValues(Box<[(u64, HeaderValue)]>);
+
+impl LimitValues {
+    pub(crate) fn new(limits: impl IntoIterator<Item = u64>) -> Self {
+        let mut limits: Vec<u64> = limits.into_iter().collect();
+        limits.sort_unstable();
+        limits.dedup();
+        LimitValues(limits.into_iter().map(|n| (n, number(n))).collect())
+    }
+
+    fn get(&self, limit: u64) -> HeaderValue {
+        match self.0.iter().find(|(known, _)| *known == limit) {
+            Some((_, value)) => value.clone(),
+            None => number(limit),
+        }
+    }
+}
+
 /// Which header families to write.
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct Families {
@@ -112,12 +133,12 @@ pub struct RateHeaders {
 
 impl RateHeaders {
     /// The `X-RateLimit-*` trio of the most constraining of `states`.
-    pub(crate) fn basic(states: &[QuotaState]) -> Self {
+    pub(crate) fn basic(states: &[QuotaState], limits: &LimitValues) -> Self {
         let top = states.iter().min_by(|a, b| tighter(a, b));
         RateHeaders {
             basic: top.map(|top| {
                 [
-                    number(top.limit),
+                    limits.get(top.limit),
                     number(top.remaining),
                     number(ceil_secs(top.reset)),
                 ]
@@ -127,7 +148,11 @@ impl RateHeaders {
     }
 
     /// Renders the headers for a request's rules: `(scope, state, period)` each.
-    pub(crate) fn render(states: &[(Scope, QuotaState, Duration)], families: Families) -> Self {
+    pub(crate) fn render(
+        states: &[(Scope, QuotaState, Duration)],
+        families: Families,
+        limits: &LimitValues,
+    ) -> Self {
         let Some((_, top, _)) = most_constraining(states.iter()) else {
             return RateHeaders::default();
         };
@@ -138,7 +163,7 @@ impl RateHeaders {
         });
         RateHeaders {
             basic: Some([
-                number(top.limit),
+                limits.get(top.limit),
                 number(top.remaining),
                 number(ceil_secs(top.reset)),
             ]),

@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use tollgate_core::Rate;
 
-use crate::headers::Families;
+use crate::headers::{Families, LimitValues};
 use crate::{GovernorBackend, RateLimitBackend};
 
 /// A request quota and a token quota; either may be absent.
@@ -84,6 +84,8 @@ pub(crate) struct Rules {
     pub(crate) uses_model: bool,
     /// Whether any configured rule counts tokens (so the token cost is computed).
     pub(crate) counts_tokens: bool,
+    /// The configured limits' header values.
+    pub(crate) limit_values: LimitValues,
 }
 
 impl RateLimitLayer {
@@ -153,6 +155,13 @@ impl<B: RateLimitBackend> RateLimitLayer<B> {
         rules.uses_model = model_limits().any(|limits| limits != Limits::default());
         rules.counts_tokens =
             rules.per_key.tokens.is_some() || model_limits().any(|limits| limits.tokens.is_some());
+        rules.limit_values = LimitValues::new(
+            model_limits()
+                .chain([rules.per_key])
+                .flat_map(|limits| [limits.requests, limits.tokens])
+                .flatten()
+                .map(|rate| rate.amount().get()),
+        );
         RateLimitLayer {
             backend: self.backend,
             rules: Arc::new(rules),

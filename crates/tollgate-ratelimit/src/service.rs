@@ -40,25 +40,31 @@ pub type ResponseFuture<S, Bk, B> = AdmissionFuture<S, RateLimitLayer<Bk>, B>;
 
 impl<B, Bk: RateLimitBackend> Admission<B> for RateLimitLayer<Bk> {
     type Ticket = RateHeaders;
-    type Pending = Carry<Bk::Future, (Request<B>, Planned)>;
+    type Pending = Carry<Bk::Future, Planned>;
 
     // Inlined into the admission future, see `Start::after`.
     #[inline(always)]
-    fn start(&self, request: Request<B>) -> Start<B, RateHeaders, Self::Pending> {
-        let (checks, planned) = plan(&self.rules, &request);
+    fn start(&self, request: &mut Request<B>) -> Start<RateHeaders, Self::Pending> {
+        let (checks, planned) = plan(&self.rules, request);
         if checks.is_empty() {
-            return Start::Decided(Verdict::Admit(request, RateHeaders::default()));
+            return Start::Decided(Verdict::Admit(RateHeaders::default()));
         }
-        Start::after(self, self.backend.check(&checks), (request, planned))
+        Start::after(self, request, self.backend.check(&checks), planned)
     }
 
     #[inline(always)]
     fn resume(
         &self,
-        (result, (request, planned)): (Result<Decision, BoxError>, (Request<B>, Planned)),
-    ) -> Verdict<B, RateHeaders> {
-        match decide(&planned, result, request.extensions()) {
-            (headers, None) => Verdict::Admit(request, headers),
+        (result, planned): (Result<Decision, BoxError>, Planned),
+        request: &mut Request<B>,
+    ) -> Verdict<RateHeaders> {
+        match decide(
+            &planned,
+            result,
+            request.extensions(),
+            &self.rules.limit_values,
+        ) {
+            (headers, None) => Verdict::Admit(headers),
             (headers, Some(error)) => Verdict::Reject(error, headers),
         }
     }

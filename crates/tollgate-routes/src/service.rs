@@ -36,21 +36,21 @@ const MODELS: &str = "/v1/models";
 
 impl<B> Admission<B> for KnownRoutesLayer {
     type Ticket = ();
-    type Pending = Ready<Verdict<B, ()>>;
+    type Pending = Ready<Verdict<()>>;
 
-    fn start(&self, mut request: Request<B>) -> Start<B, (), Self::Pending> {
+    fn start(&self, request: &mut Request<B>) -> Start<(), Self::Pending> {
         let verdict = match self.routes.route(request.method(), request.uri().path()) {
             Ok(Some(endpoint)) => {
                 request.extensions_mut().insert(endpoint);
-                Verdict::Admit(request, ())
+                Verdict::Admit(())
             }
-            Ok(None) => Verdict::Admit(request, ()),
+            Ok(None) => Verdict::Admit(()),
             Err(error) => Verdict::Reject(error, ()),
         };
         Start::Decided(verdict)
     }
 
-    fn resume(&self, verdict: Verdict<B, ()>) -> Verdict<B, ()> {
+    fn resume(&self, verdict: Verdict<()>, _: &mut Request<B>) -> Verdict<()> {
         verdict
     }
 }

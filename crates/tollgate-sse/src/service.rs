@@ -1,8 +1,8 @@
 use bytes::Bytes;
 use http::Request;
-use tollgate_core::admission::{Admission, AdmissionFuture, BodyArrived, Start, Verdict};
+use tollgate_core::admission::{Admission, AdmissionFuture, Start, Verdict};
 use tollgate_core::request_id::X_REQUEST_ID;
-use tollgate_core::{BoxError, BufferRequest, ChatRequest, GatewayError};
+use tollgate_core::{BodyArrived, BoxError, ChatRequest, GatewayError, ReadBody};
 use tower_layer::Layer;
 
 use crate::future::StreamPlan;
@@ -39,9 +39,9 @@ where
     B::Error: Into<BoxError>,
 {
     type Ticket = StreamPlan;
-    type Pending = BufferRequest<B>;
+    type Pending = ReadBody<B>;
 
-    fn start(&self, mut request: Request<B>) -> Start<B, StreamPlan, BufferRequest<B>> {
+    fn start(&self, request: &mut Request<B>) -> Start<StreamPlan, ReadBody<B>> {
         // Observers matter only for a stream; a request known not to stream skips them.
         let known_not_streaming = request
             .extensions()
@@ -51,28 +51,26 @@ where
             request.extensions_mut().insert(SseObservers::default());
         }
         // The body is read as JSON whatever `content-type` says, as the catalog reads it.
-        if self.config.inject_usage && self.config.paths.is_post_to(&request) {
+        if self.config.inject_usage && self.config.paths.is_post_to(request) {
             return Start::with_body(self, request, self.config.body_limit);
         }
-        let plan = self.plan(&request, false);
-        Start::Decided(Verdict::Admit(request, plan))
+        Start::Decided(Verdict::Admit(self.plan(request, false)))
     }
 
-    fn resume(&self, arrived: BodyArrived<B>) -> Verdict<B, StreamPlan> {
-        let (mut request, parsed) = match arrived {
-            Ok(buffered) => buffered,
+    fn resume(&self, arrived: BodyArrived, request: &mut Request<B>) -> Verdict<StreamPlan> {
+        let parsed = match arrived.parse(request) {
+            Ok(parsed) => parsed,
             Err(error) => return Verdict::Reject(GatewayError::from(&error), StreamPlan::none()),
         };
         // A body that is not a valid chat request is the guard's to refuse: passed on as is.
         let inject = parsed.is_ok_and(|chat| {
             let inject = chat.stream() && !chat.include_usage();
             if inject {
-                chat.with_include_usage().install(&mut request);
+                chat.with_include_usage().install(request);
             }
             inject
         });
-        let plan = self.plan(&request, inject);
-        Verdict::Admit(request, plan)
+        Verdict::Admit(self.plan(request, inject))
     }
 }
 
