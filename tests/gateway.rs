@@ -755,3 +755,185 @@ async fn a_responses_stream_settles_at_its_usage() {
     let after = running.handles.ledger.balance("acct_demo").await.unwrap();
     assert_eq!(before - after, prices.cost(input, output));
 }
+
+/// Client credentials, cookies and provider-account headers stay at the gateway; the provider
+/// key goes to the provider and nowhere else.
+#[tokio::test]
+async fn client_credentials_stay_at_the_gateway_and_the_provider_key_at_the_provider() {
+    // An upstream that names the key it was given in its 401, as OpenAI's does.
+    let upstream = MockUpstream::builder()
+        .model_behavior("gpt-5.4-mini", Behavior::status(401))
+        .start()
+        .await;
+    let running = start(upstream).await;
+    let forbidden = [
+        ("api-key", "sk-llmaai-other-azure-style"),
+        ("x-api-key", "sk-llmaai-other-anthropic-style"),
+        ("cookie", "session=tenant"),
+        ("openai-organization", "org-tenant"),
+        ("openai-project", "proj_tenant"),
+        ("proxy-authorization", "Basic dGVuYW50"),
+    ];
+    for (path, body) in [
+        ("/v1/chat/completions", body("gpt-5.4")),
+        (
+            "/v1/responses",
+            json!({"model": "gpt-5.4", "input": "hi", "max_output_tokens": 50}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": "hi"}),
+        ),
+        ("/v1/chat/completions", body("gpt-5.4-mini")),
+    ] {
+        let mut request = Request::post(path)
+            .header("host", "gateway")
+            .header("authorization", format!("Bearer {DEMO}"))
+            .header("content-type", "application/json");
+        for (name, value) in forbidden {
+            request = request.header(name, value);
+        }
+        let request = request
+            .body(Full::new(Bytes::from(body.to_string())))
+            .unwrap();
+        let response = tollgate_testkit::send(running.server.addr(), request)
+            .await
+            .unwrap();
+        let headers = format!("{:?}", response.headers());
+        let text = body_text(response).await;
+        assert!(
+            !headers.contains("sk-provider") && !text.contains("sk-provider"),
+            "{path}: the client saw the provider key: {headers} {text}"
+        );
+    }
+    let calls = running.upstream.calls();
+    assert_eq!(calls.len(), 4, "each request reached the provider once");
+    for call in calls {
+        assert_eq!(
+            call.headers["authorization"], "Bearer sk-provider",
+            "{}",
+            call.path
+        );
+        assert_eq!(call.headers.get_all("authorization").iter().count(), 1);
+        for (name, _) in forbidden {
+            assert!(
+                !call.headers.contains_key(name),
+                "{} forwarded {name}",
+                call.path
+            );
+        }
+        let everything = format!("{:?} {:?}", call.headers, call.body);
+        assert!(
+            !everything.contains("sk-llmaai-"),
+            "{}: a client key reached the provider: {everything}",
+            call.path
+        );
+    }
+}
+
+/// The zero-overspend property of the chat path holds for embeddings: with a balance that
+/// covers ten reservations, a thousand concurrent requests admit at most ten.
+#[tokio::test]
+async fn a_thousand_concurrent_embeddings_admit_only_what_the_balance_covers() {
+    // Every admitted request stays open until all have been decided.
+    let upstream = MockUpstream::builder()
+        .first_byte_delay(Duration::from_millis(1_500))
+        .start()
+        .await;
+    let mut config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
+    config.limits.requests_per_minute = Some(1_000_000);
+    config.limits.model_requests_per_minute = Some(1_000_000);
+    config.limits.tokens_per_minute = Some(1_000_000_000_000);
+    let (gateway, handles) = stack::build(&config, &upstream.url(), Some("sk-provider"))
+        .await
+        .unwrap();
+    let body = json!({"model": "text-embedding-3-small", "input": "word ".repeat(1_000)});
+    let request = |key: &str| {
+        Request::post("/v1/embeddings")
+            .header("authorization", format!("Bearer {key}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap()
+    };
+
+    // One request on the demo account shows what a reservation takes.
+    let before = handles.ledger.balance("acct_demo").await.unwrap();
+    let probe = tower::ServiceExt::oneshot(gateway.clone(), request(DEMO))
+        .await
+        .unwrap();
+    let left: u64 = probe.headers()["x-tollgate-balance"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reservation = before - left;
+    assert!(reservation > 0);
+    drop(probe);
+
+    handles
+        .ledger
+        .top_up("acct_broke", 11 * reservation - 1)
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..1_000)
+        .map(|_| {
+            let call = tower::ServiceExt::oneshot(gateway.clone(), request(BROKE));
+            tokio::spawn(async move { call.await.unwrap().status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.unwrap());
+    }
+    let admitted = statuses.iter().filter(|&&status| status == 200).count();
+    let refused = statuses.iter().filter(|&&status| status == 402).count();
+    assert_eq!(admitted, 10, "the balance covers ten reservations");
+    assert_eq!(refused, 990, "{statuses:?}");
+    let served = upstream.calls().len();
+    assert_eq!(
+        served,
+        1 + 10,
+        "only admitted requests reached the provider"
+    );
+}
+
+/// The operator's fixed provider headers go upstream in place of anything a client sent.
+#[tokio::test]
+async fn the_operators_provider_headers_replace_the_clients() {
+    let upstream = MockUpstream::start().await;
+    let mut config = config::Config::parse(&config::DEFAULT_CONFIG.replace(
+        "forward_headers = [\"x-mock\"]",
+        "forward_headers = [\"x-mock\"]\nheaders = { \"openai-organization\" = \"org-gateway\" }",
+    ))
+    .unwrap();
+    config.upstream.max_retries = 0;
+    let (gateway, _) = stack::build(&config, &upstream.url(), Some("sk-provider"))
+        .await
+        .unwrap();
+    let server = TestServer::start(gateway).await;
+    let request = Request::post("/v1/chat/completions")
+        .header("host", "gateway")
+        .header("authorization", format!("Bearer {DEMO}"))
+        .header("openai-organization", "org-tenant")
+        .body(Full::new(Bytes::from(body("gpt-5.4").to_string())))
+        .unwrap();
+    let response = tollgate_testkit::send(server.addr(), request)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let call = upstream.calls().pop().unwrap();
+    let sent: Vec<_> = call.headers.get_all("openai-organization").iter().collect();
+    assert_eq!(sent, ["org-gateway"]);
+
+    let refused = config::Config::parse(&config::DEFAULT_CONFIG.replace(
+        "forward_headers = [\"x-mock\"]",
+        "headers = { \"authorization\" = \"Bearer other\" }",
+    ))
+    .unwrap();
+    assert!(
+        stack::build(&refused, &upstream.url(), Some("sk-provider"))
+            .await
+            .is_err(),
+        "the provider key is the gateway's to set, not a fixed header's"
+    );
+}

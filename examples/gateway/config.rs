@@ -1,9 +1,10 @@
 //! The demo gateway's configuration file: what each section means and how it becomes the
 //! layers' settings. Every default is the library's own.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use http::{HeaderName, Method};
+use http::{HeaderName, HeaderValue, Method};
 use serde::Deserialize;
 use tollgate::auth::KeyFile;
 use tollgate::core::{BodyLimit, Rate};
@@ -57,6 +58,9 @@ pub struct UpstreamConfig {
     pub first_byte_timeout_secs: u64,
     pub total_timeout_secs: u64,
     pub forward_headers: Vec<String>,
+    /// Headers sent on every upstream request whatever the client sent (the provider
+    /// organization or project the gateway's key bills to).
+    pub headers: BTreeMap<String, String>,
 }
 
 impl Default for UpstreamConfig {
@@ -70,6 +74,7 @@ impl Default for UpstreamConfig {
             first_byte_timeout_secs: timeouts.first_byte().as_secs(),
             total_timeout_secs: timeouts.total().as_secs(),
             forward_headers: Vec::new(),
+            headers: BTreeMap::new(),
         }
     }
 }
@@ -102,6 +107,13 @@ impl UpstreamConfig {
             builder = builder
                 .forward_header(name)
                 .map_err(|error| format!("upstream.forward_headers: {error}"))?;
+        }
+        for (name, value) in &self.headers {
+            let invalid =
+                |error: &dyn std::fmt::Display| format!("upstream.headers {name:?}: {error}");
+            let name = HeaderName::try_from(name.as_str()).map_err(|e| invalid(&e))?;
+            let value = HeaderValue::try_from(value.as_str()).map_err(|e| invalid(&e))?;
+            builder = builder.header(name, value).map_err(|e| invalid(&e))?;
         }
         Ok(builder.build())
     }

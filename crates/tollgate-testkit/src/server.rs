@@ -145,7 +145,19 @@ async fn handle(
         }) => {
             progress.finish(Outcome::Completed);
             let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let message = format!("Injected fault: the mock upstream answered {status}.");
+            let message = match status {
+                // As OpenAI's does, the message names the key presented: a gateway must not
+                // pass it on.
+                StatusCode::UNAUTHORIZED => format!(
+                    "Incorrect API key provided: {}.",
+                    parts
+                        .headers
+                        .get(http::header::AUTHORIZATION)
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                ),
+                _ => format!("Injected fault: the mock upstream answered {status}."),
+            };
             // OpenAI answers a model it does not serve with a 404 whose code says so.
             let code = (status == StatusCode::NOT_FOUND).then_some("model_not_found");
             return Ok(coded_error_response(status, &message, code, retry_after));

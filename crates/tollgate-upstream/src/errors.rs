@@ -93,9 +93,16 @@ pub(crate) fn from_response(
         }
         _ => error,
     };
-    error
-        .detail("upstream_status", status.as_u16())
-        .detail("upstream_message", upstream.message.unwrap_or_default())
+    let error = error.detail("upstream_status", status.as_u16());
+    match status.as_u16() {
+        // A refusal of the gateway's credentials may quote them (OpenAI's names the key it was
+        // given): the operator's log gets it, the client does not.
+        401 | 403 => {
+            tracing::warn!(status = status.as_u16(), upstream_message = ?upstream.message, "the upstream provider refused the gateway's credentials");
+            error
+        }
+        _ => error.detail("upstream_message", upstream.message.unwrap_or_default()),
+    }
 }
 
 /// An upstream answer that is neither a success nor an error: a 1xx, a 3xx or a 2xx other
