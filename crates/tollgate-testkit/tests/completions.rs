@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{events, json_events, post, read_until_error};
+use common::{call, events, json_events, post, read_until_error};
 use serde_json::{Value, json};
 use tollgate_testkit::{DEFAULT_REPLY, MockUpstream, Outcome, body_json, body_text, send};
 
@@ -18,20 +18,21 @@ fn complete(prompt: Value, stream: bool) -> Value {
 }
 
 async fn prompt_tokens(upstream: &MockUpstream, prompt: Value) -> Value {
-    let request = post("/v1/completions", &complete(prompt, false), None);
-    let body = body_json(send(upstream.addr(), request).await.unwrap()).await;
+    let body =
+        body_json(call(upstream, "/v1/completions", &complete(prompt, false), None).await).await;
     body["usage"]["prompt_tokens"].clone()
 }
 
 #[tokio::test]
 async fn a_text_completion_with_usage_from_the_prompt() {
     let upstream = MockUpstream::start().await;
-    let request = post(
+    let response = call(
+        &upstream,
         "/v1/completions",
         &complete(json!("Say hello to the test suite"), false),
         None,
-    );
-    let response = send(upstream.addr(), request).await.unwrap();
+    )
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     let body = body_json(response).await;
@@ -73,8 +74,13 @@ async fn every_prompt_form_is_counted() {
         5
     );
 
-    let request = post("/v1/completions", &complete(json!(["a", 1]), false), None);
-    let response = send(upstream.addr(), request).await.unwrap();
+    let response = call(
+        &upstream,
+        "/v1/completions",
+        &complete(json!(["a", 1]), false),
+        None,
+    )
+    .await;
     assert_eq!(response.status(), 400);
     assert!(
         body_text(response)
@@ -98,8 +104,13 @@ async fn max_tokens_cuts_the_completion() {
 #[tokio::test]
 async fn the_stream_has_text_chunks_a_finish_chunk_usage_and_done() {
     let upstream = MockUpstream::builder().reply("one two").start().await;
-    let request = post("/v1/completions", &complete(json!("Hi"), true), None);
-    let response = send(upstream.addr(), request).await.unwrap();
+    let response = call(
+        &upstream,
+        "/v1/completions",
+        &complete(json!("Hi"), true),
+        None,
+    )
+    .await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let body = body_text(response).await;
     assert!(body.ends_with("data: [DONE]\n\n"), "{body}");
@@ -122,8 +133,7 @@ async fn the_stream_has_text_chunks_a_finish_chunk_usage_and_done() {
 
     let mut without_usage = complete(json!("Hi"), true);
     without_usage["stream_options"] = Value::Null;
-    let request = post("/v1/completions", &without_usage, None);
-    let body = body_text(send(upstream.addr(), request).await.unwrap()).await;
+    let body = body_text(call(&upstream, "/v1/completions", &without_usage, None).await).await;
     assert!(!body.contains("usage"), "{body}");
     assert_eq!(events(&body).len(), 4, "two words, finish, done: {body}");
 }
@@ -131,12 +141,16 @@ async fn the_stream_has_text_chunks_a_finish_chunk_usage_and_done() {
 #[tokio::test]
 async fn reasoning_and_cached_tokens_add_the_usage_details() {
     let upstream = MockUpstream::start().await;
-    let request = post(
-        "/v1/completions",
-        &complete(json!("Say hello to the test suite"), false),
-        Some("reasoning-tokens=3; cached-tokens=2"),
-    );
-    let body = body_json(send(upstream.addr(), request).await.unwrap()).await;
+    let body = body_json(
+        call(
+            &upstream,
+            "/v1/completions",
+            &complete(json!("Say hello to the test suite"), false),
+            Some("reasoning-tokens=3; cached-tokens=2"),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(
         body["usage"],
         json!({
@@ -152,12 +166,16 @@ async fn reasoning_and_cached_tokens_add_the_usage_details() {
 #[tokio::test]
 async fn an_error_mid_stream_is_an_error_event_without_done() {
     let upstream = MockUpstream::start().await;
-    let request = post(
-        "/v1/completions",
-        &complete(json!("Hi"), true),
-        Some("error-after=1"),
-    );
-    let body = body_text(send(upstream.addr(), request).await.unwrap()).await;
+    let body = body_text(
+        call(
+            &upstream,
+            "/v1/completions",
+            &complete(json!("Hi"), true),
+            Some("error-after=1"),
+        )
+        .await,
+    )
+    .await;
     assert!(!body.contains("[DONE]"), "{body}");
     let data = json_events(&body);
     assert_eq!(data.len(), 2, "{body}");
@@ -174,22 +192,24 @@ async fn an_error_mid_stream_is_an_error_event_without_done() {
 #[tokio::test]
 async fn stream_and_status_faults_apply() {
     let upstream = MockUpstream::start().await;
-    let request = post(
+    let response = call(
+        &upstream,
         "/v1/completions",
         &complete(json!("Hi"), true),
         Some("abort-after=2"),
-    );
-    let response = send(upstream.addr(), request).await.unwrap();
+    )
+    .await;
     let (received, kind) = read_until_error(response.into_body()).await;
     assert_eq!(kind, Some(std::io::ErrorKind::UnexpectedEof));
     assert_eq!(received.matches("data: ").count(), 2, "{received}");
 
-    let request = post(
+    let response = call(
+        &upstream,
         "/v1/completions",
         &complete(json!("Hi"), false),
         Some("status=503"),
-    );
-    let response = send(upstream.addr(), request).await.unwrap();
+    )
+    .await;
     assert_eq!(response.status(), 503);
     assert_eq!(body_json(response).await["error"]["type"], "server_error");
 }

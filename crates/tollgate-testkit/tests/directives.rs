@@ -5,9 +5,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{json_events, post};
+use common::{call, json_events};
 use serde_json::{Value, json};
-use tollgate_testkit::{Behavior, Fault, MockUpstream, Outcome, body_json, body_text, send};
+use tollgate_testkit::{Behavior, Fault, MockUpstream, Outcome, body_json, body_text};
 
 fn chat(stream: bool) -> Value {
     json!({
@@ -19,15 +19,13 @@ fn chat(stream: bool) -> Value {
 }
 
 async fn chat_json(upstream: &MockUpstream, mock: &str) -> Value {
-    let request = post("/v1/chat/completions", &chat(false), Some(mock));
-    let response = send(upstream.addr(), request).await.unwrap();
+    let response = call(upstream, "/v1/chat/completions", &chat(false), Some(mock)).await;
     assert_eq!(response.status(), 200);
     body_json(response).await
 }
 
 async fn chat_stream(upstream: &MockUpstream, mock: &str) -> String {
-    let request = post("/v1/chat/completions", &chat(true), Some(mock));
-    body_text(send(upstream.addr(), request).await.unwrap()).await
+    body_text(call(upstream, "/v1/chat/completions", &chat(true), Some(mock)).await).await
 }
 
 #[tokio::test]
@@ -152,8 +150,13 @@ fn delays_and_token_counts_are_clamped_to_their_caps() {
 async fn a_status_past_u16_is_a_400_not_a_wrapped_status() {
     let upstream = MockUpstream::start().await;
     // 65936 is 400 once truncated to 16 bits.
-    let request = post("/v1/chat/completions", &chat(false), Some("status=65936"));
-    let response = send(upstream.addr(), request).await.unwrap();
+    let response = call(
+        &upstream,
+        "/v1/chat/completions",
+        &chat(false),
+        Some("status=65936"),
+    )
+    .await;
     assert_eq!(response.status(), 400);
     assert!(
         body_text(response)
@@ -165,7 +168,6 @@ async fn a_status_past_u16_is_a_400_not_a_wrapped_status() {
 #[tokio::test]
 async fn what_the_test_itself_configures_is_not_capped() {
     let upstream = MockUpstream::builder().chunks(1500).start().await;
-    let request = post("/v1/chat/completions", &chat(false), None);
-    let body = body_json(send(upstream.addr(), request).await.unwrap()).await;
+    let body = body_json(call(&upstream, "/v1/chat/completions", &chat(false), None).await).await;
     assert_eq!(body["usage"]["completion_tokens"], 1500);
 }

@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::post;
+use common::{call, post};
 use serde_json::{Value, json};
 use tollgate_testkit::{
     EMBEDDING_DIMENSIONS, MAX_EMBEDDING_DIMENSIONS, MAX_EMBEDDING_INPUTS, MockUpstream, Outcome,
@@ -145,8 +145,7 @@ async fn bad_inputs_are_400s() {
 async fn status_reset_and_slow_first_byte_faults_apply() {
     let upstream = MockUpstream::start().await;
     let body = json!({"model": "e", "input": "Hi"});
-    let request = post("/v1/embeddings", &body, Some("status=500"));
-    let response = send(upstream.addr(), request).await.unwrap();
+    let response = call(&upstream, "/v1/embeddings", &body, Some("status=500")).await;
     assert_eq!(response.status(), 500);
     assert_eq!(body_json(response).await["error"]["type"], "server_error");
 
@@ -158,8 +157,13 @@ async fn status_reset_and_slow_first_byte_faults_apply() {
     assert_eq!(kind, Some(std::io::ErrorKind::ConnectionReset), "{error:?}");
 
     let started = Instant::now();
-    let request = post("/v1/embeddings", &body, Some("first-byte-delay-ms=120"));
-    let response = send(upstream.addr(), request).await.unwrap();
+    let response = call(
+        &upstream,
+        "/v1/embeddings",
+        &body,
+        Some("first-byte-delay-ms=120"),
+    )
+    .await;
     assert!(started.elapsed() >= Duration::from_millis(120));
     assert_eq!(response.status(), 200);
 }

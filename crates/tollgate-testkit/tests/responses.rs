@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{events, json_events, post, read_until_error};
+use common::{call, events, json_events, post, read_until_error};
 use serde_json::{Value, json};
 use tollgate_testkit::{DEFAULT_REPLY, MockUpstream, Outcome, body_json, body_text, send};
 
@@ -15,12 +15,13 @@ fn ask(input: Value, stream: bool) -> Value {
 #[tokio::test]
 async fn a_response_object_holds_the_reply_and_usage_from_the_input() {
     let upstream = MockUpstream::start().await;
-    let request = post(
+    let response = call(
+        &upstream,
         "/v1/responses",
         &ask(json!("Say hello to the test suite"), false),
         None,
-    );
-    let response = send(upstream.addr(), request).await.unwrap();
+    )
+    .await;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
     let body = body_json(response).await;
@@ -82,12 +83,13 @@ async fn input_items_count_as_messages_of_their_text() {
 #[tokio::test]
 async fn the_stream_is_openais_named_events_with_the_usage_at_the_end() {
     let upstream = MockUpstream::builder().reply("one two").start().await;
-    let request = post(
+    let response = call(
+        &upstream,
         "/v1/responses",
         &ask(json!("Say hello to the test suite"), true),
         Some("cached-tokens=4; reasoning-tokens=5"),
-    );
-    let response = send(upstream.addr(), request).await.unwrap();
+    )
+    .await;
     assert_eq!(response.headers()["content-type"], "text/event-stream");
     let body = body_text(response).await;
     let names: Vec<&str> = events(&body)
@@ -173,12 +175,16 @@ async fn max_output_tokens_leaves_the_response_incomplete() {
 #[tokio::test]
 async fn cached_tokens_are_at_most_the_input_tokens() {
     let upstream = MockUpstream::start().await;
-    let request = post(
-        "/v1/responses",
-        &json!({"model": "gpt-5.4", "input": "Hi"}),
-        Some("cached-tokens=50"),
-    );
-    let body = body_json(send(upstream.addr(), request).await.unwrap()).await;
+    let body = body_json(
+        call(
+            &upstream,
+            "/v1/responses",
+            &json!({"model": "gpt-5.4", "input": "Hi"}),
+            Some("cached-tokens=50"),
+        )
+        .await,
+    )
+    .await;
     assert_eq!(body["usage"]["input_tokens"], 4);
     assert_eq!(body["usage"]["input_tokens_details"]["cached_tokens"], 4);
 }
@@ -186,12 +192,13 @@ async fn cached_tokens_are_at_most_the_input_tokens() {
 #[tokio::test]
 async fn an_error_mid_stream_is_an_error_event_and_a_clean_end() {
     let upstream = MockUpstream::start().await;
-    let request = post(
+    let response = call(
+        &upstream,
         "/v1/responses",
         &ask(json!("Hi"), true),
         Some("error-after=2"),
-    );
-    let response = send(upstream.addr(), request).await.unwrap();
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let body = body_text(response).await;
     let events = events(&body);
@@ -225,12 +232,13 @@ async fn an_error_mid_stream_is_an_error_event_and_a_clean_end() {
 #[tokio::test]
 async fn an_abort_mid_stream_cuts_the_connection_after_the_given_deltas() {
     let upstream = MockUpstream::start().await;
-    let request = post(
+    let response = call(
+        &upstream,
         "/v1/responses",
         &ask(json!("Hi"), true),
         Some("abort-after=1"),
-    );
-    let response = send(upstream.addr(), request).await.unwrap();
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let (received, kind) = read_until_error(response.into_body()).await;
     assert_eq!(kind, Some(std::io::ErrorKind::UnexpectedEof));
@@ -247,12 +255,13 @@ async fn an_abort_mid_stream_cuts_the_connection_after_the_given_deltas() {
 #[tokio::test]
 async fn status_reset_and_slow_first_byte_faults_apply() {
     let upstream = MockUpstream::start().await;
-    let request = post(
+    let response = call(
+        &upstream,
         "/v1/responses",
         &ask(json!("Hi"), true),
         Some("status=429; retry-after=3"),
-    );
-    let response = send(upstream.addr(), request).await.unwrap();
+    )
+    .await;
     assert_eq!(response.status(), 429);
     assert_eq!(response.headers()["retry-after"], "3");
     assert_eq!(
@@ -268,12 +277,13 @@ async fn status_reset_and_slow_first_byte_faults_apply() {
     assert_eq!(kind, Some(std::io::ErrorKind::ConnectionReset), "{error:?}");
 
     let started = std::time::Instant::now();
-    let request = post(
+    let response = call(
+        &upstream,
         "/v1/responses",
         &ask(json!("Hi"), false),
         Some("first-byte-delay-ms=120"),
-    );
-    let response = send(upstream.addr(), request).await.unwrap();
+    )
+    .await;
     assert!(started.elapsed() >= Duration::from_millis(120));
     assert_eq!(response.status(), 200);
 }
@@ -284,8 +294,16 @@ async fn chunks_and_their_delay_shape_the_stream() {
         .chunk_delay(Duration::from_millis(30))
         .start()
         .await;
-    let request = post("/v1/responses", &ask(json!("Hi"), true), Some("chunks=3"));
-    let body = body_text(send(upstream.addr(), request).await.unwrap()).await;
+    let body = body_text(
+        call(
+            &upstream,
+            "/v1/responses",
+            &ask(json!("Hi"), true),
+            Some("chunks=3"),
+        )
+        .await,
+    )
+    .await;
     let deltas = body.matches("event: response.output_text.delta").count();
     assert_eq!(deltas, 3);
     let sent = upstream.calls()[0].frames_sent_at();
@@ -298,12 +316,13 @@ async fn chunks_and_their_delay_shape_the_stream() {
 #[tokio::test]
 async fn an_input_of_another_type_is_a_400() {
     let upstream = MockUpstream::start().await;
-    let request = post(
+    let response = call(
+        &upstream,
         "/v1/responses",
         &json!({"model": "gpt-5.4", "input": 42}),
         None,
-    );
-    let response = send(upstream.addr(), request).await.unwrap();
+    )
+    .await;
     assert_eq!(response.status(), 400);
     let body = body_json(response).await;
     assert_eq!(body["error"]["type"], "invalid_request_error");

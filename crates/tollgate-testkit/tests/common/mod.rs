@@ -10,7 +10,7 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::Value;
-use tollgate_testkit::post_json;
+use tollgate_testkit::{MockUpstream, post_json, send};
 
 /// A `POST` to `path` with `body` as JSON, a provider key, and `x-mock` when given.
 pub fn post(path: &'static str, body: &Value, mock: Option<&str>) -> Request<Full<Bytes>> {
@@ -22,6 +22,16 @@ pub fn post(path: &'static str, body: &Value, mock: Option<&str>) -> Request<Ful
         headers.insert("x-mock", mock.parse().unwrap());
     }
     request
+}
+
+/// The mock's answer to [`post`].
+pub async fn call(
+    upstream: &MockUpstream,
+    path: &'static str,
+    body: &Value,
+    mock: Option<&str>,
+) -> http::Response<Incoming> {
+    send(upstream.addr(), post(path, body, mock)).await.unwrap()
 }
 
 /// The events of an SSE body: each one's `event:` name (if any) and `data:` text.
