@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tollgate_balance::{
     BalanceGateLayer, InMemoryLedger, Ledger, NoUsagePolicy, UsageRecord, UsageSink, UsageSource,
 };
-use tollgate_core::{Body, ChatRequest, ModelInfo, Prices, Principal};
+use tollgate_core::{Body, ChatRequest, Endpoint, ModelInfo, Prices, Principal};
 use tollgate_testkit::{Forward, MockUpstream, body_text, prompt_tokens};
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -532,4 +532,38 @@ async fn cached_prompt_tokens_are_charged_at_the_cached_price_and_recorded() {
             "stream: {stream}"
         );
     }
+}
+
+/// Without the SSE layer the gate wraps a stream itself; a Responses API stream cut mid-way
+/// still ends with the Responses API's error event, and is not charged.
+#[tokio::test]
+async fn a_responses_stream_cut_mid_way_ends_in_its_own_error_event_without_the_sse_layer() {
+    let upstream = MockUpstream::start().await;
+    let ledger = ledger_with(1_000_000).await;
+    let records = Records::default();
+    let service = ServiceBuilder::new()
+        .layer(BalanceGateLayer::with_shared_ledger(ledger.clone()).usage_sink(records.clone()))
+        .service(Forward::to(&upstream.url()));
+    let body =
+        json!({"model": "gpt-5.4", "input": "Say hello", "stream": true, "max_output_tokens": 100});
+    let mut request: Request<Body> = tollgate_testkit::post_json("/v1/responses", &body);
+    request
+        .headers_mut()
+        .insert("x-mock", "abort-after=1".parse().unwrap());
+    let extensions = request.extensions_mut();
+    extensions.insert(Principal::new("key_1", "acct_1"));
+    extensions.insert(ModelInfo::new("gpt-5.4", 100_000, 1_000).prices(PRICES));
+    extensions.insert(ChatRequest::parse(Bytes::from(body.to_string())).unwrap());
+    extensions.insert(Endpoint::Responses);
+    let text = body_text(service.oneshot(request).await.unwrap()).await;
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let data = last.strip_prefix("event: error\ndata: ").expect(&text);
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(
+        (&data["type"], &data["sequence_number"]),
+        (&json!("error"), &json!(5))
+    );
+    let records = records.wait(1).await;
+    assert_eq!((records[0].cost, records[0].usage), (0, UsageSource::None));
+    assert_eq!(ledger.balance("acct_1").await.unwrap(), 1_000_000);
 }
