@@ -27,7 +27,7 @@ use hyper::body::Incoming;
 use serde_json::{Value, json};
 use tollgate::balance::Ledger;
 use tollgate::core::Body;
-use tollgate_testkit::{Behavior, MockUpstream, Outcome, TestServer, body_text};
+use tollgate_testkit::{Behavior, Fault, MockUpstream, Outcome, TestServer, body_text};
 
 const DEMO: &str = "sk-llmaai-demo-0123456789abcdef0123456789abcdef";
 const BROKE: &str = "sk-llmaai-broke-0123456789abcdef0123456789abcd";
@@ -935,5 +935,98 @@ async fn the_operators_provider_headers_replace_the_clients() {
             .await
             .is_err(),
         "the provider key is the gateway's to set, not a fixed header's"
+    );
+}
+
+/// Prompt tokens the provider read from its cache are billed at the catalog's `cached_input`
+/// price, reasoning tokens once as completion tokens.
+#[tokio::test]
+async fn cached_prompt_tokens_are_billed_at_the_cached_price() {
+    let reported = Behavior {
+        cached_tokens: Some(4),
+        reasoning_tokens: Some(20),
+        ..Behavior::default()
+    };
+    let upstream = MockUpstream::builder()
+        .model_behavior("gpt-5.4", reported)
+        .start()
+        .await;
+    let running = start(upstream).await;
+    let prices = running.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    assert_eq!(
+        (
+            prices.input_per_million,
+            prices.cached_input_per_million_field(),
+            prices.output_per_million
+        ),
+        (2_500_000, Some(250_000), 10_000_000),
+        "the demo catalog's gpt-5.4"
+    );
+    let before = running.handles.ledger.balance("acct_demo").await.unwrap();
+    let response = raw(running.server.addr(), Some(DEMO), body("gpt-5.4"), None).await;
+    let (status, _, json) = envelope(response).await;
+    assert_eq!(status, 200, "{json}");
+    let usage = &json["usage"];
+    let (prompt, completion) = (
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    );
+    assert_eq!(usage["prompt_tokens_details"]["cached_tokens"], 4);
+    assert_eq!(usage["completion_tokens_details"]["reasoning_tokens"], 20);
+    // Uncached prompt tokens at $2.50, cached ones at $0.25, completion tokens (the reasoning
+    // among them) at $10, per million, rounded up to the micro-unit.
+    let expected =
+        ((prompt - 4) * 2_500_000 + 4 * 250_000 + completion * 10_000_000).div_ceil(1_000_000);
+    assert!(
+        expected < prices.cost(prompt, completion),
+        "the cache saved something"
+    );
+    let after = running.handles.ledger.balance("acct_demo").await.unwrap();
+    assert_eq!(before - after, expected);
+}
+
+/// A Responses API stream reaches the upstream unchanged (usage injection is for chat), keeps
+/// its named events, and when the upstream fails mid-stream ends with the Responses API's
+/// `error` event; nothing is charged.
+#[tokio::test]
+async fn a_responses_stream_cut_mid_way_ends_with_the_responses_error_event() {
+    let upstream = MockUpstream::builder()
+        .model_behavior("gpt-5.4", Behavior::fault(Fault::AbortAfterChunks(2)))
+        .start()
+        .await;
+    let running = start(upstream).await;
+    let before = running.handles.ledger.balance("acct_demo").await.unwrap();
+    let body =
+        json!({"model": "gpt-5.4", "input": "Say hello", "stream": true, "max_output_tokens": 100})
+            .to_string();
+    let response = call(running.server.addr(), "POST", "/v1/responses", body.clone()).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = body_text(response).await;
+    let call = running.upstream.calls().pop().unwrap();
+    assert_eq!(call.body, body, "the upstream got the body unchanged");
+    let events: Vec<&str> = text.split("\n\n").filter(|e| !e.is_empty()).collect();
+    assert!(
+        events[0].starts_with("event: response.created\ndata: "),
+        "{text}"
+    );
+    assert!(events[5].starts_with("event: response.output_text.delta\ndata: "));
+    let (name, data) = events.last().unwrap().split_once('\n').unwrap();
+    assert_eq!(name, "event: error", "{text}");
+    let data: Value = serde_json::from_str(data.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(
+        (&data["type"], &data["code"], &data["param"]),
+        (&json!("error"), &json!("provider_error"), &Value::Null)
+    );
+    assert_eq!(
+        data["sequence_number"], 6,
+        "after the four opening events and two deltas"
+    );
+    assert!(data["message"].as_str().unwrap().contains("incomplete"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(
+        running.handles.ledger.balance("acct_demo").await.unwrap(),
+        before,
+        "the reservation came back whole"
     );
 }

@@ -49,8 +49,14 @@ pub struct UsageRecord {
     pub model: String,
     /// Prompt tokens, as the upstream reported them (or as estimated, see `usage`).
     pub prompt_tokens: u64,
+    /// Of the prompt tokens, those the provider read from its prompt cache, charged at the
+    /// model's cached-input price (at most `prompt_tokens`; 0 when estimated).
+    pub cached_tokens: u64,
     /// Completion tokens, as the upstream reported them (or as estimated, see `usage`).
     pub completion_tokens: u64,
+    /// Of the completion tokens, those spent reasoning, as reported (charged as completion
+    /// tokens, once: they are part of `completion_tokens`).
+    pub reasoning_tokens: u64,
     /// What the ledger took, in micro-units: the account's balance dropped by exactly this
     /// (0 when the settlement itself failed).
     pub cost: Micros,
@@ -148,24 +154,20 @@ impl<L: Ledger> Accountant<L> {
         let Some(reservation) = self.reservation.take() else {
             return;
         };
-        let (prompt, completion, source) = match ending {
-            Ending::Usage(usage) => (
-                usage.prompt_tokens,
-                usage.completion_tokens,
-                UsageSource::Observed,
-            ),
+        let (usage, source) = match ending {
+            Ending::Usage(usage) => (usage, UsageSource::Observed),
+            // Nothing is known of a cache: every prompt token is estimated at the input price.
             Ending::NoUsage { output_bytes } => (
-                self.prompt_estimate,
-                output_bytes.div_ceil(4) as u64,
+                Usage::new(self.prompt_estimate, output_bytes.div_ceil(4) as u64),
                 UsageSource::Estimated,
             ),
-            Ending::Failed => (0, 0, UsageSource::None),
+            Ending::Failed => (Usage::default(), UsageSource::None),
         };
         let owed = match (source, self.policy) {
             (UsageSource::None, _) => 0,
             (UsageSource::Estimated, NoUsagePolicy::KeepReservation) => reservation.amount,
             (UsageSource::Estimated, NoUsagePolicy::ChargeObserved)
-            | (UsageSource::Observed, _) => self.prices.cost(prompt, completion),
+            | (UsageSource::Observed, _) => self.prices.usage_cost(&usage),
         };
         // An estimate is a guess, so it never charges past what was set aside; reported usage
         // is asked for in full, and the ledger stops it at the reservation plus the balance.
@@ -186,8 +188,10 @@ impl<L: Ledger> Accountant<L> {
                 key_id: base.key_id.to_string(),
                 account: base.account.to_string(),
                 model: base.model.to_string(),
-                prompt_tokens: prompt,
-                completion_tokens: completion,
+                prompt_tokens: usage.prompt_tokens,
+                cached_tokens: usage.cached_prompt_tokens(),
+                completion_tokens: usage.completion_tokens,
+                reasoning_tokens: usage.reasoning_tokens,
                 cost: 0,
                 uncapped_cost: owed,
                 capped: false,

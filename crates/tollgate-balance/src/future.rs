@@ -4,7 +4,9 @@ use bytes::Bytes;
 use http::Response;
 use http::header::{HeaderName, HeaderValue};
 use tollgate_core::admission::Respond;
-use tollgate_core::{BoxError, ErrorKind, GatewayError, ModelInfo, X_MODEL, is_event_stream};
+use tollgate_core::{
+    BoxError, Endpoint, ErrorKind, GatewayError, ModelInfo, X_MODEL, is_event_stream,
+};
 use tollgate_sse::{ChatStreamSummary, SseBody, SseObserver, SseObservers};
 
 use crate::accounting::{Accountant, Ending};
@@ -19,6 +21,8 @@ pub struct Hold<L: Ledger> {
     pub(crate) accountant: Accountant<L>,
     pub(crate) balance_header: bool,
     pub(crate) observers: Option<SseObservers>,
+    /// The routed endpoint: a stream this gate wraps itself reports a failure in its shape.
+    pub(crate) endpoint: Option<Endpoint>,
 }
 
 /// The balance gate's hold on a request it admitted: the reservation to settle as the
@@ -147,7 +151,11 @@ where
         }
         None => {
             let observers: Vec<Box<dyn SseObserver>> = vec![Box::new(observer)];
-            BalanceBody::stream(SseBody::stream(body, observers, None, false, None))
+            let mut stream = SseBody::stream(body, observers, None, false, None);
+            if let Some(endpoint) = pending.endpoint {
+                stream = stream.with_endpoint(endpoint);
+            }
+            BalanceBody::stream(stream)
         }
     };
     Response::from_parts(parts, body)

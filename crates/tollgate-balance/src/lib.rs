@@ -16,13 +16,16 @@
 //!   extensions, after a fallback, settles at that model's price). Requests without both pass
 //!   through unbilled.
 //! - Before the request: reserve the estimate ([`TokenEstimate`](tollgate_core::TokenEstimate)),
-//!   prompt tokens × input price + requested completion tokens (`max_completion_tokens` /
+//!   prompt tokens × input price (none assumed cached) + requested completion tokens (`max_completion_tokens` /
 //!   `max_tokens`, else the model's max output, times `n` choices) × output price. No credit →
 //!   402 `insufficient_balance` "Your prepaid credit has run out...";
 //!   not enough → 402 saying what the request may cost and what is left; details
 //!   `{balance, required}`.
-//! - After: settle to the real cost from `usage` — at the end of a JSON body (only its tail is
-//!   kept) or from the final SSE chunk (observed through the
+//! - After: settle to the real cost from `usage`
+//!   ([`Prices::usage_cost`](tollgate_core::Prices::usage_cost): prompt tokens the provider
+//!   read from its cache at the model's cached-input price, the others at the input price,
+//!   completion tokens, reasoning included, at the output price), at the end of a JSON body
+//!   (only its tail is kept) or from the final SSE chunk (observed through the
 //!   [`SsePassthroughLayer`](tollgate_sse::SsePassthroughLayer)'s single parse when it is in
 //!   the stack, else by wrapping the stream itself). An error response, or an upstream that
 //!   fails mid-stream, releases the reservation. No usage (client gone mid-stream) → the

@@ -4,7 +4,7 @@ use tower_layer::Layer;
 use http::Request;
 use tollgate_core::admission::{Admission, AdmissionFuture, Carry, Start, Verdict};
 use tollgate_core::request_id::X_REQUEST_ID;
-use tollgate_core::{ModelInfo, Principal, TokenEstimate};
+use tollgate_core::{Endpoint, ModelInfo, Principal, TokenEstimate};
 use tollgate_sse::SseObservers;
 
 use crate::accounting::{Accountant, RecordBase};
@@ -70,6 +70,7 @@ impl<B, L: Ledger> Admission<B> for BalanceGateLayer<L> {
             },
             balance_header: config.balance_header,
             observers: extensions.get::<SseObservers>().cloned(),
+            endpoint: extensions.get::<Endpoint>().copied(),
         };
         let cost = model.prices.cost(estimate.prompt, estimate.completion);
         let reserve = config.ledger.reserve(&account, cost);

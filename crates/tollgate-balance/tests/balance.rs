@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tollgate_balance::{
     BalanceGateLayer, InMemoryLedger, Ledger, NoUsagePolicy, UsageRecord, UsageSink, UsageSource,
 };
-use tollgate_core::{Body, ChatRequest, ModelInfo, Prices, Principal};
+use tollgate_core::{Body, ChatRequest, Endpoint, ModelInfo, Prices, Principal};
 use tollgate_testkit::{Forward, MockUpstream, body_text, prompt_tokens};
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -466,4 +466,104 @@ async fn the_record_cost_is_what_the_ledger_took_on_every_path() {
             "only a greedy upstream is capped: {case}"
         );
     }
+}
+
+/// $1 per million input tokens, $0.10 per million of them read from the cache, $2 per million
+/// output tokens.
+const CACHED_PRICES: Prices = PRICES.with_cached_input(100_000);
+
+#[tokio::test]
+async fn cached_prompt_tokens_are_charged_at_the_cached_price_and_recorded() {
+    for stream in [false, true] {
+        let upstream = MockUpstream::start().await;
+        let ledger = ledger_with(1_000_000).await;
+        let records = Records::default();
+        let service = ServiceBuilder::new()
+            .layer(
+                BalanceGateLayer::with_shared_ledger(ledger.clone())
+                    .balance_header(true)
+                    .usage_sink(records.clone()),
+            )
+            .service(Forward::to(&upstream.url()));
+        let mut request = chat_request(hello(stream));
+        request
+            .extensions_mut()
+            .insert(ModelInfo::new("gpt-5.4", 100_000, 1_000).prices(CACHED_PRICES));
+        request.headers_mut().insert(
+            "x-mock",
+            "cached-tokens=5; reasoning-tokens=40".parse().unwrap(),
+        );
+        let response = service.oneshot(request).await.unwrap();
+        // The reservation is the worst case: no prompt token from the cache.
+        assert_eq!(
+            response.headers()["x-tollgate-balance"],
+            (1_000_000 - CACHED_PRICES.cost(23, 100))
+                .to_string()
+                .as_str()
+        );
+        response.into_body().collect().await.unwrap();
+        let records = records.wait(1).await;
+        let record = &records[0];
+        let prompt = prompt_tokens(
+            &ChatRequest::parse(upstream.calls().pop().unwrap().body.clone()).unwrap(),
+        );
+        // The mock's reply is six words; the 40 reasoning tokens count in the completion.
+        assert_eq!(
+            (
+                record.prompt_tokens,
+                record.cached_tokens,
+                record.completion_tokens,
+                record.reasoning_tokens
+            ),
+            (prompt, 5, 46, 40),
+            "stream: {stream}"
+        );
+        // (prompt - 5) x $1 + 5 x $0.10 + 46 x $2 per million, rounded up once.
+        let expected =
+            ((prompt - 5) * 1_000_000 + 5 * 100_000 + 46 * 2_000_000).div_ceil(1_000_000);
+        assert!(
+            expected < PRICES.cost(prompt, 46),
+            "the cache makes a difference here"
+        );
+        assert_eq!((record.cost, record.uncapped_cost), (expected, expected));
+        assert_eq!(
+            ledger.balance("acct_1").await.unwrap(),
+            1_000_000 - expected,
+            "stream: {stream}"
+        );
+    }
+}
+
+/// Without the SSE layer the gate wraps a stream itself; a Responses API stream cut mid-way
+/// still ends with the Responses API's error event, and is not charged.
+#[tokio::test]
+async fn a_responses_stream_cut_mid_way_ends_in_its_own_error_event_without_the_sse_layer() {
+    let upstream = MockUpstream::start().await;
+    let ledger = ledger_with(1_000_000).await;
+    let records = Records::default();
+    let service = ServiceBuilder::new()
+        .layer(BalanceGateLayer::with_shared_ledger(ledger.clone()).usage_sink(records.clone()))
+        .service(Forward::to(&upstream.url()));
+    let body =
+        json!({"model": "gpt-5.4", "input": "Say hello", "stream": true, "max_output_tokens": 100});
+    let mut request: Request<Body> = tollgate_testkit::post_json("/v1/responses", &body);
+    request
+        .headers_mut()
+        .insert("x-mock", "abort-after=1".parse().unwrap());
+    let extensions = request.extensions_mut();
+    extensions.insert(Principal::new("key_1", "acct_1"));
+    extensions.insert(ModelInfo::new("gpt-5.4", 100_000, 1_000).prices(PRICES));
+    extensions.insert(ChatRequest::parse(Bytes::from(body.to_string())).unwrap());
+    extensions.insert(Endpoint::Responses);
+    let text = body_text(service.oneshot(request).await.unwrap()).await;
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let data = last.strip_prefix("event: error\ndata: ").expect(&text);
+    let data: Value = serde_json::from_str(data).unwrap();
+    assert_eq!(
+        (&data["type"], &data["sequence_number"]),
+        (&json!("error"), &json!(5))
+    );
+    let records = records.wait(1).await;
+    assert_eq!((records[0].cost, records[0].usage), (0, UsageSource::None));
+    assert_eq!(ledger.balance("acct_1").await.unwrap(), 1_000_000);
 }

@@ -425,6 +425,40 @@ impl GatewayError {
         Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
     }
 
+    /// The data of the Responses API's `error` stream event,
+    /// `{"type":"error","code","message","param","sequence_number"}`: how an error reaches a
+    /// Responses API client once its stream has begun. `code` is the error's code, else its
+    /// type, so that the client still has a reason to branch on.
+    ///
+    /// ```
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// let data = GatewayError::new(ErrorKind::ProviderError, "Cut short.").to_responses_event(7);
+    /// assert_eq!(
+    ///     data,
+    ///     r#"{"type":"error","code":"provider_error","message":"Cut short.","param":null,"sequence_number":7}"#
+    /// );
+    /// ```
+    pub fn to_responses_event(&self, sequence_number: u64) -> Bytes {
+        #[derive(Serialize)]
+        struct Event<'a> {
+            #[serde(rename = "type")]
+            kind: &'static str,
+            code: &'a str,
+            message: &'a str,
+            param: Option<&'a str>,
+            sequence_number: u64,
+        }
+        let event = Event {
+            kind: "error",
+            code: self.code.as_deref().unwrap_or(self.kind.type_str()),
+            message: &self.message,
+            param: self.param.as_deref(),
+            sequence_number,
+        };
+        // Serializing borrowed strings and a number into a Vec cannot fail.
+        Bytes::from(serde_json::to_vec(&event).unwrap_or_default())
+    }
+
     /// The response headers every rendering of this error carries: `retry-after`,
     /// `x-should-retry`, and on a 401 `WWW-Authenticate: Bearer` (RFC 9110 requires it).
     ///

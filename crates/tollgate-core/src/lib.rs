@@ -9,7 +9,7 @@
 //! - [`Principal`]: the authenticated caller, and [`Rate`], a quota.
 //! - [`ModelInfo`]: the model the catalog resolved (id, context window, max output,
 //!   [`Prices`], [`Lifecycle`]).
-//! - [`Usage`]: token usage as OpenAI reports it.
+//! - [`Usage`]: token usage as OpenAI reports it, cached prompt and reasoning tokens included.
 //! - [`request_id()`]: the id tower-http's request-id layer set.
 //! - [`Body`] and [`ResponseBody`]: body types shared by the layers.
 //!

@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use http::HeaderName;
 
+use crate::Usage;
+
 /// The response header that reports the model that actually served a request (after alias
 /// resolution and fallbacks).
 pub const X_MODEL: HeaderName = HeaderName::from_static("x-tollgate-model");
@@ -15,7 +17,7 @@ pub const X_MODEL: HeaderName = HeaderName::from_static("x-tollgate-model");
 /// no floats anywhere near money.
 ///
 /// ```
-/// use tollgate_core::Prices;
+/// use tollgate_core::{Prices, Usage};
 ///
 /// // $2.50 per million input tokens, $10 per million output tokens.
 /// let prices = Prices::new(2_500_000, 10_000_000);
@@ -23,6 +25,13 @@ pub const X_MODEL: HeaderName = HeaderName::from_static("x-tollgate-model");
 /// assert_eq!(prices.cost(1_000, 500), 7_500);
 /// // Fractions of a micro-unit round up: the gateway never undercharges.
 /// assert_eq!(prices.cost(1, 0), 3);
+///
+/// // Cached prompt tokens at $0.25 per million: 800 of the 1,000 came from the cache.
+/// let prices = prices.with_cached_input(250_000);
+/// let usage = Usage::new(1_000, 500).with_cached_tokens(800);
+/// assert_eq!(prices.usage_cost(&usage), 500 + 200 + 5_000);
+/// // The worst case (what a reservation sets aside) assumes no cache.
+/// assert_eq!(prices.cost(1_000, 500), 7_500);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Prices {
@@ -30,23 +39,96 @@ pub struct Prices {
     pub input_per_million: u64,
     /// Micro-units per million completion tokens.
     pub output_per_million: u64,
+    /// Micro-units per million prompt tokens read from the provider's prompt cache, when the
+    /// model has such a price.
+    cached_input_per_million: Option<u64>,
 }
 
 impl Prices {
-    /// Input and output prices, in micro-units per million tokens.
+    /// Input and output prices, in micro-units per million tokens; cached prompt tokens cost
+    /// the input price.
     pub const fn new(input_per_million: u64, output_per_million: u64) -> Self {
         Prices {
             input_per_million,
             output_per_million,
+            cached_input_per_million: None,
         }
     }
 
-    /// The cost of a request in micro-units, rounded up.
-    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> u64 {
-        let total = u128::from(prompt_tokens) * u128::from(self.input_per_million)
-            + u128::from(completion_tokens) * u128::from(self.output_per_million);
-        u64::try_from(total.div_ceil(1_000_000)).unwrap_or(u64::MAX)
+    /// Sets the price of prompt tokens read from the provider's prompt cache, in micro-units
+    /// per million tokens.
+    ///
+    /// ```
+    /// use tollgate_core::Prices;
+    ///
+    /// let prices = Prices::new(2_500_000, 10_000_000).with_cached_input(250_000);
+    /// assert_eq!(prices.cached_input_per_million(), 250_000);
+    /// assert_eq!(prices.cached_input_per_million_field(), Some(250_000));
+    /// ```
+    pub const fn with_cached_input(mut self, per_million: u64) -> Self {
+        self.cached_input_per_million = Some(per_million);
+        self
     }
+
+    /// What a million cached prompt tokens cost: the cached price when one is set, else the
+    /// input price; never above the input price, so that a reservation (which assumes no cache)
+    /// always covers it.
+    ///
+    /// ```
+    /// use tollgate_core::Prices;
+    ///
+    /// assert_eq!(Prices::new(2_500_000, 0).cached_input_per_million(), 2_500_000);
+    /// assert_eq!(Prices::new(2_500_000, 0).with_cached_input(9_000_000).cached_input_per_million(), 2_500_000);
+    /// ```
+    pub const fn cached_input_per_million(&self) -> u64 {
+        match self.cached_input_per_million {
+            Some(cached) if cached < self.input_per_million => cached,
+            _ => self.input_per_million,
+        }
+    }
+
+    /// The cached-input price as set, if one was.
+    pub const fn cached_input_per_million_field(&self) -> Option<u64> {
+        self.cached_input_per_million
+    }
+
+    /// The cost of a request in micro-units, rounded up, every prompt token at the input price:
+    /// the worst case, which a reservation sets aside.
+    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> u64 {
+        micros(
+            u128::from(prompt_tokens) * u128::from(self.input_per_million)
+                + u128::from(completion_tokens) * u128::from(self.output_per_million),
+        )
+    }
+
+    /// The cost of reported usage in micro-units, rounded up: uncached prompt tokens at the
+    /// input price, cached ones at [`cached_input_per_million`](Prices::cached_input_per_million),
+    /// completion tokens (reasoning included, as usage counts them) at the output price.
+    ///
+    /// ```
+    /// use tollgate_core::{Prices, Usage};
+    ///
+    /// let prices = Prices::new(1_000_000, 4_000_000).with_cached_input(100_000);
+    /// let usage = Usage::new(10_000, 2_000).with_cached_tokens(6_000).with_reasoning_tokens(1_500);
+    /// // 4,000 × $1 + 6,000 × $0.10 + 2,000 × $4, per million.
+    /// assert_eq!(prices.usage_cost(&usage), 4_000 + 600 + 8_000);
+    /// // Without a cached price, cached tokens cost what the others do.
+    /// assert_eq!(Prices::new(1_000_000, 4_000_000).usage_cost(&usage), Prices::new(1_000_000, 4_000_000).cost(10_000, 2_000));
+    /// ```
+    pub fn usage_cost(&self, usage: &Usage) -> u64 {
+        let cached = usage.cached_prompt_tokens();
+        micros(
+            u128::from(usage.prompt_tokens - cached) * u128::from(self.input_per_million)
+                + u128::from(cached) * u128::from(self.cached_input_per_million())
+                + u128::from(usage.completion_tokens) * u128::from(self.output_per_million),
+        )
+    }
+}
+
+/// Micro-units per million tokens, summed over tokens, as micro-units: rounded up once, at the
+/// end, so that no token is rounded on its own.
+fn micros(per_million_sum: u128) -> u64 {
+    u64::try_from(per_million_sum.div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }
 
 /// A calendar day, as a catalog writes lifecycle dates: `YYYY-MM-DD` (proleptic Gregorian, no

@@ -92,15 +92,53 @@ pub struct ModelEntry {
 }
 
 /// Prices as written in a catalog: micro-units of the currency per million tokens.
+///
+/// ```
+/// use tollgate_models::ModelCatalog;
+///
+/// // Prompt tokens the provider read from its cache cost a tenth here.
+/// let catalog = ModelCatalog::from_toml(r#"
+///     [[models]]
+///     id = "gpt-5.4"
+///     context_window = 400000
+///     max_output_tokens = 128000
+///     prices = { input = 2500000, cached_input = 250000, output = 10000000 }
+/// "#).unwrap();
+/// let prices = catalog.get("gpt-5.4").unwrap().info.prices;
+/// assert_eq!(prices.cached_input_per_million(), 250_000);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PriceEntry {
     /// Per million prompt tokens.
     #[serde(default)]
     pub input: u64,
-    /// Per million completion tokens.
+    /// Per million prompt tokens read from the provider's prompt cache (OpenAI's "cached
+    /// input"); at most `input`. Without it, cached tokens cost `input`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input: Option<u64>,
+    /// Per million completion tokens (reasoning tokens included, as providers count them).
     #[serde(default)]
     pub output: u64,
+}
+
+impl PriceEntry {
+    /// These prices, as the layers use them.
+    ///
+    /// ```
+    /// use tollgate_core::Prices;
+    /// use tollgate_models::PriceEntry;
+    ///
+    /// let entry = PriceEntry { input: 2_500_000, cached_input: Some(250_000), output: 10_000_000 };
+    /// assert_eq!(entry.prices(), Prices::new(2_500_000, 10_000_000).with_cached_input(250_000));
+    /// ```
+    pub fn prices(&self) -> Prices {
+        let prices = Prices::new(self.input, self.output);
+        match self.cached_input {
+            Some(cached) => prices.with_cached_input(cached),
+            None => prices,
+        }
+    }
 }
 
 /// A model's status in a catalog file.
@@ -397,6 +435,14 @@ fn build(file: CatalogFile, now: Timestamp) -> Result<ModelCatalog, CatalogError
                 entry.max_output_tokens, entry.context_window
             ));
         }
+        if let Some(cached) = entry.prices.cached_input
+            && cached > entry.prices.input
+        {
+            problem(format!(
+                "prices.cached_input ({cached}) must be at most prices.input ({})",
+                entry.prices.input
+            ));
+        }
         for endpoint in &entry.endpoints {
             if !endpoint.starts_with("/v1/") || endpoint.contains(char::is_whitespace) {
                 problem(format!(
@@ -483,7 +529,7 @@ fn build(file: CatalogFile, now: Timestamp) -> Result<ModelCatalog, CatalogError
             entry.max_output_tokens,
         )
         .owned_by(entry.owned_by.as_deref().unwrap_or("system"))
-        .prices(Prices::new(entry.prices.input, entry.prices.output))
+        .prices(entry.prices.prices())
         .lifecycle(lifecycle);
         let endpoints = if entry.endpoints.is_empty() {
             vec![Arc::from(CHAT_COMPLETIONS)]

@@ -4,7 +4,7 @@ use http::Request;
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tollgate_core::{Lifecycle, Prices, Principal};
-use tollgate_models::{ListModels, ModelCatalog, ModelEntry, Resolution, Status};
+use tollgate_models::{ListModels, ModelCatalog, ModelEntry, PriceEntry, Resolution, Status};
 use tower::ServiceExt;
 
 fn entry(id: &str) -> ModelEntry {
@@ -175,6 +175,19 @@ fn every_invalid_configuration_is_named() {
             }],
             vec!["model \"m\": endpoint \"chat\" is not a path like /v1/chat/completions"],
         ),
+        (
+            vec![ModelEntry {
+                prices: PriceEntry {
+                    input: 1_000_000,
+                    cached_input: Some(1_000_001),
+                    output: 0,
+                },
+                ..entry("m")
+            }],
+            vec![
+                "model \"m\": prices.cached_input (1000001) must be at most prices.input (1000000)",
+            ],
+        ),
     ];
     for (entries, expected) in cases {
         assert_eq!(problems(entries), expected);
@@ -195,6 +208,48 @@ fn file_errors_are_reported() {
         "{error}"
     );
     assert!(error.to_string().starts_with("invalid model catalog: "));
+}
+
+#[test]
+fn a_cached_input_price_is_loaded_and_checked() {
+    let catalog = |prices: &str| {
+        ModelCatalog::from_toml(&format!(
+            "[[models]]\nid = 'm'\ncontext_window = 10\nmax_output_tokens = 10\nprices = {prices}\n"
+        ))
+    };
+    let prices = |catalog: ModelCatalog| catalog.get("m").unwrap().info.prices;
+    let cached =
+        prices(catalog("{ input = 2500000, cached_input = 250000, output = 10000000 }").unwrap());
+    assert_eq!(
+        cached,
+        Prices::new(2_500_000, 10_000_000).with_cached_input(250_000)
+    );
+    assert_eq!(cached.cached_input_per_million(), 250_000);
+    // As much as the input price, or free, is allowed.
+    let same = prices(catalog("{ input = 7, cached_input = 7 }").unwrap());
+    assert_eq!(same.cached_input_per_million_field(), Some(7));
+    let free = prices(catalog("{ input = 7, cached_input = 0 }").unwrap());
+    assert_eq!(free.cached_input_per_million(), 0);
+    // Without one, cached tokens cost the input price.
+    let plain = prices(catalog("{ input = 7, output = 9 }").unwrap());
+    assert_eq!(plain.cached_input_per_million_field(), None);
+    assert_eq!(plain.cached_input_per_million(), 7);
+    // A negative price is no price at all, and above the input price is a mistake.
+    let negative = catalog("{ input = 7, cached_input = -1 }").unwrap_err();
+    assert!(
+        negative.problems[0].starts_with("not a valid TOML catalog:"),
+        "{negative}"
+    );
+    let above = catalog("{ input = 7, cached_input = 8 }").unwrap_err();
+    assert_eq!(
+        above.problems,
+        ["model \"m\": prices.cached_input (8) must be at most prices.input (7)"]
+    );
+    let json = ModelCatalog::from_json(
+        r#"{"models": [{"id": "m", "context_window": 10, "max_output_tokens": 10, "prices": {"input": 7, "cached_input": 3}}]}"#,
+    )
+    .unwrap();
+    assert_eq!(prices(json).cached_input_per_million(), 3);
 }
 
 #[test]

@@ -11,10 +11,10 @@ use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
-use tollgate_core::{BoxError, ErrorKind, GatewayError};
+use tollgate_core::{BoxError, Endpoint, ErrorKind, GatewayError};
 
 use crate::observer::is_usage_only;
-use crate::{SseObserver, SseParser, StreamEnd};
+use crate::{Event, SseObserver, SseParser, StreamEnd};
 
 /// The comment sent after a quiet period, so proxies and clients keep the connection open.
 const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
@@ -26,9 +26,13 @@ pin_project! {
     /// untouched.
     ///
     /// What the client sees when the upstream fails mid-stream: the frames received so far,
-    /// then (after a `\n\n` that ends any partial event) one terminal event
-    /// `data: {"error":{"message":...,"type":"provider_error",...},"request_id":...}`, then a
-    /// clean end of stream. OpenAI SDKs raise an API error on such an event.
+    /// then (after a `\n\n` that ends any partial event) one terminal event, then a clean end
+    /// of stream. The event is the one OpenAI sends for the endpoint, on which its SDKs raise:
+    /// `data: {"error":{"message":...,"type":"provider_error",...},"request_id":...}` for chat
+    /// and legacy completions; for the Responses API (see
+    /// [`with_endpoint`](SseBody::with_endpoint)) `event: error` with
+    /// `data: {"type":"error","code":"provider_error","message":...,"param":null,"sequence_number":...}`,
+    /// numbered after the last event the upstream sent.
     pub struct SseBody<B> {
         #[pin]
         kind: Kind<B>,
@@ -48,7 +52,7 @@ pin_project! {
 pub(crate) struct Stream<B> {
     /// Boxed so that a drain task can take it over when the client goes away.
     inner: Option<Pin<Box<B>>>,
-    /// Present when observers watch or the usage chunk is stripped.
+    /// Present when observers watch, the usage chunk is stripped, or events are numbered.
     parser: Option<SseParser>,
     observers: Vec<Box<dyn SseObserver>>,
     strip_usage: bool,
@@ -61,6 +65,10 @@ pub(crate) struct Stream<B> {
     ended: bool,
     request_id: Option<HeaderValue>,
     drain: Option<DrainFn<B>>,
+    /// A Responses API stream: its events are numbered, and so is the terminal error event.
+    responses: bool,
+    /// The `sequence_number` of the last event, in a Responses API stream.
+    last_sequence: Option<u64>,
 }
 
 type DrainFn<B> = fn(Pin<Box<B>>, Option<SseParser>, Vec<Box<dyn SseObserver>>);
@@ -105,9 +113,33 @@ impl<B> SseBody<B> {
                     ended: false,
                     request_id,
                     drain: None,
+                    responses: false,
+                    last_sequence: None,
                 },
             },
         }
+    }
+
+    /// The endpoint the stream answers: a failure mid-stream is reported in its shape (the
+    /// Responses API's `error` event, numbered after the upstream's last event, for
+    /// [`Endpoint::Responses`]; the chat shape otherwise).
+    ///
+    /// ```
+    /// use tollgate_core::{Body, Endpoint};
+    /// use tollgate_sse::SseBody;
+    ///
+    /// let body = SseBody::stream(Body::empty(), Vec::new(), None, false, None)
+    ///     .with_endpoint(Endpoint::Responses);
+    /// # let _ = body;
+    /// ```
+    pub fn with_endpoint(mut self, endpoint: Endpoint) -> Self {
+        if let Kind::Stream { stream } = &mut self.kind {
+            stream.responses = endpoint == Endpoint::Responses;
+            if stream.responses && stream.parser.is_none() {
+                stream.parser = Some(SseParser::new());
+            }
+        }
+        self
     }
 
     /// When the client goes away, keep reading the upstream to its end (on a Tokio task) so
@@ -227,10 +259,16 @@ where
             return Some(data);
         };
         let observers = &mut self.observers;
+        let last_sequence = &mut self.last_sequence;
+        let responses = self.responses;
+        let mut observe = |event: &Event<'_>| {
+            observers.iter_mut().for_each(|o| o.on_event(event));
+            if responses && let Some(number) = sequence_number(event.data) {
+                *last_sequence = Some(number);
+            }
+        };
         if !self.strip_usage {
-            parser.feed(&data, |event| {
-                observers.iter_mut().for_each(|o| o.on_event(event))
-            });
+            parser.feed(&data, observe);
             return Some(data);
         }
         let carried = std::mem::take(&mut self.pending);
@@ -239,7 +277,7 @@ where
         let mut carry = Some(carried);
         let mut segment = 0;
         parser.feed(&data, |event| {
-            observers.iter_mut().for_each(|o| o.on_event(event));
+            observe(event);
             let carried = carry.take().unwrap_or_default();
             if is_usage_only(event.data) {
                 cut = true;
@@ -312,13 +350,19 @@ where
             ErrorKind::ProviderError,
             "The upstream provider failed in the middle of the stream. The response is incomplete; send the request again.",
         );
-        let json = error.to_json(self.request_id.as_ref().and_then(|id| id.to_str().ok()));
         let mut event = BytesMut::new();
         if !self.client_at_boundary() {
             event.extend_from_slice(b"\n\n");
         }
-        event.extend_from_slice(b"data: ");
-        event.extend_from_slice(&json);
+        if self.responses {
+            let next = self.last_sequence.map_or(0, |last| last.saturating_add(1));
+            event.extend_from_slice(b"event: error\ndata: ");
+            event.extend_from_slice(&error.to_responses_event(next));
+        } else {
+            let request_id = self.request_id.as_ref().and_then(|id| id.to_str().ok());
+            event.extend_from_slice(b"data: ");
+            event.extend_from_slice(&error.to_json(request_id));
+        }
         event.extend_from_slice(b"\n\n");
         event.freeze()
     }
@@ -329,6 +373,17 @@ where
             self.observers.iter_mut().for_each(|o| o.on_end(end));
         }
     }
+}
+
+/// The top-level `sequence_number` of a Responses API event's data, found without parsing the
+/// event: the key cannot occur inside a string value, where its quotes would be escaped, and
+/// OpenAI's events nest no object that has one.
+fn sequence_number(data: &str) -> Option<u64> {
+    const KEY: &[u8] = b"\"sequence_number\"";
+    let at = memchr::memmem::rfind(data.as_bytes(), KEY)? + KEY.len();
+    let value = data[at..].trim_start().strip_prefix(':')?.trim_start();
+    let digits = value.bytes().take_while(u8::is_ascii_digit).count();
+    value[..digits].parse().ok()
 }
 
 impl<B> Drop for Stream<B> {
@@ -384,4 +439,32 @@ fn drain<B>(
         };
         observers.iter_mut().for_each(|o| o.on_end(end));
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sequence_number;
+
+    #[test]
+    fn the_sequence_number_is_the_top_level_ones() {
+        assert_eq!(
+            sequence_number(r#"{"type":"response.created","sequence_number":0}"#),
+            Some(0)
+        );
+        assert_eq!(
+            sequence_number(r#"{"sequence_number" : 41, "type":"x","delta":"a"}"#),
+            Some(41)
+        );
+        // Text that spells the key is inside a string, with its quotes escaped.
+        assert_eq!(
+            sequence_number(r#"{"sequence_number":3,"delta":"\"sequence_number\":99"}"#),
+            Some(3)
+        );
+        assert_eq!(
+            sequence_number(r#"{"delta":"\"sequence_number\":99"}"#),
+            None
+        );
+        assert_eq!(sequence_number(r#"{"sequence_number":null}"#), None);
+        assert_eq!(sequence_number("[DONE]"), None);
+    }
 }

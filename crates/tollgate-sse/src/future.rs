@@ -4,19 +4,21 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH};
 use http::{HeaderName, HeaderValue, Response};
 use tollgate_core::admission::Respond;
-use tollgate_core::{BoxError, GatewayError, is_event_stream};
+use tollgate_core::{BoxError, Endpoint, GatewayError, is_event_stream};
 
 use crate::layer::Config;
 use crate::{SseBody, SseObservers};
 
 /// What the response side of [`SsePassthrough`](crate::SsePassthrough) needs from the request
-/// side: how to stream, who observes, and whether usage was injected (and so is stripped).
+/// side: how to stream, who observes, whether usage was injected (and so is stripped), and the
+/// endpoint, whose shape a failure mid-stream is reported in.
 #[derive(Debug)]
 pub struct StreamPlan {
     pub(crate) config: Option<Arc<Config>>,
     pub(crate) observers: Option<SseObservers>,
     pub(crate) request_id: Option<HeaderValue>,
     pub(crate) strip_usage: bool,
+    pub(crate) endpoint: Option<Endpoint>,
 }
 
 impl StreamPlan {
@@ -27,6 +29,7 @@ impl StreamPlan {
             observers: None,
             request_id: None,
             strip_usage: false,
+            endpoint: None,
         }
     }
 }
@@ -61,6 +64,9 @@ where
         );
         if config.drain_on_disconnect {
             body = body.drain_on_disconnect();
+        }
+        if let Some(endpoint) = self.endpoint {
+            body = body.with_endpoint(endpoint);
         }
         Response::from_parts(parts, body)
     }

@@ -18,8 +18,11 @@
 //!   usage chunk is removed, which are forwarded whole as each completes).
 //! - Observers registered by inner layers through [`SseObservers`] (the
 //!   balance gate's, your own) run on one parse of the stream.
-//! - An upstream failure mid-stream becomes one terminal `data: {"error":{...}}` event carrying
-//!   the gateway's error envelope, then a clean end (see [`SseBody`]).
+//! - An upstream failure mid-stream becomes one terminal event in the endpoint's shape, then a
+//!   clean end (see [`SseBody`]): `data: {"error":{...}}` carrying the gateway's error envelope,
+//!   or for the Responses API (the routed [`Endpoint`](tollgate_core::Endpoint), else the
+//!   path) `event: error` with `{"type":"error","code",...,"sequence_number"}` numbered after
+//!   the upstream's last event.
 //! - After a quiet period (15 s by default) a `: keep-alive` comment is sent, at event
 //!   boundaries only.
 //! - Response headers: `content-type: text/event-stream` kept, `cache-control: no-cache`,
@@ -27,7 +30,8 @@
 //! - With [`inject_usage`](SsePassthroughLayer::inject_usage), a streaming chat request
 //!   without `stream_options.include_usage` gets it spliced in, and the usage-only chunk is
 //!   removed from the client's stream: accounting always sees usage, the client sees what it
-//!   asked for.
+//!   asked for. A Responses API request is never spliced (its stream always ends with its
+//!   usage), whatever the configured paths.
 //! - When the client goes away the upstream body is dropped (the upstream request is
 //!   cancelled); with [`drain_on_disconnect`](SsePassthroughLayer::drain_on_disconnect) it is
 //!   read to its end on a task instead, so observers still see usage.

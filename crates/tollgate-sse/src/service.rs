@@ -2,7 +2,7 @@ use bytes::Bytes;
 use http::Request;
 use tollgate_core::admission::{Admission, AdmissionFuture, Start, Verdict};
 use tollgate_core::request_id::X_REQUEST_ID;
-use tollgate_core::{BodyArrived, BoxError, ChatRequest, GatewayError, ReadBody};
+use tollgate_core::{BodyArrived, BoxError, ChatRequest, Endpoint, GatewayError, ReadBody};
 use tower_layer::Layer;
 
 use crate::future::StreamPlan;
@@ -51,7 +51,7 @@ where
             request.extensions_mut().insert(SseObservers::default());
         }
         // The body is read as JSON whatever `content-type` says, as the catalog reads it.
-        if self.config.inject_usage && self.config.paths.is_post_to(request) {
+        if self.injects_usage(request) {
             return Start::with_body(self, request, self.config.body_limit);
         }
         Start::Decided(Verdict::Admit(self.plan(request, false)))
@@ -81,6 +81,29 @@ impl SsePassthroughLayer {
             observers: request.extensions().get::<SseObservers>().cloned(),
             request_id: request.headers().get(X_REQUEST_ID).cloned(),
             strip_usage,
+            endpoint: endpoint_of(request),
         }
     }
+
+    /// Whether `request` gets `stream_options.include_usage` spliced in: a `POST` to one of the
+    /// configured paths, unless its endpoint has no such option (the Responses API always
+    /// reports usage, and takes no chat option).
+    fn injects_usage<B>(&self, request: &Request<B>) -> bool {
+        self.config.inject_usage
+            && self.config.paths.is_post_to(request)
+            && !matches!(
+                endpoint_of(request),
+                Some(Endpoint::Responses | Endpoint::Embeddings)
+            )
+    }
+}
+
+/// The endpoint the routing layer put in the extensions, else the one the path names (a stack
+/// without a routing layer).
+fn endpoint_of<B>(request: &Request<B>) -> Option<Endpoint> {
+    request
+        .extensions()
+        .get::<Endpoint>()
+        .copied()
+        .or_else(|| Endpoint::from_path(request.uri().path()))
 }

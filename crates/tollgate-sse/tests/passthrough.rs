@@ -9,7 +9,7 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde_json::{Value, json};
-use tollgate_core::Body;
+use tollgate_core::{Body, Paths};
 use tollgate_sse::{
     ChatStreamSummary, Event, SseObserver, SseObservers, SsePassthroughLayer, StreamEnd,
 };
@@ -71,7 +71,16 @@ async fn send(server: &TestServer, body: Value) -> Response<Incoming> {
 }
 
 async fn send_with(server: &TestServer, body: Value, mock: Option<&str>) -> Response<Incoming> {
-    let mut request = Request::post("/v1/chat/completions")
+    send_to(server, "/v1/chat/completions", body, mock).await
+}
+
+async fn send_to(
+    server: &TestServer,
+    path: &str,
+    body: Value,
+    mock: Option<&str>,
+) -> Response<Incoming> {
+    let mut request = Request::post(path)
         .header("host", "gateway")
         .header("content-type", "application/json")
         .header("x-request-id", "req_sse");
@@ -284,4 +293,129 @@ async fn drain_on_disconnect_reads_the_upstream_to_its_end_for_accounting() {
     );
     assert_eq!(seen.wait_end().await, Some(StreamEnd::Completed));
     assert_eq!(seen.summary().usage.unwrap().completion_tokens, 10);
+}
+
+fn responses_stream() -> Value {
+    json!({"model": "gpt-5.4", "input": "Say hello", "stream": true})
+}
+
+/// The events of a stream: each one's `event:` name, if any, and its `data` as JSON.
+fn events(text: &str) -> Vec<(Option<&str>, Value)> {
+    text.split("\n\n")
+        .filter(|event| !event.is_empty())
+        .map(|event| {
+            let (name, data) = match event.strip_prefix("event: ") {
+                Some(rest) => {
+                    let (name, data) = rest.split_once('\n').unwrap();
+                    (Some(name), data)
+                }
+                None => (None, event),
+            };
+            let data = data.strip_prefix("data: ").unwrap();
+            (name, serde_json::from_str(data).unwrap())
+        })
+        .collect()
+}
+
+/// Usage injection is for chat: a Responses API request goes upstream byte for byte, even on a
+/// path configured for injection, and its named events come back as they were sent.
+#[tokio::test]
+async fn a_responses_stream_keeps_its_body_and_its_event_names() {
+    let upstream = MockUpstream::builder().reply("one two three").start().await;
+    let seen = Seen::default();
+    let layer = SsePassthroughLayer::new()
+        .inject_usage(true)
+        .paths(Paths::new(["/v1/chat/completions", "/v1/responses"]));
+    let server = gateway(&upstream, layer, seen.clone()).await;
+    let body = responses_stream();
+    let response = send_to(&server, "/v1/responses", body.clone(), None).await;
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let text = body_text(response).await;
+    let call = upstream.calls().pop().unwrap();
+    assert_eq!(
+        call.body,
+        body.to_string(),
+        "the upstream got the body unchanged"
+    );
+    let received = events(&text);
+    let names: Vec<&str> = received.iter().map(|(name, _)| name.unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "response.created",
+            "response.in_progress",
+            "response.output_item.added",
+            "response.content_part.added",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.delta",
+            "response.output_text.done",
+            "response.content_part.done",
+            "response.output_item.done",
+            "response.completed",
+        ]
+    );
+    for (index, (name, data)) in received.iter().enumerate() {
+        assert_eq!(data["type"], name.unwrap());
+        assert_eq!(data["sequence_number"], index);
+    }
+    assert_eq!(seen.wait_end().await, Some(StreamEnd::Completed));
+    assert_eq!(seen.summary().usage.unwrap().completion_tokens, 3);
+
+    // The same layer still injects usage into a chat stream.
+    body_text(send(&server, chat(true, None)).await).await;
+    let call = upstream.calls().pop().unwrap();
+    assert_eq!(
+        call.json().unwrap()["stream_options"]["include_usage"],
+        true
+    );
+}
+
+/// A Responses API client gets the Responses API's `error` event, numbered after the last
+/// event it received: what its SDK raises on.
+#[tokio::test]
+async fn a_responses_stream_failing_mid_stream_ends_with_the_responses_error_event() {
+    let upstream = MockUpstream::builder()
+        .reply("one two three four")
+        .start()
+        .await;
+    let seen = Seen::default();
+    let server = gateway(&upstream, SsePassthroughLayer::new(), seen.clone()).await;
+    let response = send_to(
+        &server,
+        "/v1/responses",
+        responses_stream(),
+        Some("abort-after=2"),
+    )
+    .await;
+    let text = body_text(response).await; // ends cleanly: no error reading the body
+    let received = events(&text);
+    // Four opening events and two deltas, numbered 0 to 5, then the error.
+    assert_eq!(received.len(), 7, "{text}");
+    assert_eq!(received[5].1["sequence_number"], 5);
+    let (name, data) = received.last().unwrap();
+    assert_eq!(*name, Some("error"));
+    assert_eq!(
+        *data,
+        json!({"type": "error", "code": "provider_error", "message": "The upstream provider failed in the middle of the stream. The response is incomplete; send the request again.", "param": null, "sequence_number": 6})
+    );
+    assert_eq!(seen.wait_end().await, Some(StreamEnd::UpstreamFailed));
+
+    // Without observers (nothing else parses the stream), the error is numbered all the same.
+    let server = TestServer::start(
+        ServiceBuilder::new()
+            .layer(SsePassthroughLayer::new())
+            .service(Forward::to(&upstream.url())),
+    )
+    .await;
+    let response = send_to(
+        &server,
+        "/v1/responses",
+        responses_stream(),
+        Some("abort-after=3"),
+    )
+    .await;
+    let text = body_text(response).await;
+    let (name, data) = events(&text).pop().unwrap();
+    assert_eq!((name, &data["sequence_number"]), (Some("error"), &json!(7)));
 }

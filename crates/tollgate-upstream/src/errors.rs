@@ -32,6 +32,8 @@ fn parse(body: &Bytes) -> UpstreamError {
 /// becomes 502 `provider_error`, a 4xx keeps its meaning with the upstream's message, param
 /// and code, except 401/403 (the gateway's provider key was refused: not the client's fault)
 /// and a 404 that is not about the model (the provider lacks `path`, the path it was sent to).
+/// A 404 about the model is `model_not_found` whichever provider's code says so (see
+/// [`is_model_not_found`]).
 pub(crate) fn from_response(
     status: StatusCode,
     body: &Bytes,
@@ -67,8 +69,8 @@ pub(crate) fn from_response(
             ErrorKind::ProviderError,
             format!("The upstream provider failed: {message}"),
         ),
-        404 if code.as_deref() == Some("model_not_found") => {
-            GatewayError::new(ErrorKind::ModelNotFound, message)
+        404 if code.as_deref().is_some_and(is_model_not_found) => {
+            GatewayError::new(ErrorKind::ModelNotFound, message).code("model_not_found")
         }
         // The provider has no such endpoint: the same request meets the same answer.
         404 => GatewayError::new(
@@ -103,6 +105,13 @@ pub(crate) fn from_response(
         }
         _ => error.detail("upstream_message", upstream.message.unwrap_or_default()),
     }
+}
+
+/// Whether an upstream 404's `error.code` says the model is unknown: OpenAI's
+/// `model_not_found`, or Azure OpenAI's `DeploymentNotFound` (a deployment is how Azure serves a
+/// model, and the request's `model` names it).
+fn is_model_not_found(code: &str) -> bool {
+    matches!(code, "model_not_found" | "DeploymentNotFound")
 }
 
 /// An upstream answer that is neither a success nor an error: a 1xx, a 3xx or a 2xx other
@@ -142,4 +151,42 @@ pub(crate) fn timed_out(which: &str, after: Duration) -> GatewayError {
             after.as_secs_f64()
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn not_found(body: &'static str) -> GatewayError {
+        from_response(
+            StatusCode::NOT_FOUND,
+            &Bytes::from_static(body.as_bytes()),
+            None,
+            "/v1/chat/completions",
+        )
+    }
+
+    #[test]
+    fn a_404_about_the_model_is_model_not_found_from_openai_or_azure() {
+        let openai = not_found(
+            r#"{"error":{"message":"The model `gpt-9` does not exist or you do not have access to it.","type":"invalid_request_error","param":null,"code":"model_not_found"}}"#,
+        );
+        let azure = not_found(
+            r#"{"error":{"code":"DeploymentNotFound","message":"The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."}}"#,
+        );
+        for error in [&openai, &azure] {
+            assert_eq!(error.kind, ErrorKind::ModelNotFound);
+            assert_eq!(error.code.as_deref(), Some("model_not_found"));
+            assert_eq!(error.details["upstream_status"], 404);
+        }
+        assert!(
+            azure
+                .message
+                .starts_with("The API deployment for this resource")
+        );
+        // Any other 404 is the provider lacking the path.
+        let other = not_found(r#"{"error":{"code":"NotFound","message":"Resource not found"}}"#);
+        assert_eq!(other.kind, ErrorKind::ProviderError);
+        assert_eq!(other.code, None);
+    }
 }

@@ -40,7 +40,8 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 ///   `timeout`; upstream 5xx → 502 `provider_error` with the upstream status and message in
 ///   `details`; upstream 429 → 429 with its `retry-after`; an upstream 4xx error body is
 ///   normalized into the envelope, a 404 being `model_not_found` only when the provider's
-///   error `code` says so (else 502 `provider_error` naming the upstream path); any other
+///   error `code` says so (OpenAI's `model_not_found`, Azure OpenAI's `DeploymentNotFound`;
+///   else 502 `provider_error` naming the upstream path); any other
 ///   1xx, 2xx or 3xx (a 204, a redirect) → 502 `provider_error`, never a success to bill.
 /// - Retries ([`RetryPolicy`]): only 429, 500, 502, 503, 504 and failures to connect,
 ///   exponential backoff with full jitter, 3 retries by default, an upstream `retry-after`

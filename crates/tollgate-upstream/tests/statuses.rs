@@ -1,13 +1,15 @@
 //! Upstream answers that are neither a success nor an ordinary error, against the testkit mock:
-//! 1xx, 3xx, 2xx other than 200 and 201, and a 404 that is not about the model.
+//! 1xx, 3xx, 2xx other than 200 and 201, a 404 that is not about the model, and Azure's 404
+//! for a deployment it does not have.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
 use http::{HeaderName, Request};
 use serde_json::{Value, json};
 use tollgate_balance::{BalanceGateLayer, InMemoryLedger, Ledger};
 use tollgate_core::{Body, ChatRequest, ModelInfo, Prices, Principal};
-use tollgate_testkit::{MockUpstream, body_json};
+use tollgate_testkit::{MockUpstream, TestServer, body_json};
 use tollgate_upstream::{RetryPolicy, Upstream};
 use tower::{ServiceBuilder, ServiceExt};
 
@@ -157,6 +159,36 @@ async fn an_upstream_404_is_model_not_found_only_when_the_provider_says_so() {
     );
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("/v1/chat/complete"), "{message}");
+}
+
+/// Azure OpenAI answers a model (a deployment) it does not have with its own code.
+#[tokio::test]
+async fn an_azure_deployment_not_found_is_model_not_found() {
+    let azure = TestServer::start(tower::service_fn(|_request: Request<Body>| async {
+        let body = json!({"error": {"code": "DeploymentNotFound", "message": "The API deployment for this resource does not exist. If you created the deployment within the last 5 minutes, please wait a moment and try again."}});
+        let response = http::Response::builder()
+            .status(404)
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        Ok::<_, Infallible>(response)
+    }))
+    .await;
+    let response = upstream(&azure.url())
+        .oneshot(request("/v1/chat/completions", None))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(response.headers()["x-should-retry"], "false");
+    let body = body_json(response).await;
+    assert_eq!(body["error"]["type"], "model_not_found");
+    assert_eq!(body["error"]["code"], "model_not_found");
+    assert_eq!(body["error"]["details"]["upstream_status"], 404);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("The API deployment for this resource does not exist"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
