@@ -694,8 +694,10 @@ async fn duplicate_members_are_refused_before_the_upstream() {
 async fn an_embeddings_prompt_is_reserved_for() {
     let running = start(MockUpstream::start().await).await;
     let before = running.handles.ledger.balance("acct_demo").await.unwrap();
-    let input = "word ".repeat(2_000);
-    let body = json!({"model": "text-embedding-3-small", "input": [input]});
+    // Two inputs of 5,000 bytes: each fits the model's 8,192-token window by its bytes alone, so
+    // neither is tokenized and the bytes are what is reserved for.
+    let input = "word ".repeat(1_000);
+    let body = json!({"model": "text-embedding-3-small", "input": [input, input]});
     let response = call(
         running.server.addr(),
         "POST",
@@ -1029,4 +1031,115 @@ async fn a_responses_stream_cut_mid_way_ends_with_the_responses_error_event() {
         before,
         "the reservation came back whole"
     );
+}
+
+/// Each metered endpoint is held to its own rules and its model's window before the provider
+/// sees it: the Responses API, embeddings and legacy completions as well as chat.
+#[tokio::test]
+async fn every_endpoint_is_validated_before_the_upstream() {
+    let running = start(MockUpstream::start().await).await;
+    let too_long = "hello world ".repeat(2_100);
+    let cases = [
+        (
+            "/v1/responses",
+            json!({"model": "gpt-5.4", "input": "Hi", "max_output_tokens": 5}),
+            400,
+            "max_output_tokens",
+            "integer_below_min_value",
+        ),
+        (
+            "/v1/responses",
+            json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "Hi"}]}),
+            400,
+            "input",
+            "",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": ["a", ""]}),
+            400,
+            "input[1]",
+            "",
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": vec!["a"; 2_049]}),
+            400,
+            "input",
+            "array_above_max_length",
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "gpt-3.5-turbo-instruct", "max_tokens": 5}),
+            400,
+            "prompt",
+            "",
+        ),
+        // 4,201 tokens and the default 16 over the model's 4,096.
+        (
+            "/v1/completions",
+            json!({"model": "gpt-3.5-turbo-instruct", "prompt": too_long}),
+            413,
+            "prompt",
+            "context_length_exceeded",
+        ),
+    ];
+    for (path, body, status, param, code) in cases {
+        let response = call(running.server.addr(), "POST", path, body.to_string()).await;
+        let (got, _, json) = envelope(response).await;
+        assert_eq!(got, status, "{path} {json}");
+        assert_eq!(json["error"]["param"], param, "{path} {json}");
+        assert_eq!(
+            json["error"]["code"].as_str().unwrap_or_default(),
+            code,
+            "{path} {json}"
+        );
+    }
+    assert!(
+        running.upstream.calls().is_empty(),
+        "nothing reached the provider"
+    );
+    // And a well-formed request of each passes.
+    for (path, body) in [
+        (
+            "/v1/responses",
+            json!({"model": "gpt-5.4", "input": "Hi", "max_output_tokens": 16}),
+        ),
+        (
+            "/v1/embeddings",
+            json!({"model": "text-embedding-3-small", "input": [[1, 2, 3], [4]]}),
+        ),
+        (
+            "/v1/completions",
+            json!({"model": "gpt-3.5-turbo-instruct", "prompt": ["Once", "Twice"], "max_tokens": 5}),
+        ),
+    ] {
+        let response = call(running.server.addr(), "POST", path, body.to_string()).await;
+        assert_eq!(response.status(), 200, "{path}");
+    }
+}
+
+/// A response that continues a stored conversation reads earlier turns the body does not
+/// show: the balance gate reserves for the whole window, less the output budget.
+#[tokio::test]
+async fn a_continued_response_is_reserved_for_the_whole_window() {
+    let running = start(MockUpstream::start().await).await;
+    let before = running.handles.ledger.balance("acct_demo").await.unwrap();
+    let body = json!({"model": "gpt-5.4", "input": "And then?", "previous_response_id": "resp_1", "max_output_tokens": 100});
+    let response = call(
+        running.server.addr(),
+        "POST",
+        "/v1/responses",
+        body.to_string(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let left: u64 = response.headers()["x-tollgate-balance"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let prices = running.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    // gpt-5.4's window is 400,000 tokens.
+    assert_eq!(before - left, prices.cost(400_000 - 100, 100));
 }

@@ -3,7 +3,8 @@
 
 use http::Extensions;
 
-use crate::{ChatRequest, Endpoint, ModelInfo, PromptTokens};
+use crate::chat::Input;
+use crate::{ChatRequest, Endpoint, Field, ModelInfo, PromptTokens};
 
 /// OpenAI's `max_tokens` default on `/v1/completions`.
 const LEGACY_COMPLETION_DEFAULT: u64 = 16;
@@ -19,12 +20,14 @@ const LEGACY_COMPLETION_DEFAULT: u64 = 16;
 ///   really used. By the routed [`Endpoint`]: 0 for embeddings (they generate nothing), and 16
 ///   for legacy completions without `max_tokens` (OpenAI's default). The budget is per choice,
 ///   so it is multiplied by `n` (an absent, zero or non-integer `n` counts 1; the product
-///   saturates): `n: 3` may generate three completions of `max_tokens` each.
+///   saturates): `n: 3` may generate three completions of `max_tokens` each. Legacy
+///   completions generate `best_of` candidates when it is larger than `n`, for each prompt of
+///   a batch (`prompt` as an array of strings or of token arrays).
 ///
 /// ```
 /// use bytes::Bytes;
 /// use http::Extensions;
-/// use tollgate_core::{ChatRequest, ModelInfo, PromptTokens, TokenEstimate};
+/// use tollgate_core::{ChatRequest, Endpoint, ModelInfo, PromptTokens, TokenEstimate};
 ///
 /// let mut extensions = Extensions::new();
 /// extensions.insert(ChatRequest::parse(Bytes::from_static(br#"{"max_tokens":100}"#)).unwrap());
@@ -40,6 +43,11 @@ const LEGACY_COMPLETION_DEFAULT: u64 = 16;
 /// extensions.insert(ChatRequest::parse(Bytes::from_static(b"{}")).unwrap());
 /// extensions.insert(ModelInfo::new("m", 8_192, 1_024));
 /// assert_eq!(TokenEstimate::of(&extensions).total(), 1_024);
+///
+/// let mut extensions = Extensions::new();
+/// extensions.insert(ChatRequest::parse(Bytes::from_static(br#"{"prompt":["a","b"],"max_tokens":10,"best_of":3}"#)).unwrap());
+/// extensions.insert(Endpoint::Completions);
+/// assert_eq!(TokenEstimate::of(&extensions).completion, 60);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TokenEstimate {
@@ -59,14 +67,16 @@ impl TokenEstimate {
             None => chat.map_or(0, |chat| chat.prompt_bytes() as u64),
         };
         let requested = chat.and_then(ChatRequest::max_completion_tokens);
-        let budget = match extensions.get::<Endpoint>() {
+        let endpoint = extensions.get::<Endpoint>().copied();
+        let budget = match endpoint {
             // An embedding generates nothing.
             Some(Endpoint::Embeddings) => Some(0),
             // Legacy completions stop at 16 tokens unless told otherwise, as OpenAI's do.
             Some(Endpoint::Completions) => requested.or(Some(LEGACY_COMPLETION_DEFAULT)),
             _ => requested.or(model.map(|model| model.max_output_tokens)),
         };
-        let completion = budget.unwrap_or(0).saturating_mul(chat.map_or(1, choices));
+        let choices = chat.map_or(1, |chat| choices(chat, endpoint));
+        let completion = budget.unwrap_or(0).saturating_mul(choices);
         TokenEstimate { prompt, completion }
     }
 
@@ -76,14 +86,22 @@ impl TokenEstimate {
     }
 }
 
-/// How many completions the request asks for: `n` when a positive integer, else the one an
-/// upstream generates by default.
-fn choices(chat: &ChatRequest) -> u64 {
-    chat.n_field()
-        .value()
-        .and_then(|n| n.as_u64())
-        .filter(|&n| n > 0)
-        .unwrap_or(1)
+/// How many completions the request may generate: `n` when a positive integer, else the one an
+/// upstream generates by default; on legacy completions, `best_of` when larger, for each prompt.
+fn choices(chat: &ChatRequest, endpoint: Option<Endpoint>) -> u64 {
+    let positive = |field: &Field<serde_json::Number>| {
+        field.value().and_then(|n| n.as_u64()).filter(|&n| n > 0)
+    };
+    let n = positive(chat.n_field()).unwrap_or(1);
+    if endpoint != Some(Endpoint::Completions) {
+        return n;
+    }
+    let best_of = positive(chat.best_of_field()).unwrap_or(1);
+    let prompts = match chat.prompt_field() {
+        Field::Value(Input::Items(prompts)) => prompts.len().max(1) as u64,
+        _ => 1,
+    };
+    n.max(best_of).saturating_mul(prompts)
 }
 
 #[cfg(test)]
@@ -135,6 +153,54 @@ mod tests {
             budget(None, r#"{"max_tokens":10}"#),
             10,
             "without routing: as chat"
+        );
+    }
+
+    #[test]
+    fn legacy_completions_reserve_best_of_candidates_for_each_prompt() {
+        let budget = |endpoint: Endpoint, body: &'static str| {
+            let mut extensions = Extensions::new();
+            extensions.insert(ChatRequest::parse(Bytes::from_static(body.as_bytes())).unwrap());
+            extensions.insert(endpoint);
+            TokenEstimate::of(&extensions).completion
+        };
+        let completions = Endpoint::Completions;
+        assert_eq!(budget(completions, r#"{"prompt":"a","max_tokens":10}"#), 10);
+        assert_eq!(
+            budget(completions, r#"{"prompt":[1,2,3],"max_tokens":10}"#),
+            10,
+            "one prompt of token ids"
+        );
+        assert_eq!(
+            budget(completions, r#"{"prompt":["a","b","c"],"max_tokens":10}"#),
+            30
+        );
+        assert_eq!(
+            budget(completions, r#"{"prompt":[[1],[2]],"max_tokens":10,"n":2}"#),
+            40
+        );
+        assert_eq!(
+            budget(
+                completions,
+                r#"{"prompt":"a","max_tokens":10,"n":2,"best_of":5}"#
+            ),
+            50
+        );
+        assert_eq!(
+            budget(
+                completions,
+                r#"{"prompt":"a","max_tokens":10,"n":3,"best_of":2}"#
+            ),
+            30,
+            "n when larger"
+        );
+        assert_eq!(
+            budget(
+                Endpoint::ChatCompletions,
+                r#"{"messages":[],"max_tokens":10,"best_of":5}"#
+            ),
+            10,
+            "best_of is legacy completions' only"
         );
     }
 

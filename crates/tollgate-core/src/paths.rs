@@ -3,6 +3,8 @@
 use http::header::CONTENT_TYPE;
 use http::{HeaderMap, Method, Request};
 
+use crate::Endpoint;
+
 /// The paths a layer acts on, matched exactly: no prefix and no pattern, so a path the
 /// operator did not list is never mistaken for one that was.
 ///
@@ -38,6 +40,19 @@ impl Paths {
     /// `/v1/chat/completions` alone.
     pub fn chat_completions() -> Self {
         Paths::new(["/v1/chat/completions"])
+    }
+
+    /// The path of every metered [`Endpoint`]: chat completions, responses, legacy completions
+    /// and embeddings.
+    ///
+    /// ```
+    /// use tollgate_core::{Endpoint, Paths};
+    ///
+    /// let paths = Paths::metered();
+    /// assert!(Endpoint::ALL.iter().all(|endpoint| paths.matches(endpoint.path())));
+    /// ```
+    pub fn metered() -> Self {
+        Paths::new(Endpoint::ALL.map(Endpoint::path))
     }
 
     /// Whether `path` is one of them.

@@ -1,7 +1,7 @@
 //! The one-pass chat request view.
 
 use bytes::Bytes;
-use tollgate_core::chat::{Content, JsonType, Message, ParseErrorKind, Part};
+use tollgate_core::chat::{Content, Input, InputItem, JsonType, Message, ParseErrorKind, Part};
 use tollgate_core::{ChatRequest, ErrorKind, Field, GatewayError};
 
 fn parse(json: &'static str) -> ChatRequest {
@@ -394,4 +394,188 @@ fn text_the_gateway_cannot_read_is_refused() {
             String::from_utf8_lossy(body)
         );
     }
+}
+
+fn input(chat: &ChatRequest) -> &Input {
+    match chat.input_field() {
+        Field::Value(input) => input,
+        other => panic!("input: {other:?}"),
+    }
+}
+
+#[test]
+fn input_and_prompt_shapes_are_recorded_with_their_bytes_as_written() {
+    let cases = [
+        r#""Hello""#,
+        "[1, 2,3]",
+        r#"[ "a" , "b\n" ]"#,
+        "[[1,2], [3] ,[]]",
+        r#"[{"role":"user","content":"Hi"}, {"type":"item_reference","id":"x"}]"#,
+        "[ ]",
+        r#"[1, "a", 2, -3, 1.5, [4, "b"], null]"#,
+    ];
+    for case in cases {
+        for member in ["input", "prompt"] {
+            let body = format!(r#"{{"model":"m", "{member}" : {case} , "n":1}}"#);
+            let chat = ChatRequest::parse(Bytes::from(body.clone())).unwrap();
+            assert_eq!(chat.prompt_bytes(), case.len(), "{body}");
+            let (found, other) = match member {
+                "input" => (chat.input_field(), chat.prompt_field()),
+                _ => (chat.prompt_field(), chat.input_field()),
+            };
+            assert!(matches!(found, Field::Value(_)), "{body}");
+            assert_eq!(other, &Field::Absent, "{body}");
+        }
+    }
+    let parse_input =
+        |value: &str| ChatRequest::parse(Bytes::from(format!(r#"{{"input":{value}}}"#))).unwrap();
+    let chat = parse_input(r#""Hello""#);
+    let Input::Text(text) = input(&chat) else {
+        panic!()
+    };
+    assert_eq!(chat.text(*text), "Hello");
+    assert_eq!(input(&parse_input("[1, 2,3]")), &Input::Tokens(3));
+    let chat = parse_input(r#"[ "a" , "b\n" ]"#);
+    let Input::Items(items) = input(&chat) else {
+        panic!()
+    };
+    let texts: Vec<_> = items
+        .iter()
+        .map(|item| match item {
+            InputItem::Text(text) => chat.text(*text),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(texts, ["a", "b\n"]);
+    assert_eq!(
+        input(&parse_input("[[1,2], [3] ,[]]")),
+        &Input::Items(vec![
+            InputItem::Tokens(2),
+            InputItem::Tokens(1),
+            InputItem::Tokens(0)
+        ])
+    );
+    let chat = parse_input(r#"[{"role":"user","content":"Hi"}, {"id":"x"}]"#);
+    let Input::Items(items) = input(&chat) else {
+        panic!()
+    };
+    let InputItem::Object(span) = items[1] else {
+        panic!()
+    };
+    assert_eq!(chat.raw(span), r#"{"id":"x"}"#);
+    assert_eq!(input(&parse_input("[ ]")), &Input::Items(vec![]));
+    // Token ids before an item of another kind become items of their own.
+    let chat = parse_input(r#"[1, "a", 2, -3, 1.5, [4, "b"], null]"#);
+    let kinds: Vec<_> = match input(&chat) {
+        Input::Items(items) => items.iter().map(InputItem::json_type).collect(),
+        other => panic!("{other:?}"),
+    };
+    use JsonType::*;
+    assert_eq!(kinds, [Number, String, Number, Number, Number, Array, Null]);
+    let Input::Items(items) = input(&chat) else {
+        panic!()
+    };
+    assert_eq!(items[0], InputItem::Token);
+    assert_eq!(items[3], InputItem::Other(Number), "-3 is no token id");
+    assert_eq!(items[4], InputItem::Other(Number), "1.5 is no token id");
+    assert_eq!(items[5], InputItem::Other(Array));
+
+    let chat = parse(r#"{"input":{"a":1},"prompt":7}"#);
+    assert_eq!(chat.input_field(), &Field::Invalid(Object));
+    assert_eq!(chat.prompt_field(), &Field::Invalid(Number));
+    let chat = parse(r#"{"input":null}"#);
+    assert_eq!(chat.input_field(), &Field::Absent);
+    assert_eq!(chat.prompt_bytes(), 0);
+}
+
+#[test]
+fn an_input_named_with_escapes_is_read_all_the_same() {
+    // The key has no place in the body to look ahead from: the array is read from its slice.
+    let chat = parse(r#"{"model":"m","inp\u0075t":[ "x\ty", [5,6] ]}"#);
+    assert_eq!(chat.prompt_bytes(), r#"[ "x\ty", [5,6] ]"#.len());
+    let Input::Items(items) = input(&chat) else {
+        panic!()
+    };
+    assert!(matches!(items[0], InputItem::Text(text) if chat.text(text) == "x\ty"));
+    assert_eq!(items[1], InputItem::Tokens(2));
+}
+
+#[test]
+fn input_spans_move_with_an_edit() {
+    let chat = parse(
+        r#"{"model":"a","instructions":"Be brief.","input":["one",{"role":"user","content":"two"}],"tools":[{"type":"web_search"}]}"#,
+    );
+    let edited = chat.with_model("a-much-longer-model").unwrap();
+    let reparsed = ChatRequest::parse(edited.body().clone()).unwrap();
+    assert_eq!(edited.input_field(), reparsed.input_field());
+    assert_eq!(edited.instructions_field(), reparsed.instructions_field());
+    assert_eq!(edited.tools_span(), reparsed.tools_span());
+    assert_eq!(
+        edited.raw(edited.tools_span().unwrap()),
+        r#"[{"type":"web_search"}]"#
+    );
+    let Input::Items(items) = input(&edited) else {
+        panic!()
+    };
+    let (InputItem::Text(one), InputItem::Object(two)) = (&items[0], &items[1]) else {
+        panic!()
+    };
+    assert_eq!(edited.text(*one), "one");
+    let texts: Vec<_> = edited
+        .item_texts(*two)
+        .into_iter()
+        .map(|text| edited.text(text).into_owned())
+        .collect();
+    assert_eq!(texts, ["user", "two"]);
+}
+
+#[test]
+fn the_other_endpoints_fields_are_read_and_stay_unknown_to_chat() {
+    let chat = parse(
+        r#"{"model":"m","input":"x","instructions":7,"previous_response_id":"resp_1","dimensions":256,"encoding_format":"base64","best_of":3,"max_output_tokens":64}"#,
+    );
+    assert!(chat.continues_conversation());
+    assert_eq!(chat.instructions_field(), &Field::Invalid(JsonType::Number));
+    assert_eq!(
+        chat.dimensions_field().value().and_then(|n| n.as_u64()),
+        Some(256)
+    );
+    let format = *chat.encoding_format_field().value().unwrap();
+    assert_eq!(chat.text(format), "base64");
+    assert_eq!(
+        chat.best_of_field().value().and_then(|n| n.as_u64()),
+        Some(3)
+    );
+    // Strict chat validation names each of them.
+    let unknown: Vec<&str> = chat.unknown_fields().iter().map(|f| &**f).collect();
+    assert_eq!(
+        unknown,
+        [
+            "input",
+            "instructions",
+            "previous_response_id",
+            "dimensions",
+            "encoding_format",
+            "best_of",
+            "max_output_tokens"
+        ]
+    );
+    assert!(parse(r#"{"conversation":{"id":"conv_1"}}"#).continues_conversation());
+    assert!(!parse(r#"{"previous_response_id":null}"#).continues_conversation());
+}
+
+#[test]
+fn members_names_each_top_level_member_once() {
+    let chat = parse(
+        r#"{"model":"m","input":"x","seed":1,"messages":[],"x-custom":true,"inp\u0075t_2":0,"store":false}"#,
+    );
+    let mut members: Vec<&str> = chat.members().collect();
+    members.sort_unstable();
+    assert_eq!(
+        members,
+        [
+            "input", "input_2", "messages", "model", "seed", "store", "x-custom"
+        ]
+    );
+    assert_eq!(parse("{}").members().count(), 0);
 }

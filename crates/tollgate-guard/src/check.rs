@@ -1,5 +1,5 @@
-//! The guard's check: size (for a body another layer already read), validation, then the
-//! context window.
+//! The guard's check: size (for a body another layer already read), then validation and the
+//! context window by the request's endpoint.
 
 use bytes::Bytes;
 use http::Request;
@@ -7,13 +7,14 @@ use http::header::CONTENT_LENGTH;
 use tollgate_core::admission::{Admission, Start, Verdict};
 use tollgate_core::body::BodyError;
 use tollgate_core::{
-    BodyArrived, BoxError, ChatRequest, ErrorKind, GatewayError, ModelInfo, PromptTokens, ReadBody,
+    BodyArrived, BoxError, ChatRequest, Endpoint, ErrorKind, GatewayError, ModelInfo, PromptTokens,
+    ReadBody,
 };
 
-use crate::RequestGuardLayer;
 use crate::layer::Config;
 use crate::tokens::{Encoding, count_prompt, prompt_bound};
 use crate::validate::validate;
+use crate::{RequestGuardLayer, completions, embeddings, responses};
 
 impl<B> Admission<B> for RequestGuardLayer
 where
@@ -44,8 +45,7 @@ where
             Ok(chat) => chat,
             Err(error) => return Verdict::Reject(error, ()),
         };
-        let model = request.extensions().get::<ModelInfo>();
-        match check(&chat, model, &self.config) {
+        match check(&chat, &request, &self.config) {
             Ok(tokens) => {
                 request.extensions_mut().insert(tokens);
                 Verdict::Admit(())
@@ -55,21 +55,45 @@ where
     }
 }
 
-fn check(
+fn check<B>(
     chat: &ChatRequest,
-    model: Option<&ModelInfo>,
+    request: &Request<B>,
     config: &Config,
 ) -> Result<PromptTokens, GatewayError> {
     let limit = config.body_limit.max_bytes();
     if chat.body().len() > limit {
         return Err(GatewayError::from(&BodyError::TooLarge { limit }));
     }
-    validate(chat, config.strict)?;
-    let bound = prompt_bound(chat);
+    let model = request.extensions().get::<ModelInfo>();
     let window = match model {
         Some(model) => Some((model.context_window, model.max_output_tokens)),
         None => config.fallback_window,
     };
+    let encoding =
+        || Encoding::for_model(model.map_or_else(|| chat.model().unwrap_or_default(), |m| &m.id));
+    // The routing layer's endpoint, else the path's; a path of neither is held to chat's rules.
+    let endpoint = request
+        .extensions()
+        .get::<Endpoint>()
+        .copied()
+        .or_else(|| Endpoint::from_path(request.uri().path()));
+    match endpoint {
+        Some(Endpoint::Responses) => responses::check(chat, config.strict, window, encoding),
+        Some(Endpoint::Embeddings) => embeddings::check(chat, config.strict, window, encoding),
+        Some(Endpoint::Completions) => completions::check(chat, config.strict, window, encoding),
+        _ => chat_completions(chat, config.strict, window, encoding),
+    }
+}
+
+/// Chat completions: the rules, then the messages and the completion budget within the window.
+fn chat_completions(
+    chat: &ChatRequest,
+    strict: bool,
+    window: Option<(u64, u64)>,
+    encoding: impl Fn() -> Encoding,
+) -> Result<PromptTokens, GatewayError> {
+    validate(chat, strict)?;
+    let bound = prompt_bound(chat);
     let Some((context_window, max_output)) = window else {
         return Ok(PromptTokens::AtMost(bound));
     };
@@ -77,9 +101,7 @@ fn check(
     if bound.saturating_add(completion) <= context_window {
         return Ok(PromptTokens::AtMost(bound));
     }
-    let encoding =
-        Encoding::for_model(model.map_or_else(|| chat.model().unwrap_or_default(), |m| &m.id));
-    let prompt = count_prompt(chat, encoding);
+    let prompt = count_prompt(chat, encoding());
     let requested = prompt.saturating_add(completion);
     if requested > context_window {
         return Err(GatewayError::new(

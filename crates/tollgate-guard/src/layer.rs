@@ -2,7 +2,8 @@ use std::sync::Arc;
 
 use tollgate_core::{BodyLimit, Paths};
 
-/// Guards chat requests before they cost anything upstream; see the [crate docs](crate).
+/// Guards requests to the metered endpoints before they cost anything upstream; see the
+/// [crate docs](crate).
 ///
 /// ```
 /// use std::time::Duration;
@@ -35,14 +36,14 @@ impl Default for Config {
             body_limit: BodyLimit::default(),
             strict: false,
             fallback_window: None,
-            paths: Paths::chat_completions(),
+            paths: Paths::metered(),
         }
     }
 }
 
 impl RequestGuardLayer {
-    /// Default limits (4 MiB, 30 s read timeout), lenient about unknown fields, guarding
-    /// `POST /v1/chat/completions`.
+    /// Default limits (4 MiB, 30 s read timeout), lenient about unknown fields, guarding `POST`
+    /// to every metered endpoint ([`Paths::metered`]).
     pub fn new() -> Self {
         RequestGuardLayer::default()
     }
@@ -53,7 +54,8 @@ impl RequestGuardLayer {
         self.with(|config| config.body_limit = limit)
     }
 
-    /// Rejects top-level fields that are not part of OpenAI's chat request (off by default).
+    /// Rejects top-level fields that are not part of OpenAI's request on the endpoint (off by
+    /// default).
     pub fn strict(self, strict: bool) -> Self {
         self.with(|config| config.strict = strict)
     }
@@ -63,7 +65,9 @@ impl RequestGuardLayer {
         self.with(|config| config.fallback_window = Some((context_window, max_output_tokens)))
     }
 
-    /// The paths guarded, instead of `/v1/chat/completions`.
+    /// The paths guarded, instead of every metered endpoint's. A request is held to the rules
+    /// of the [`Endpoint`](tollgate_core::Endpoint) routed to, else of the one at its path,
+    /// else to chat completions'.
     pub fn paths(self, paths: Paths) -> Self {
         self.with(|config| config.paths = paths)
     }

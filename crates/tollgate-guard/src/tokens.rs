@@ -5,13 +5,15 @@ use tollgate_core::chat::{Content, Message, Part};
 use tollgate_core::{ChatRequest, Field};
 
 /// Tokens OpenAI adds per message (`<|start|>{role}\n ... <|end|>`), for its chat models.
-const PER_MESSAGE: u64 = 3;
+pub(crate) const PER_MESSAGE: u64 = 3;
 /// Tokens of the reply's priming (`<|start|>assistant<|message|>`).
-const REPLY_PRIMING: u64 = 3;
+pub(crate) const REPLY_PRIMING: u64 = 3;
 /// Extra token for a message's `name`.
 const PER_NAME: u64 = 1;
 /// The longest role ("developer") in bytes: a bound on its tokens.
 const MAX_ROLE_BYTES: u64 = 9;
+/// A bound of the tokens a message adds beyond its text.
+pub(crate) const MESSAGE_BOUND: u64 = PER_MESSAGE + MAX_ROLE_BYTES + PER_NAME;
 
 /// A BPE encoding of OpenAI's.
 ///
@@ -72,9 +74,7 @@ impl Encoding {
 /// tokens than bytes, and JSON escapes are never shorter than what they encode.
 pub fn prompt_bound(chat: &ChatRequest) -> u64 {
     let messages = chat.message_count() as u64;
-    REPLY_PRIMING
-        + chat.prompt_bytes() as u64
-        + messages * (PER_MESSAGE + MAX_ROLE_BYTES + PER_NAME)
+    REPLY_PRIMING + chat.prompt_bytes() as u64 + messages * MESSAGE_BOUND
 }
 
 /// The prompt's tokens as OpenAI counts them for chat models: per message 3 + role + content

@@ -1,4 +1,5 @@
-//! OpenAI's request rules, each failure a 400 naming the `param` and what to fix.
+//! OpenAI's request rules, each failure a 400 naming the `param` and what to fix: chat
+//! completions' here, and the helpers the other endpoints' rules share.
 
 use serde_json::Number;
 use tollgate_core::chat::{Content, JsonType};
@@ -13,19 +14,38 @@ const ROLES: [&str; 6] = [
     "function",
 ];
 
-fn invalid(param: impl Into<String>, message: String) -> GatewayError {
+pub(crate) fn invalid(param: impl Into<String>, message: String) -> GatewayError {
     GatewayError::new(ErrorKind::InvalidRequest, message).param(param.into())
 }
 
-fn missing(param: &str) -> GatewayError {
+pub(crate) fn missing(param: &str) -> GatewayError {
     invalid(param, format!("Missing required parameter: '{param}'."))
 }
 
-fn wrong_type(param: &str, expected: &str, found: JsonType) -> GatewayError {
+pub(crate) fn wrong_type(param: &str, expected: &str, found: JsonType) -> GatewayError {
     invalid(
         param,
         format!("Invalid type for '{param}': expected {expected}, but got {found} instead."),
     )
+}
+
+/// Strict mode: the first top-level member that is not one of `known`.
+pub(crate) fn unknown_member(chat: &ChatRequest, known: &[&str]) -> Result<(), GatewayError> {
+    match chat.members().find(|member| !known.contains(member)) {
+        Some(field) => Err(invalid(
+            field,
+            format!("Unrecognized request argument supplied: {field}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// `stream`, when present, is a boolean.
+pub(crate) fn stream(chat: &ChatRequest) -> Result<(), GatewayError> {
+    match chat.stream_field() {
+        Field::Invalid(found) => Err(wrong_type("stream", "a boolean", *found)),
+        _ => Ok(()),
+    }
 }
 
 /// Checks the request against OpenAI's rules; the first violation is the answer.
@@ -53,10 +73,7 @@ pub(crate) fn validate(chat: &ChatRequest, strict: bool) -> Result<(), GatewayEr
         u64::MAX,
     )?;
     positive_integer("n", chat.n_field(), 128)?;
-    if let Field::Invalid(found) = chat.stream_field() {
-        return Err(wrong_type("stream", "a boolean", *found));
-    }
-    Ok(())
+    stream(chat)
 }
 
 fn messages(chat: &ChatRequest) -> Result<(), GatewayError> {
@@ -126,7 +143,12 @@ fn messages(chat: &ChatRequest) -> Result<(), GatewayError> {
     Ok(())
 }
 
-fn number_in(param: &str, field: &Field<Number>, min: f64, max: f64) -> Result<(), GatewayError> {
+pub(crate) fn number_in(
+    param: &str,
+    field: &Field<Number>,
+    min: f64,
+    max: f64,
+) -> Result<(), GatewayError> {
     match field {
         Field::Absent => Ok(()),
         Field::Invalid(found) => Err(wrong_type(param, "a number", *found)),
@@ -142,7 +164,11 @@ fn number_in(param: &str, field: &Field<Number>, min: f64, max: f64) -> Result<(
     }
 }
 
-fn positive_integer(param: &str, field: &Field<Number>, max: u64) -> Result<(), GatewayError> {
+pub(crate) fn positive_integer(
+    param: &str,
+    field: &Field<Number>,
+    max: u64,
+) -> Result<(), GatewayError> {
     match field {
         Field::Absent => Ok(()),
         Field::Invalid(found) => Err(wrong_type(param, "an integer", *found)),
@@ -161,5 +187,37 @@ fn positive_integer(param: &str, field: &Field<Number>, max: u64) -> Result<(), 
                 ),
             )),
         },
+    }
+}
+
+/// An integer of at least `min`, in OpenAI's words when it is not.
+pub(crate) fn integer_at_least(
+    param: &str,
+    field: &Field<Number>,
+    min: u64,
+) -> Result<(), GatewayError> {
+    let number = match field {
+        Field::Absent => return Ok(()),
+        Field::Invalid(found) => return Err(wrong_type(param, "an integer", *found)),
+        Field::Value(number) => number,
+    };
+    if number.is_f64() {
+        return Err(invalid(
+            param,
+            format!(
+                "Invalid type for '{param}': expected an integer, but got a decimal number instead."
+            ),
+        )
+        .code("invalid_type"));
+    }
+    match number.as_u64() {
+        Some(value) if value >= min => Ok(()),
+        _ => Err(invalid(
+            param,
+            format!(
+                "Invalid '{param}': integer below minimum value. Expected a value >= {min}, but got {number} instead."
+            ),
+        )
+        .code("integer_below_min_value")),
     }
 }

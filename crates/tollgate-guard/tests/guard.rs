@@ -408,7 +408,8 @@ async fn other_requests_pass_through_untouched() {
         Request::get("/v1/chat/completions")
             .body(Body::empty())
             .unwrap(),
-        Request::post("/v1/embeddings")
+        // Not a metered endpoint (the guard's default is all four of them).
+        Request::post("/v1/files")
             .body(Body::from("not even json"))
             .unwrap(),
     ] {

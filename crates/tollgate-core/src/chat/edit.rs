@@ -7,7 +7,10 @@ use bytes::{Bytes, BytesMut};
 use http::Request;
 use http::header::{CONTENT_LENGTH, HeaderValue};
 
-use super::{ChatRequest, Content, Field, Fields, Message, Part, Span, StrSpan, StreamOptions};
+use super::{
+    ChatRequest, Content, Field, Fields, Input, InputItem, Message, Part, Span, StrSpan,
+    StreamOptions,
+};
 
 impl Span {
     /// Moves a span that lies after an edit of `edited` (which became `new_len` bytes long).
@@ -265,6 +268,17 @@ impl ChatRequest {
                 message.for_each_span(&mut shift);
             }
         }
+        for input in [&mut fields.input, &mut fields.prompt] {
+            if let Field::Value(input) = input {
+                input.for_each_span(&mut shift);
+            }
+        }
+        if let Field::Value(instructions) = &mut fields.instructions {
+            shift(&mut instructions.span);
+        }
+        if let Some(tools) = &mut fields.tools {
+            shift(tools);
+        }
         shift_offset(&mut fields.object_end, edited, new_len);
         fields
     }
@@ -294,6 +308,24 @@ impl Message {
                 }
             }
             Content::Absent | Content::Invalid(_) => {}
+        }
+    }
+}
+
+impl Input {
+    fn for_each_span(&mut self, f: &mut impl FnMut(&mut Span)) {
+        match self {
+            Input::Text(text) => f(&mut text.span),
+            Input::Tokens(_) => {}
+            Input::Items(items) => {
+                for item in items {
+                    match item {
+                        InputItem::Text(text) => f(&mut text.span),
+                        InputItem::Object(span) => f(span),
+                        InputItem::Token | InputItem::Tokens(_) | InputItem::Other(_) => {}
+                    }
+                }
+            }
         }
     }
 }

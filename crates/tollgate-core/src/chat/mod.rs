@@ -1,12 +1,14 @@
-//! The light view of an OpenAI chat/completions body, parsed once per request.
+//! The light view of an OpenAI request body, parsed once per request: chat completions', and
+//! the prompts of the Responses API, legacy completions and embeddings ([`Input`]).
 //!
 //! One pass of `serde_json` over the body records the fields the layers need and the byte
-//! spans of the ones they may rewrite (the model, `stream_options`, `fallbacks`), without building a
-//! `serde_json::Value` or copying message text. Fields with the wrong JSON type are recorded
-//! as [`Field::Invalid`] rather than failing the parse, so a validating layer can name the
-//! offending `param`.
+//! spans of the ones they may rewrite (the model, `stream_options`, `fallbacks`) or count (the
+//! prompt's strings), without building a `serde_json::Value` or copying message text. Fields
+//! with the wrong JSON type are recorded as [`Field::Invalid`] rather than failing the parse,
+//! so a validating layer can name the offending `param`.
 
 mod edit;
+mod items;
 mod parse;
 
 use std::borrow::Cow;
@@ -145,6 +147,72 @@ pub enum Part {
     Other,
 }
 
+/// `input` or `prompt` as found: what a model reads on the Responses API (`input`), embeddings
+/// (`input`) and legacy completions (`prompt`).
+///
+/// The parse does not know the endpoint, so it records the value's shape and leaves the rules
+/// to the validating layer: a string, an array of token ids (non-negative integers, counted),
+/// or any other array, item by item.
+///
+/// ```
+/// use bytes::Bytes;
+/// use tollgate_core::chat::{Input, InputItem};
+/// use tollgate_core::{ChatRequest, Field};
+///
+/// let chat = ChatRequest::parse(Bytes::from_static(br#"{"input":[[1,2,3],[4]]}"#))?;
+/// let Field::Value(Input::Items(items)) = chat.input_field() else { unreachable!() };
+/// assert_eq!(items, &[InputItem::Tokens(3), InputItem::Tokens(1)]);
+///
+/// let chat = ChatRequest::parse(Bytes::from_static(br#"{"prompt":[1,2,3]}"#))?;
+/// assert_eq!(chat.prompt_field(), &Field::Value(Input::Tokens(3)));
+/// # Ok::<(), tollgate_core::ParseError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A string.
+    Text(StrSpan),
+    /// A non-empty array of token ids: how many.
+    Tokens(usize),
+    /// Any other array (an empty one too), item by item.
+    Items(Vec<InputItem>),
+}
+
+/// One item of an [`Input`] array.
+#[derive(Clone, Debug, PartialEq)]
+pub enum InputItem {
+    /// A string.
+    Text(StrSpan),
+    /// A token id, a non-negative integer (in an array whose other items are not all token ids).
+    Token,
+    /// An array of token ids: how many (0 for an empty array).
+    Tokens(usize),
+    /// An object, such as an input item of the Responses API: its span.
+    Object(Span),
+    /// Anything else: `null`, a boolean, a number that is not a token id, or an array holding
+    /// something other than token ids.
+    Other(JsonType),
+}
+
+impl InputItem {
+    /// The item's JSON type.
+    ///
+    /// ```
+    /// use tollgate_core::chat::{InputItem, JsonType};
+    ///
+    /// assert_eq!(InputItem::Tokens(2).json_type(), JsonType::Array);
+    /// assert_eq!(InputItem::Token.json_type(), JsonType::Number);
+    /// ```
+    pub fn json_type(&self) -> JsonType {
+        match self {
+            InputItem::Text(_) => JsonType::String,
+            InputItem::Token => JsonType::Number,
+            InputItem::Tokens(_) => JsonType::Array,
+            InputItem::Object(_) => JsonType::Object,
+            InputItem::Other(found) => *found,
+        }
+    }
+}
+
 /// `stream_options` when it is an object.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamOptions {
@@ -270,12 +338,29 @@ struct Fields {
     max_tokens: Field<Number>,
     max_completion_tokens: Field<Number>,
     max_output_tokens: Field<Number>,
+    /// `input` (the Responses API's and embeddings') and `prompt` (legacy completions').
+    input: Field<Input>,
+    prompt: Field<Input>,
+    instructions: Field<StrSpan>,
+    /// The span of `tools`, when present and not null.
+    tools: Option<Span>,
+    /// Whether `previous_response_id` or `conversation` is present and not null.
+    continues_conversation: bool,
+    dimensions: Field<Number>,
+    encoding_format: Field<StrSpan>,
+    best_of: Field<Number>,
     temperature: Field<Number>,
     top_p: Field<Number>,
     n: Field<Number>,
     presence_penalty: Field<Number>,
     frequency_penalty: Field<Number>,
     unknown_fields: Vec<Box<str>>,
+    /// The top-level members the parse reads that the body names, one bit each
+    /// (`parse::READ_FIELDS`).
+    read_members: u32,
+    /// The other members of OpenAI's chat request the body names, one bit each
+    /// ([`KNOWN_FIELDS`]).
+    chat_members: u64,
     prompt_bytes: usize,
     members: usize,
     object_end: usize,
@@ -430,6 +515,116 @@ impl ChatRequest {
     /// `max_output_tokens` (the Responses API's budget) as found.
     pub fn max_output_tokens_field(&self) -> &Field<Number> {
         &self.inner.max_output_tokens
+    }
+
+    /// `input` as found: the prompt of the Responses API (a string or an array of input items)
+    /// and of embeddings (a string, or an array of strings, token ids or arrays of token ids).
+    pub fn input_field(&self) -> &Field<Input> {
+        &self.inner.input
+    }
+
+    /// `prompt` as found: the prompt of legacy completions (a string, or an array of strings,
+    /// token ids or arrays of token ids). On the Responses API it is a reference to a stored
+    /// prompt, an object: `Invalid(Object)` here.
+    pub fn prompt_field(&self) -> &Field<Input> {
+        &self.inner.prompt
+    }
+
+    /// `instructions` (the Responses API's system message) as found.
+    pub fn instructions_field(&self) -> &Field<StrSpan> {
+        &self.inner.instructions
+    }
+
+    /// The span of `tools` (the tool definitions), when present and not null.
+    pub fn tools_span(&self) -> Option<Span> {
+        self.inner.tools
+    }
+
+    /// Whether the request continues a conversation the provider stores (`previous_response_id`
+    /// or `conversation` present and not null, on the Responses API): the provider then adds
+    /// earlier turns the body does not show.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tollgate_core::ChatRequest;
+    ///
+    /// let next = ChatRequest::parse(Bytes::from_static(br#"{"input":"And then?","previous_response_id":"resp_1"}"#))?;
+    /// assert!(next.continues_conversation());
+    /// let first = ChatRequest::parse(Bytes::from_static(br#"{"input":"Hi","conversation":null}"#))?;
+    /// assert!(!first.continues_conversation());
+    /// # Ok::<(), tollgate_core::ParseError>(())
+    /// ```
+    pub fn continues_conversation(&self) -> bool {
+        self.inner.continues_conversation
+    }
+
+    /// `dimensions` (embeddings) as found.
+    pub fn dimensions_field(&self) -> &Field<Number> {
+        &self.inner.dimensions
+    }
+
+    /// `encoding_format` (embeddings) as found.
+    pub fn encoding_format_field(&self) -> &Field<StrSpan> {
+        &self.inner.encoding_format
+    }
+
+    /// `best_of` (legacy completions: candidates generated per prompt) as found.
+    pub fn best_of_field(&self) -> &Field<Number> {
+        &self.inner.best_of
+    }
+
+    /// The raw JSON text of a span of the body, such as an [`InputItem::Object`].
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tollgate_core::chat::{Input, InputItem};
+    /// use tollgate_core::{ChatRequest, Field};
+    ///
+    /// let chat = ChatRequest::parse(Bytes::from_static(br#"{"input":[{"role":"user","content":"Hi"}]}"#))?;
+    /// let Field::Value(Input::Items(items)) = chat.input_field() else { unreachable!() };
+    /// let InputItem::Object(span) = items[0] else { unreachable!() };
+    /// assert_eq!(chat.raw(span), r#"{"role":"user","content":"Hi"}"#);
+    /// # Ok::<(), tollgate_core::ParseError>(())
+    /// ```
+    pub fn raw(&self, span: Span) -> &str {
+        // The body was checked to be UTF-8, and spans start and end at JSON token boundaries.
+        std::str::from_utf8(&self.inner.body[span.start..span.end]).unwrap_or_default()
+    }
+
+    /// The names of the top-level members the body has, each once, in no particular order:
+    /// for a validating layer to hold the body to an endpoint's list of fields.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use tollgate_core::ChatRequest;
+    ///
+    /// let chat = ChatRequest::parse(Bytes::from_static(br#"{"model":"m","input":"x","seed":1,"extra":true}"#))?;
+    /// let mut members: Vec<&str> = chat.members().collect();
+    /// members.sort_unstable();
+    /// assert_eq!(members, ["extra", "input", "model", "seed"]);
+    /// # Ok::<(), tollgate_core::ParseError>(())
+    /// ```
+    pub fn members(&self) -> impl Iterator<Item = &str> {
+        let read = self.inner.read_members;
+        let chat = self.inner.chat_members;
+        let read = parse::READ_FIELDS
+            .iter()
+            .enumerate()
+            .filter(move |(bit, _)| read & (1 << bit) != 0)
+            .map(|(_, name)| *name);
+        let known = KNOWN_FIELDS
+            .iter()
+            .enumerate()
+            .filter(move |(bit, _)| chat & (1 << bit) != 0)
+            .map(|(_, name)| *name);
+        // The members the parse reads that chat does not know are in both lists.
+        let others = self
+            .inner
+            .unknown_fields
+            .iter()
+            .map(|name| &**name)
+            .filter(|name| !parse::READ_FIELDS.contains(name));
+        read.chain(known).chain(others)
     }
 
     /// The requested completion budget: `max_completion_tokens`, else `max_output_tokens` (the

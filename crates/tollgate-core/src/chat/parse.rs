@@ -11,8 +11,8 @@ use serde_json::Number;
 use serde_json::value::RawValue;
 
 use super::{
-    ChatRequest, Content, Field, Fields, JsonType, KNOWN_FIELDS, Message, ParseError,
-    ParseErrorKind, Part, Span, StrSpan, StreamOptions, decode,
+    ChatRequest, Content, Field, Fields, Input, InputItem, JsonType, KNOWN_FIELDS, Message,
+    ParseError, ParseErrorKind, Part, Span, StrSpan, StreamOptions, decode,
 };
 
 impl ChatRequest {
@@ -31,7 +31,8 @@ impl ChatRequest {
         check_text(&body)?;
         let base = body.as_ptr() as usize;
         let mut deserializer = serde_json::Deserializer::from_slice(&body);
-        let parsed = de::Deserializer::deserialize_any(&mut deserializer, TopVisitor { base })
+        let top = TopVisitor { base, body: &body };
+        let parsed = de::Deserializer::deserialize_any(&mut deserializer, top)
             .and_then(|fields| deserializer.end().map(|()| fields));
         let mut fields = match parsed {
             Ok(fields) => fields,
@@ -51,7 +52,7 @@ impl ChatRequest {
 }
 
 impl JsonType {
-    fn of(raw: &str) -> JsonType {
+    pub(super) fn of(raw: &str) -> JsonType {
         match raw.as_bytes().first() {
             Some(b'n') => JsonType::Null,
             Some(b't' | b'f') => JsonType::Bool,
@@ -204,7 +205,7 @@ fn span_of(base: usize, raw: &str) -> Span {
     }
 }
 
-fn string_field(base: usize, raw: &RawValue) -> Field<StrSpan> {
+pub(super) fn string_field(base: usize, raw: &RawValue) -> Field<StrSpan> {
     let text = raw.get();
     match JsonType::of(text) {
         JsonType::String => Field::Value(StrSpan {
@@ -259,12 +260,14 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
-struct TopVisitor {
+struct TopVisitor<'de> {
     base: usize,
+    body: &'de [u8],
 }
 
-/// The top-level members the parse reads.
-const READ_FIELDS: [&str; 17] = [
+/// The top-level members the parse reads: chat completions' first ([`CHAT_READ`] of them),
+/// then the other endpoints'.
+pub(super) const READ_FIELDS: [&str; 22] = [
     "fallbacks",
     "model",
     "messages",
@@ -277,14 +280,25 @@ const READ_FIELDS: [&str; 17] = [
     "n",
     "presence_penalty",
     "frequency_penalty",
+    "tools",
     "input",
     "instructions",
     "prompt",
-    "tools",
     "max_output_tokens",
+    "previous_response_id",
+    "conversation",
+    "dimensions",
+    "encoding_format",
+    "best_of",
 ];
 
-impl<'de> Visitor<'de> for TopVisitor {
+/// How many of [`READ_FIELDS`] are members of OpenAI's chat request.
+const CHAT_READ: u32 = 13;
+
+// One bit each in a `u32` (`Seen::read`) and a `u64` (`Fields::chat_members`).
+const _: () = assert!(READ_FIELDS.len() <= 32 && KNOWN_FIELDS.len() <= 64);
+
+impl<'de> Visitor<'de> for TopVisitor<'de> {
     type Value = Fields;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -302,6 +316,10 @@ impl<'de> Visitor<'de> for TopVisitor {
                 .position(|read| *read == key)
                 .map(|i| i as u32);
             seen.record(key.clone(), bit, || key.to_string())?;
+            if bit.is_some_and(|bit| bit >= CHAT_READ) {
+                // Not a chat completion member: strict chat validation still names it.
+                fields.unknown_fields.push((*key).into());
+            }
             // Where the key's opening quote is, when the key was borrowed from the body.
             let key_start = match &key {
                 Cow::Borrowed(text) => (text.as_ptr() as usize).checked_sub(base + 1),
@@ -322,15 +340,45 @@ impl<'de> Visitor<'de> for TopVisitor {
                 // `instructions`, legacy completions' and embeddings' `prompt`/`input` (text or
                 // token ids), and tool definitions. Their JSON as written bounds their tokens
                 // from above (a token id takes at least one byte).
-                "input" | "instructions" | "prompt" | "tools" => {
+                "input" | "prompt" => {
+                    // Where the value starts, when the key was borrowed from the body.
+                    let value_start = key_start.and_then(|start| {
+                        let after_key = start + key.len() + 2;
+                        value_start(self.body, after_key)
+                    });
+                    let (input, bytes) = match value_start {
+                        Some(start) if self.body[start] == b'[' => {
+                            let (input, last_end) = map.next_value_seed(InputSeed { base })?;
+                            let end = array_end(self.body, last_end.unwrap_or(start + 1));
+                            (Field::Value(input), end - start)
+                        }
+                        _ => input_field(base, map.next_value()?),
+                    };
+                    fields.prompt_bytes += bytes;
+                    match &*key {
+                        "input" => fields.input = input,
+                        _ => fields.prompt = input,
+                    }
+                }
+                "instructions" | "tools" => {
                     let raw: &RawValue = map.next_value()?;
                     if JsonType::of(raw.get()) != JsonType::Null {
                         fields.prompt_bytes += raw.get().len();
+                        if key == "tools" {
+                            fields.tools = Some(span_of(base, raw.get()));
+                        }
                     }
-                    if !KNOWN_FIELDS.contains(&&*key) {
-                        fields.unknown_fields.push((*key).into());
+                    if key == "instructions" {
+                        fields.instructions = string_field(base, raw);
                     }
                 }
+                "previous_response_id" | "conversation" => {
+                    let raw: &RawValue = map.next_value()?;
+                    fields.continues_conversation |= JsonType::of(raw.get()) != JsonType::Null;
+                }
+                "dimensions" => fields.dimensions = number_field(map.next_value()?),
+                "encoding_format" => fields.encoding_format = string_field(base, map.next_value()?),
+                "best_of" => fields.best_of = number_field(map.next_value()?),
                 "messages" => {
                     let (messages, prompt_bytes) = map.next_value_seed(MessagesSeed { base })?;
                     fields.messages = messages;
@@ -349,26 +397,151 @@ impl<'de> Visitor<'de> for TopVisitor {
                 "max_completion_tokens" => {
                     fields.max_completion_tokens = number_field(map.next_value()?)
                 }
-                "max_output_tokens" => {
-                    fields.max_output_tokens = number_field(map.next_value()?);
-                    // Not a chat completion member: strict chat validation still names it.
-                    fields.unknown_fields.push((*key).into());
-                }
+                "max_output_tokens" => fields.max_output_tokens = number_field(map.next_value()?),
                 "temperature" => fields.temperature = number_field(map.next_value()?),
                 "top_p" => fields.top_p = number_field(map.next_value()?),
                 "n" => fields.n = number_field(map.next_value()?),
                 "presence_penalty" => fields.presence_penalty = number_field(map.next_value()?),
                 "frequency_penalty" => fields.frequency_penalty = number_field(map.next_value()?),
                 other => {
-                    if !KNOWN_FIELDS.contains(&other) {
-                        fields.unknown_fields.push(other.into());
+                    match KNOWN_FIELDS.iter().position(|known| *known == other) {
+                        Some(bit) => fields.chat_members |= 1 << bit,
+                        None => fields.unknown_fields.push(other.into()),
                     }
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
+        fields.read_members = seen.read;
         Ok(fields)
     }
+}
+
+/// The first byte of a member's value, after the blanks, the colon and the blanks that follow
+/// its key (which ends at `after_key`).
+fn value_start(body: &[u8], after_key: usize) -> Option<usize> {
+    let skip_blanks = |at: usize| {
+        let blanks = body
+            .get(at..)?
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())?;
+        Some(at + blanks)
+    };
+    let colon = skip_blanks(after_key)?;
+    (body[colon] == b':').then(|| skip_blanks(colon + 1))?
+}
+
+/// One past the `]` of an array whose last item (or whose `[`) ends at `from`: only blanks lie
+/// between, in the JSON the parse accepted.
+fn array_end(body: &[u8], from: usize) -> usize {
+    body[from..]
+        .iter()
+        .position(|&b| b == b']')
+        .map_or(body.len(), |at| from + at + 1)
+}
+
+/// `input` or `prompt` from its raw value, and the bytes it adds to the prompt.
+fn input_field(base: usize, raw: &RawValue) -> (Field<Input>, usize) {
+    let text = raw.get();
+    let input = match string_field(base, raw) {
+        Field::Value(string) => Field::Value(Input::Text(string)),
+        Field::Absent => return (Field::Absent, 0),
+        // Only when the key held escapes (so the value could not be found ahead of the parse):
+        // the array is read from its own slice, and its spans stay relative to the body.
+        Field::Invalid(JsonType::Array) => {
+            let mut deserializer = serde_json::Deserializer::from_str(text);
+            let seed = InputSeed { base };
+            match seed.deserialize(&mut deserializer) {
+                Ok((input, _)) => Field::Value(input),
+                Err(_) => Field::Invalid(JsonType::Array),
+            }
+        }
+        Field::Invalid(other) => Field::Invalid(other),
+    };
+    (input, text.len())
+}
+
+/// Reads an `input` or `prompt` array item by item, in the same pass as the rest of the body.
+struct InputSeed {
+    base: usize,
+}
+
+/// The input, and where its last item ends (`None` for an empty array).
+type InputArray = (Input, Option<usize>);
+
+impl<'de> DeserializeSeed<'de> for InputSeed {
+    type Value = InputArray;
+
+    fn deserialize<D: de::Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> Result<InputArray, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for InputSeed {
+    type Value = InputArray;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<InputArray, A::Error> {
+        // Leading token ids are only counted; they become items if an item of another kind
+        // follows them.
+        let mut tokens = 0;
+        let mut items = Vec::new();
+        let mut last_end = None;
+        while let Some(raw) = seq.next_element::<&'de RawValue>()? {
+            last_end = Some(span_of(self.base, raw.get()).end);
+            let item = input_item(self.base, raw);
+            if items.is_empty() {
+                if item == InputItem::Token {
+                    tokens += 1;
+                    continue;
+                }
+                items.extend(std::iter::repeat_n(InputItem::Token, tokens));
+            }
+            items.push(item);
+        }
+        let input = if items.is_empty() && tokens > 0 {
+            Input::Tokens(tokens)
+        } else {
+            Input::Items(items)
+        };
+        Ok((input, last_end))
+    }
+}
+
+fn input_item(base: usize, raw: &RawValue) -> InputItem {
+    let text = raw.get();
+    match JsonType::of(text) {
+        JsonType::String => InputItem::Text(StrSpan {
+            span: span_of(base, text),
+            escaped: memchr::memchr(b'\\', text.as_bytes()).is_some(),
+        }),
+        JsonType::Number if text.bytes().all(|b| b.is_ascii_digit()) => InputItem::Token,
+        JsonType::Array => {
+            token_count(text).map_or(InputItem::Other(JsonType::Array), InputItem::Tokens)
+        }
+        JsonType::Object => InputItem::Object(span_of(base, text)),
+        other => InputItem::Other(other),
+    }
+}
+
+/// How many token ids an array holds, when it holds nothing else: between its brackets, an
+/// array of non-negative JSON integers has only digits, commas and blanks.
+fn token_count(array: &str) -> Option<usize> {
+    let inner = array.strip_prefix('[')?.strip_suffix(']')?;
+    let only_ids = inner
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b',' || b.is_ascii_whitespace());
+    let empty = !inner.bytes().any(|b| b.is_ascii_digit());
+    only_ids.then(|| match empty {
+        true => 0,
+        false => 1 + inner.bytes().filter(|&b| b == b',').count(),
+    })
 }
 
 fn string_list(base: usize, raw: &RawValue) -> Field<Vec<Field<StrSpan>>> {
@@ -629,4 +802,16 @@ fn content(base: usize, raw: &RawValue) -> Result<Content, String> {
         JsonType::Null => Content::Absent,
         other => Content::Invalid(other),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_read_fields_of_chat_come_first() {
+        let (chat, others) = READ_FIELDS.split_at(CHAT_READ as usize);
+        assert!(chat.iter().all(|field| KNOWN_FIELDS.contains(field)));
+        assert!(others.iter().all(|field| !KNOWN_FIELDS.contains(field)));
+    }
 }
