@@ -45,7 +45,7 @@ where
             Ok(chat) => chat,
             Err(error) => return Verdict::Reject(error, ()),
         };
-        match check(&chat, &request, &self.config) {
+        match check(&chat, request, &self.config) {
             Ok(tokens) => {
                 request.extensions_mut().insert(tokens);
                 Verdict::Admit(())
