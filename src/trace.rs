@@ -71,11 +71,12 @@ impl<B> MakeSpan<B> for RequestSpan {
             .get("x-request-id")
             .and_then(|id| id.to_str().ok())
             .unwrap_or("-");
+        // Quoted (`?`): no path or id can end its field and forge another.
         tracing::info_span!(
             "request",
             method = %request.method(),
-            path = %request.uri().path(),
-            request_id = %request_id,
+            path = ?request.uri().path(),
+            request_id = ?request_id,
             key_id = tracing::field::Empty,
         )
     }
@@ -113,5 +114,59 @@ impl<B> OnResponse<B> for LogResponse {
             error,
             "served"
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use http::Request;
+    use tower_http::trace::MakeSpan;
+
+    use super::RequestSpan;
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_path_or_request_id_cannot_forge_another_field() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let request = Request::post("/v1/x%7Dkey_id=key_admin")
+                .header("x-request-id", "a key_id=key_admin")
+                .body(())
+                .unwrap();
+            let span = RequestSpan.make_span(&request);
+            tracing::info!(parent: &span, "served");
+        });
+        let line = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert!(
+            line.contains(r#"request_id="a key_id=key_admin""#),
+            "{line}"
+        );
+        assert!(
+            line.contains(r#"path="/v1/x%7Dkey_id=key_admin""#),
+            "{line}"
+        );
+        let unquoted: String = line.split('"').step_by(2).collect();
+        assert!(!unquoted.contains("key_id="), "{line}");
     }
 }

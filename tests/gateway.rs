@@ -1143,3 +1143,31 @@ async fn a_continued_response_is_reserved_for_the_whole_window() {
     // gpt-5.4's window is 400,000 tokens.
     assert_eq!(before - left, prices.cost(400_000 - 100, 100));
 }
+
+/// A client's request id is kept only when it is a short safe token: a forged one used to reach
+/// the log line, the usage record and the envelope verbatim.
+#[tokio::test]
+async fn only_a_safe_client_request_id_is_kept() {
+    let running = start(MockUpstream::start().await).await;
+    let send = |id: &'static str| {
+        let request = Request::post("/v1/chat/completions")
+            .header("host", "gateway")
+            .header("authorization", format!("Bearer {BROKE}"))
+            .header("x-request-id", id)
+            .body(Full::new(Bytes::from(body("gpt-5.4").to_string())))
+            .unwrap();
+        tollgate_testkit::send(running.server.addr(), request)
+    };
+    let (_, headers, json) = envelope(send("req_client-1.a").await.unwrap()).await;
+    assert_eq!(headers["x-request-id"], "req_client-1.a");
+    assert_eq!(json["request_id"], "req_client-1.a");
+    let long: &'static str = "a".repeat(65).leak();
+    for forged in [r#"abc}: served key_id="key_admin""#, "a b", long] {
+        let (status, headers, json) = envelope(send(forged).await.unwrap()).await;
+        assert_eq!(status, 402);
+        let id = headers["x-request-id"].to_str().unwrap();
+        assert_ne!(id, forged);
+        assert!(tollgate::core::request_id::is_safe_request_id(id), "{id}");
+        assert_eq!(json["request_id"], id);
+    }
+}

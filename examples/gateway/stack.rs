@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::{Method, Request, Response};
 use tollgate::auth::{BearerAuthLayer, InMemoryKeyStore};
 use tollgate::balance::{BalanceGateLayer, InMemoryLedger, Ledger, TracingUsageSink};
+use tollgate::core::request_id::strip_unsafe_request_id;
 use tollgate::core::{Body, BoxError};
 use tollgate::error::{ErrorEnvelopeLayer, panic_response};
 use tollgate::guard::RequestGuardLayer;
@@ -69,6 +70,7 @@ where
     let gateway = ServiceBuilder::new()
         .map_response(|response: Response<_>| response.map(Body::new))
         .layer(ErrorEnvelopeLayer::new())
+        .map_request(strip_unsafe_request_id)
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(tollgate::trace::layer())
