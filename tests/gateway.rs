@@ -299,12 +299,20 @@ async fn every_client_error_has_its_envelope_and_headers() {
             Some("model"),
         ),
         (
-            "context",
+            "above the model's max output",
             Some(DEMO),
             json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "x"}], "max_tokens": 500000}),
+            400,
+            "invalid_request_error",
+            Some("max_tokens"),
+        ),
+        (
+            "too large",
+            Some(DEMO),
+            json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "x".repeat(4 << 20)}]}),
             413,
             "request_too_large",
-            Some("messages"),
+            None,
         ),
     ];
     for (name, key, request, status, kind, param) in cases {

@@ -13,7 +13,7 @@ use tollgate_core::{
 
 use crate::layer::Config;
 use crate::tokens::{Encoding, count_prompt, prompt_bound};
-use crate::validate::validate;
+use crate::validate::{validate, within_max_output};
 use crate::{RequestGuardLayer, completions, embeddings, responses};
 
 impl<B> Admission<B> for RequestGuardLayer
@@ -97,6 +97,7 @@ fn chat_completions(
     let Some((context_window, max_output)) = window else {
         return Ok(PromptTokens::AtMost(bound));
     };
+    within_max_output(chat, max_output)?;
     let completion = chat.max_completion_tokens().unwrap_or(max_output);
     if bound.saturating_add(completion) <= context_window {
         return Ok(PromptTokens::AtMost(bound));

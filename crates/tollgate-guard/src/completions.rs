@@ -5,7 +5,9 @@ use tollgate_core::{ChatRequest, ErrorKind, GatewayError, PromptTokens};
 
 use crate::inputs::{fit, param_of, pieces};
 use crate::tokens::Encoding;
-use crate::validate::{invalid, number_in, positive_integer, stream, unknown_member};
+use crate::validate::{
+    invalid, number_in, positive_integer, stream, stream_options, unknown_member, within_max_output,
+};
 
 /// Top-level fields of OpenAI's legacy completions request (and the gateway's `fallbacks`), for
 /// strict mode.
@@ -60,6 +62,10 @@ pub(crate) fn check(
     positive_integer("best_of", chat.best_of_field(), 20)?;
     best_of(chat)?;
     stream(chat)?;
+    stream_options(chat)?;
+    if let Some((_, max_output)) = window {
+        within_max_output(chat, max_output)?;
+    }
     let completion = chat.max_completion_tokens().unwrap_or(DEFAULT_MAX_TOKENS);
     let window = window.map(|(context_window, _)| (context_window, completion));
     fit(chat, &pieces, window, encoding, |index, tokens| {

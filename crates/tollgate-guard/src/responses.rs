@@ -5,7 +5,9 @@ use tollgate_core::chat::{Input, InputItem, JsonType};
 use tollgate_core::{ChatRequest, ErrorKind, Field, GatewayError, PromptTokens};
 
 use crate::tokens::{Encoding, MESSAGE_BOUND, PER_MESSAGE, REPLY_PRIMING, prompt_bound};
-use crate::validate::{integer_at_least, missing, number_in, stream, unknown_member, wrong_type};
+use crate::validate::{
+    integer_at_least, missing, number_in, stream, unknown_member, within_max_output, wrong_type,
+};
 
 /// Top-level fields of OpenAI's Responses request (and the gateway's `fallbacks`), for strict
 /// mode.
@@ -58,6 +60,7 @@ pub(crate) fn check(
     let Some((context_window, max_output)) = window else {
         return Ok(PromptTokens::AtMost(bound));
     };
+    within_max_output(chat, max_output)?;
     let completion = chat.max_completion_tokens().unwrap_or(max_output);
     let prompt = if bound.saturating_add(completion) <= context_window {
         PromptTokens::AtMost(bound)

@@ -48,6 +48,60 @@ pub(crate) fn stream(chat: &ChatRequest) -> Result<(), GatewayError> {
     }
 }
 
+/// `stream_options` of chat and legacy completions: an object whose `include_usage` is a
+/// boolean, and only on a streamed request (as OpenAI answers).
+pub(crate) fn stream_options(chat: &ChatRequest) -> Result<(), GatewayError> {
+    match chat.stream_options_field() {
+        Field::Absent => Ok(()),
+        Field::Invalid(found) => Err(wrong_type("stream_options", "an object", *found)),
+        Field::Value(options) => {
+            if let Field::Invalid(found) = options.include_usage {
+                return Err(wrong_type(
+                    "stream_options.include_usage",
+                    "a boolean",
+                    found,
+                ));
+            }
+            if !chat.stream() {
+                return Err(invalid(
+                    "stream_options",
+                    "The 'stream_options' parameter is only allowed when 'stream' is enabled."
+                        .into(),
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The requested completion budget, refused when it is above what the model can write (OpenAI
+/// answers 400 rather than trimming it).
+pub(crate) fn within_max_output(chat: &ChatRequest, max_output: u64) -> Result<(), GatewayError> {
+    let Some(requested) = chat.max_completion_tokens() else {
+        return Ok(());
+    };
+    if requested <= max_output {
+        return Ok(());
+    }
+    // The field `max_completion_tokens()` read, in its order.
+    let param = [
+        ("max_completion_tokens", chat.max_completion_tokens_field()),
+        ("max_output_tokens", chat.max_output_tokens_field()),
+        ("max_tokens", chat.max_tokens_field()),
+    ]
+    .into_iter()
+    .find(|(_, field)| field.value().and_then(Number::as_u64) == Some(requested))
+    .map_or("max_tokens", |(param, _)| param);
+    Err(invalid(
+        param,
+        format!(
+            "{param} is too large: {requested}. This model supports at most {max_output} completion tokens, whereas you provided {requested}."
+        ),
+    )
+    .code("invalid_value")
+    .detail("max_output_tokens", max_output))
+}
+
 /// Checks the request against OpenAI's rules; the first violation is the answer.
 pub(crate) fn validate(chat: &ChatRequest, strict: bool) -> Result<(), GatewayError> {
     if strict && let Some(field) = chat.unknown_fields().first() {
@@ -73,7 +127,8 @@ pub(crate) fn validate(chat: &ChatRequest, strict: bool) -> Result<(), GatewayEr
         u64::MAX,
     )?;
     positive_integer("n", chat.n_field(), 128)?;
-    stream(chat)
+    stream(chat)?;
+    stream_options(chat)
 }
 
 fn messages(chat: &ChatRequest) -> Result<(), GatewayError> {
@@ -143,6 +198,20 @@ fn messages(chat: &ChatRequest) -> Result<(), GatewayError> {
     Ok(())
 }
 
+/// A numeric field found invalid: of another JSON type, or a number too large for a 64-bit
+/// float (`1e999`), which the parse records as an invalid number.
+fn not_a(param: &str, expected: &str, found: JsonType) -> GatewayError {
+    match found {
+        JsonType::Number => invalid(
+            param,
+            format!(
+                "Invalid '{param}': number out of range. Expected {expected} a 64-bit float can hold, but got a larger one instead."
+            ),
+        ),
+        other => wrong_type(param, expected, other),
+    }
+}
+
 pub(crate) fn number_in(
     param: &str,
     field: &Field<Number>,
@@ -151,7 +220,7 @@ pub(crate) fn number_in(
 ) -> Result<(), GatewayError> {
     match field {
         Field::Absent => Ok(()),
-        Field::Invalid(found) => Err(wrong_type(param, "a number", *found)),
+        Field::Invalid(found) => Err(not_a(param, "a number", *found)),
         Field::Value(number) => match number.as_f64() {
             Some(value) if (min..=max).contains(&value) => Ok(()),
             _ => Err(invalid(
@@ -171,7 +240,7 @@ pub(crate) fn positive_integer(
 ) -> Result<(), GatewayError> {
     match field {
         Field::Absent => Ok(()),
-        Field::Invalid(found) => Err(wrong_type(param, "an integer", *found)),
+        Field::Invalid(found) => Err(not_a(param, "an integer", *found)),
         Field::Value(number) => match number.as_u64() {
             Some(value) if (1..=max).contains(&value) => Ok(()),
             _ if max == u64::MAX => Err(invalid(
@@ -198,7 +267,7 @@ pub(crate) fn integer_at_least(
 ) -> Result<(), GatewayError> {
     let number = match field {
         Field::Absent => return Ok(()),
-        Field::Invalid(found) => return Err(wrong_type(param, "an integer", *found)),
+        Field::Invalid(found) => return Err(not_a(param, "an integer", *found)),
         Field::Value(number) => number,
     };
     if number.is_f64() {

@@ -467,7 +467,7 @@ async fn a_responses_prompt_is_bounded_counted_and_held_to_the_window() {
 
     // Over it: 413 naming the input.
     let request = post(RESPONSES, body(r#","max_output_tokens":250"#));
-    let (status, json) = send(with_model(request, gpt(300, 100))).await;
+    let (status, json) = send(with_model(request, gpt(300, 250))).await;
     assert_eq!(status, 413);
     assert_eq!(
         json["error"],

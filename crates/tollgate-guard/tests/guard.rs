@@ -183,6 +183,31 @@ async fn every_validation_rule_is_a_400_naming_the_param() {
             Some("stream"),
             "Invalid type for 'stream': expected a boolean, but got a string instead.",
         ),
+        (
+            with(r#","temperature":1e999"#),
+            Some("temperature"),
+            "Invalid 'temperature': number out of range. Expected a number a 64-bit float can hold, but got a larger one instead.",
+        ),
+        (
+            with(r#","max_tokens":-1e400"#),
+            Some("max_tokens"),
+            "Invalid 'max_tokens': number out of range. Expected an integer a 64-bit float can hold, but got a larger one instead.",
+        ),
+        (
+            with(r#","stream":true,"stream_options":true"#),
+            Some("stream_options"),
+            "Invalid type for 'stream_options': expected an object, but got a boolean instead.",
+        ),
+        (
+            with(r#","stream":true,"stream_options":{"include_usage":"yes"}"#),
+            Some("stream_options.include_usage"),
+            "Invalid type for 'stream_options.include_usage': expected a boolean, but got a string instead.",
+        ),
+        (
+            with(r#","stream_options":{"include_usage":true}"#),
+            Some("stream_options"),
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+        ),
     ];
     for (body, param, message) in cases {
         let (status, json) = send_with(RequestGuardLayer::new(), chat(&body)).await;
@@ -354,6 +379,36 @@ async fn near_the_window_the_prompt_is_counted_exactly() {
 }
 
 #[tokio::test]
+async fn a_budget_above_the_models_max_output_is_a_400() {
+    let model = || ModelInfo::new("gpt-5.4", 400_000, 128_000);
+    for (field, endpoint) in [
+        ("max_tokens", "/v1/chat/completions"),
+        ("max_completion_tokens", "/v1/chat/completions"),
+        ("max_output_tokens", "/v1/responses"),
+    ] {
+        let body = match endpoint {
+            "/v1/responses" => format!(r#"{{"model":"gpt-5.4","input":"hi","{field}":128001}}"#),
+            _ => format!(r#"{{"model":"gpt-5.4","messages":[{USER}],"{field}":128001}}"#),
+        };
+        let mut request = with_model(&body, model());
+        *request.uri_mut() = endpoint.parse().unwrap();
+        let (status, json) = send_with(RequestGuardLayer::new(), request).await;
+        assert_eq!(status, 400, "{field}: {json}");
+        assert_eq!(
+            json["error"],
+            json!({
+                "message": format!("{field} is too large: 128001. This model supports at most 128000 completion tokens, whereas you provided 128001."),
+                "type": "invalid_request_error", "param": field, "code": "invalid_value",
+                "details": {"max_output_tokens": 128000}
+            })
+        );
+    }
+    let at_most = format!(r#"{{"model":"gpt-5.4","messages":[{USER}],"max_tokens":128000}}"#);
+    let (status, _) = send_with(RequestGuardLayer::new(), with_model(&at_most, model())).await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
 async fn over_the_window_is_413_context_length_exceeded() {
     let text = "hello world ".repeat(40);
     let body = format!(
@@ -361,7 +416,7 @@ async fn over_the_window_is_413_context_length_exceeded() {
     );
     let (status, json) = send_with(
         RequestGuardLayer::new(),
-        with_model(&body, ModelInfo::new("gpt-5.4", 300, 100)),
+        with_model(&body, ModelInfo::new("gpt-5.4", 300, 250)),
     )
     .await;
     assert_eq!(status, 413);
