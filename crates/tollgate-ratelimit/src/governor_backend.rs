@@ -80,11 +80,22 @@ impl Default for GovernorBackend {
 struct Limiter<C: Clock> {
     limiter: RateLimiter<RuleKey, Store<C>, C, StateInformationMiddleware>,
     store: Store<C>,
-    /// Nanoseconds per unit.
+    /// Nanoseconds per cell.
     t: u64,
-    /// Extra units of burst, as time.
+    /// Extra cells of burst, as time.
     tau: u64,
+    /// The burst, in cells.
     burst: u64,
+    /// Units per cell: 1, unless the quota is larger than governor's 32-bit cells hold, when
+    /// each cell stands for several units (costs round up to whole cells).
+    scale: u64,
+}
+
+impl<C: Clock> Limiter<C> {
+    /// `cost` units in cells, rounded up.
+    fn cells(&self, cost: u64) -> u64 {
+        cost.div_ceil(self.scale)
+    }
 }
 
 /// Keys' GCRA state: each key's theoretical arrival time, in nanoseconds since its limiter
@@ -218,8 +229,10 @@ where
         if let Some(limiter) = self.limiters.get(&rate, guard) {
             return limiter;
         }
-        let amount = u32::try_from(rate.amount().get()).unwrap_or(u32::MAX);
-        let burst = u32::try_from(rate.burst().get()).unwrap_or(u32::MAX);
+        let largest = rate.amount().get().max(rate.burst().get());
+        let scale = largest.div_ceil(u64::from(u32::MAX));
+        let amount = u32::try_from(rate.amount().get().div_ceil(scale)).unwrap_or(u32::MAX);
+        let burst = u32::try_from(rate.burst().get().div_ceil(scale)).unwrap_or(u32::MAX);
         let per_unit = (rate.period() / amount).max(Duration::from_nanos(1));
         let quota = Quota::with_period(per_unit)
             .unwrap_or_else(|| Quota::per_second(NonZeroU32::MIN))
@@ -245,6 +258,7 @@ where
             t,
             tau: t * (u64::from(burst) - 1),
             burst: u64::from(burst),
+            scale,
         });
         self.limiters.get_or_insert(rate, limiter, guard)
     }
@@ -256,19 +270,20 @@ where
         for (index, check) in checks.iter().enumerate() {
             let limiter = self.limiter(check.rate, &guard);
             let limit = check.rate.amount().get();
-            let cost = u32::try_from(check.cost).ok().and_then(NonZeroU32::new);
+            let cost_cells = limiter.cells(check.cost);
+            let cost = u32::try_from(cost_cells).ok().and_then(NonZeroU32::new);
             let outcome = match cost {
                 Some(cost) => limiter.limiter.check_key_n(&check.key, cost),
                 None => Err(governor::InsufficientCapacity(0)),
             };
             let denied = match outcome {
                 Ok(Ok(snapshot)) => {
-                    let remaining = u64::from(snapshot.remaining_burst_capacity());
+                    let remaining_cells = u64::from(snapshot.remaining_burst_capacity());
                     states.push(QuotaState {
                         limit,
-                        remaining,
+                        remaining: (remaining_cells * limiter.scale).min(rate_burst(check)),
                         reset: Duration::from_nanos(
-                            (limiter.burst - remaining.min(limiter.burst)) * limiter.t,
+                            (limiter.burst - remaining_cells.min(limiter.burst)) * limiter.t,
                         ),
                     });
                     charged.push((limiter, check));
@@ -279,11 +294,11 @@ where
                     // the room left now is its cost less the units `wait` replenishes.
                     let wait = not_until.wait_time_from(self.clock.now());
                     let wait_nanos = u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX);
-                    let remaining = check
-                        .cost
+                    let remaining_cells = cost_cells
                         .saturating_sub(wait_nanos.div_ceil(limiter.t))
                         .min(limiter.burst);
-                    let extra = (check.cost - 1) * limiter.t;
+                    let remaining = (remaining_cells * limiter.scale).min(rate_burst(check));
+                    let extra = (cost_cells - 1) * limiter.t;
                     let reset = wait + Duration::from_nanos(limiter.tau.saturating_sub(extra));
                     Decision::Denied {
                         index,
@@ -306,12 +321,19 @@ where
                 },
             };
             for (limiter, check) in charged {
-                limiter.store.refund(&check.key, check.cost * limiter.t);
+                limiter
+                    .store
+                    .refund(&check.key, limiter.cells(check.cost) * limiter.t);
             }
             return denied;
         }
         Decision::Allowed(states)
     }
+}
+
+/// The most units a check's rule allows at once.
+fn rate_burst(check: &Check) -> u64 {
+    check.rate.burst().get()
 }
 
 impl<C> RateLimitBackend for GovernorBackend<C>

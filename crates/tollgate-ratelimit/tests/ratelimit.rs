@@ -12,7 +12,7 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tollgate_core::{Body, ChatRequest, ModelInfo, Principal, PromptTokens, Rate};
 use tollgate_ratelimit::{
-    Check, GovernorBackend, Limits, RateLimitBackend, RateLimitLayer, RuleKey, Scope,
+    Check, Decision, GovernorBackend, Limits, RateLimitBackend, RateLimitLayer, RuleKey, Scope,
 };
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -409,4 +409,33 @@ async fn state_stays_bounded_without_a_cleanup_loop() {
     }
     // 50,000 distinct keys went through; sweeps keep at most about two rounds' worth.
     assert!(backend.len() <= 20_000, "{} keys held", backend.len());
+}
+
+/// A quota larger than governor's 32-bit cells is still counted and reported in 64 bits: the
+/// remaining tokens of a 1e11 limit used to read 4294967224.
+#[tokio::test]
+async fn quotas_beyond_32_bits_are_reported_in_full() {
+    let backend = GovernorBackend::with_clock(FakeRelativeClock::default());
+    let rate = Rate::per_minute(100_000_000_000).unwrap();
+    let check = |cost| {
+        vec![Check {
+            key: RuleKey::new(Scope::KeyTokens, Some("key_big".into()), None),
+            rate,
+            cost,
+        }]
+    };
+    let Decision::Allowed(states) = backend.check(&check(1_000)).await.unwrap() else {
+        panic!("a small request fits");
+    };
+    assert_eq!(states[0].limit, 100_000_000_000);
+    assert_eq!(states[0].remaining, 99_999_999_000);
+    let Decision::Allowed(states) = backend.check(&check(5_000_000_000)).await.unwrap() else {
+        panic!("more than u32::MAX tokens at once fit a 1e11 quota");
+    };
+    // Costs round up to whole cells of 24 tokens: 5e9 is 208,333,334 cells.
+    assert_eq!(states[0].remaining, 94_999_998_984);
+    assert!(matches!(
+        backend.check(&check(100_000_000_000)).await.unwrap(),
+        Decision::Denied { .. }
+    ));
 }
