@@ -1179,3 +1179,32 @@ async fn only_a_safe_client_request_id_is_kept() {
         assert_eq!(json["request_id"], id);
     }
 }
+
+/// A request the balance gate refuses never reached the provider: the tokens the rate limiter
+/// charged for it come back (two refused large requests used to starve the key for a minute).
+#[tokio::test]
+async fn a_request_refused_further_in_does_not_spend_the_quota() {
+    let mut config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
+    config.limits.tokens_per_minute = Some(150_000);
+    let upstream = MockUpstream::start().await;
+    let (gateway, handles) = stack::build(&config, &upstream.url(), Some("sk-provider"))
+        .await
+        .unwrap();
+    let server = TestServer::start(gateway).await;
+    let large = json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100_000});
+    for attempt in 0..3 {
+        let (status, headers, json) =
+            envelope(raw(server.addr(), Some(BROKE), large.clone(), None).await).await;
+        assert_eq!(status, 402, "attempt {attempt}: {json}");
+        let remaining: u64 = headers["x-ratelimit-remaining-tokens"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(remaining < 50_000, "the headers show the charge at the time");
+    }
+    handles.ledger.top_up("acct_broke", 5_000_000).await.unwrap();
+    let response = raw(server.addr(), Some(BROKE), large, None).await;
+    assert_eq!(response.status(), 200, "the quota is whole");
+    assert_eq!(upstream.calls().len(), 1);
+}

@@ -214,6 +214,38 @@ impl<F: Future, X> Future for Carry<F, X> {
     }
 }
 
+/// In the extensions of a response the gateway gave in place of the upstream's: a check refused
+/// the request, which never reached the provider. A layer further out that charged for the
+/// request (the rate limiter's tokens) gives the charge back.
+///
+/// ```
+/// use http::Request;
+/// use tollgate_core::admission::{AdmissionFuture, Refused};
+/// # use std::future::Ready;
+/// # use tollgate_core::admission::{Admission, Start, Verdict};
+/// # use tollgate_core::{Body, ErrorKind, GatewayError};
+/// # #[derive(Clone)]
+/// # struct Closed;
+/// # impl<B> Admission<B> for Closed {
+/// #     type Ticket = ();
+/// #     type Pending = Ready<Verdict<()>>;
+/// #     fn start(&self, _: &mut Request<B>) -> Start<(), Self::Pending> {
+/// #         Start::Decided(Verdict::Reject(GatewayError::new(ErrorKind::Forbidden, "No."), ()))
+/// #     }
+/// #     fn resume(&self, verdict: Verdict<()>, _: &mut Request<B>) -> Verdict<()> { verdict }
+/// # }
+///
+/// # tokio_test::block_on(async {
+/// let mut inner = tower::service_fn(|_: Request<Body>| async {
+///     Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
+/// });
+/// let response = AdmissionFuture::new(&Closed, &mut inner, Request::new(Body::empty())).await.unwrap();
+/// assert!(response.extensions().get::<Refused>().is_some());
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refused;
+
 /// The response side of a [`Verdict`]'s ticket: what the client gets.
 pub trait Respond<B>: Sized {
     /// The response body.
@@ -348,7 +380,9 @@ where
                     let (error, ticket) = rejection
                         .take()
                         .expect("AdmissionFuture polled after completion");
-                    return Poll::Ready(Ok(ticket.rejected(error)));
+                    let mut response = ticket.rejected(error);
+                    response.extensions_mut().insert(Refused);
+                    return Poll::Ready(Ok(response));
                 }
                 StateProj::Waiting {
                     pending,

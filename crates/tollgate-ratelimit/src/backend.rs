@@ -188,6 +188,11 @@ pub trait RateLimitBackend: Send + Sync + 'static {
     /// Charges `checks` if all have room. A backend whose future outlives the call copies
     /// what it needs.
     fn check(&self, checks: &[Check]) -> Self::Future;
+
+    /// Gives back what an allowed [`check`](RateLimitBackend::check) of `checks` charged: a
+    /// layer further in refused the request, so it does not count against the quotas. Called
+    /// as the response passes; a network backend may finish it in the background.
+    fn refund(&self, checks: &[Check]);
 }
 
 impl<B: RateLimitBackend> RateLimitBackend for Arc<B> {
@@ -195,5 +200,9 @@ impl<B: RateLimitBackend> RateLimitBackend for Arc<B> {
 
     fn check(&self, checks: &[Check]) -> Self::Future {
         (**self).check(checks)
+    }
+
+    fn refund(&self, checks: &[Check]) {
+        (**self).refund(checks);
     }
 }

@@ -1,16 +1,20 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tollgate_core::{BoxError, ChatRequest, ErrorKind, GatewayError, ModelInfo};
+use http::Response;
+use tollgate_core::admission::{Refused, Respond};
+use tollgate_core::{BoxError, ChatRequest, ErrorKind, GatewayError, ModelInfo, ResponseBody};
 
 use smallvec::SmallVec;
 
-use crate::backend::{Decision, QuotaState, Scope};
+use crate::backend::{Check, Decision, QuotaState, RateLimitBackend, Scope};
 use crate::headers::{Families, LimitValues, RateHeaders, go_duration, period_name};
 use tollgate_core::error::ceil_secs;
 
 /// What deciding on a request needs to know about its rules.
 pub struct Planned {
+    /// What the backend charges.
+    pub(crate) checks: SmallVec<[Check; 2]>,
     /// Per check: its scope, period and cost.
     pub(crate) periods: SmallVec<[(Scope, Duration, u64); 2]>,
     pub(crate) model: Option<Arc<str>>,
@@ -128,4 +132,38 @@ fn denial(
         .detail("limit", state.limit)
         .detail("remaining", state.remaining)
         .detail("reset", ceil_secs(state.reset))
+}
+
+/// The rate limiter's ticket: the headers for the response, and the charge to give back when a
+/// layer further in refuses the request (it never reached the provider, so it does not count).
+pub struct RateTicket<Bk> {
+    pub(crate) headers: RateHeaders,
+    pub(crate) charged: Option<(Arc<Bk>, SmallVec<[Check; 2]>)>,
+}
+
+impl<Bk> RateTicket<Bk> {
+    /// Headers only: nothing was charged.
+    pub(crate) fn uncharged(headers: RateHeaders) -> Self {
+        RateTicket {
+            headers,
+            charged: None,
+        }
+    }
+}
+
+impl<B, Bk: RateLimitBackend> Respond<B> for RateTicket<Bk> {
+    type Body = ResponseBody<B>;
+
+    fn admitted(self, response: Response<B>) -> Response<ResponseBody<B>> {
+        if response.extensions().get::<Refused>().is_some()
+            && let Some((backend, checks)) = &self.charged
+        {
+            backend.refund(checks);
+        }
+        self.headers.admitted(response)
+    }
+
+    fn rejected(self, error: GatewayError) -> Response<ResponseBody<B>> {
+        <RateHeaders as Respond<B>>::rejected(self.headers, error)
+    }
 }

@@ -96,6 +96,12 @@ impl<C: Clock> Limiter<C> {
     fn cells(&self, cost: u64) -> u64 {
         cost.div_ceil(self.scale)
     }
+
+    /// Moves the key's arrival time back by what `check` charged.
+    fn give_back(&self, check: &Check) {
+        self.store
+            .refund(&check.key, self.cells(check.cost) * self.t);
+    }
 }
 
 /// Keys' GCRA state: each key's theoretical arrival time, in nanoseconds since its limiter
@@ -321,9 +327,7 @@ where
                 },
             };
             for (limiter, check) in charged {
-                limiter
-                    .store
-                    .refund(&check.key, limiter.cells(check.cost) * limiter.t);
+                limiter.give_back(check);
             }
             return denied;
         }
@@ -345,5 +349,12 @@ where
 
     fn check(&self, checks: &[Check]) -> Self::Future {
         ready(Ok(self.check_now(checks)))
+    }
+
+    fn refund(&self, checks: &[Check]) {
+        let guard = self.limiters.guard();
+        for check in checks {
+            self.limiter(check.rate, &guard).give_back(check);
+        }
     }
 }

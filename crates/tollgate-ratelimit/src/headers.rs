@@ -124,7 +124,7 @@ impl Families {
 /// The rate-limit headers of one response, rendered when the decision is made and written on
 /// the response head, whether the request was admitted or refused.
 #[derive(Debug, Default)]
-pub struct RateHeaders {
+pub(crate) struct RateHeaders {
     /// Limit, remaining and reset of the most constraining rule.
     basic: Option<[HeaderValue; 3]>,
     /// OpenAI's and the IETF draft's, when enabled.

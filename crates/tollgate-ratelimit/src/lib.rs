@@ -21,6 +21,12 @@
 //!   OpenAI-style message that says the limit is the gateway's, and details
 //!   `{scope, limit, remaining, reset}`; a request that can never fit is told so, with
 //!   `x-should-retry: false`.
+//! - Only a request that was admitted counts: when a layer further in refuses it (the balance
+//!   gate's 402, a later check's 400/403/413: a response carrying
+//!   [`Refused`](tollgate_core::admission::Refused)), the charge is given back
+//!   ([`RateLimitBackend::refund`]). A request the provider answered counts, whatever it
+//!   answered. The headers show the state when the request was charged.
+//! - Quotas beyond 32 bits (a token limit of 1e11) are counted and reported in 64 bits.
 //! - OpenAI's `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` and the IETF draft's
 //!   `RateLimit-Policy` / `RateLimit` are options.
 //!

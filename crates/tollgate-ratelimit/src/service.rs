@@ -7,7 +7,7 @@ use tollgate_core::admission::{Admission, AdmissionFuture, Carry, Start, Verdict
 use tollgate_core::{BoxError, ChatRequest, ModelInfo, Principal, Rate, TokenEstimate};
 
 use crate::backend::{Check, Decision, RuleKey, Scope};
-use crate::future::{Planned, decide};
+use crate::future::{Planned, RateTicket, decide};
 use crate::headers::RateHeaders;
 use crate::layer::Rules;
 use crate::{RateLimitBackend, RateLimitLayer};
@@ -39,17 +39,20 @@ tollgate_core::admission_service!(RateLimit<S, B> => RateLimitLayer<B>);
 pub type ResponseFuture<S, Bk, B> = AdmissionFuture<S, RateLimitLayer<Bk>, B>;
 
 impl<B, Bk: RateLimitBackend> Admission<B> for RateLimitLayer<Bk> {
-    type Ticket = RateHeaders;
+    type Ticket = RateTicket<Bk>;
     type Pending = Carry<Bk::Future, Planned>;
 
     // Inlined into the admission future, see `Start::after`.
     #[inline(always)]
-    fn start(&self, request: &mut Request<B>) -> Start<RateHeaders, Self::Pending> {
-        let (checks, planned) = plan(&self.rules, request);
-        if checks.is_empty() {
-            return Start::Decided(Verdict::Admit(RateHeaders::default()));
+    fn start(&self, request: &mut Request<B>) -> Start<RateTicket<Bk>, Self::Pending> {
+        let planned = plan(&self.rules, request);
+        if planned.checks.is_empty() {
+            return Start::Decided(Verdict::Admit(
+                RateTicket::uncharged(RateHeaders::default()),
+            ));
         }
-        Start::after(self, request, self.backend.check(&checks), planned)
+        let checking = self.backend.check(&planned.checks);
+        Start::after(self, request, checking, planned)
     }
 
     #[inline(always)]
@@ -57,21 +60,24 @@ impl<B, Bk: RateLimitBackend> Admission<B> for RateLimitLayer<Bk> {
         &self,
         (result, planned): (Result<Decision, BoxError>, Planned),
         request: &mut Request<B>,
-    ) -> Verdict<RateHeaders> {
+    ) -> Verdict<RateTicket<Bk>> {
         match decide(
             &planned,
             result,
             request.extensions(),
             &self.rules.limit_values,
         ) {
-            (headers, None) => Verdict::Admit(headers),
-            (headers, Some(error)) => Verdict::Reject(error, headers),
+            (headers, None) => Verdict::Admit(RateTicket {
+                headers,
+                charged: Some((self.backend.clone(), planned.checks)),
+            }),
+            (headers, Some(error)) => Verdict::Reject(error, RateTicket::uncharged(headers)),
         }
     }
 }
 
 /// The checks a request must pass, from the principal, the model and the token cost.
-fn plan<B>(rules: &Rules, request: &Request<B>) -> (SmallVec<[Check; 2]>, Planned) {
+fn plan<B>(rules: &Rules, request: &Request<B>) -> Planned {
     let extensions = request.extensions();
     let principal = extensions.get::<Principal>();
     let needs_tokens = rules.counts_tokens || principal.is_some_and(|p| p.token_quota().is_some());
@@ -143,10 +149,10 @@ fn plan<B>(rules: &Rules, request: &Request<B>) -> (SmallVec<[Check; 2]>, Planne
         add(Scope::ModelRequests, limits.requests, None, Some(model));
         add(Scope::ModelTokens, limits.tokens, None, Some(model));
     }
-    let planned = Planned {
+    Planned {
+        checks,
         periods,
         model,
         families: rules.families,
-    };
-    (checks, planned)
+    }
 }
