@@ -1201,10 +1201,63 @@ async fn a_request_refused_further_in_does_not_spend_the_quota() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!(remaining < 50_000, "the headers show the charge at the time");
+        assert!(
+            remaining < 50_000,
+            "the headers show the charge at the time"
+        );
     }
-    handles.ledger.top_up("acct_broke", 5_000_000).await.unwrap();
+    handles
+        .ledger
+        .top_up("acct_broke", 5_000_000)
+        .await
+        .unwrap();
     let response = raw(server.addr(), Some(BROKE), large, None).await;
     assert_eq!(response.status(), 200, "the quota is whole");
     assert_eq!(upstream.calls().len(), 1);
+}
+
+/// The total timeout covers the whole exchange: a stream still running when it passes is cut
+/// with the endpoint's terminal error event (it used to cover only the time to the head).
+#[tokio::test]
+async fn a_stream_past_the_total_timeout_is_cut_with_an_error_event() {
+    let upstream = MockUpstream::builder()
+        .chunks(40)
+        .chunk_delay(Duration::from_millis(100))
+        .start()
+        .await;
+    let mut config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
+    config.upstream.total_timeout_secs = 1;
+    let (gateway, handles) = stack::build(&config, &upstream.url(), Some("sk-provider"))
+        .await
+        .unwrap();
+    let server = TestServer::start(gateway).await;
+    let before = handles.ledger.balance("acct_demo").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut stream_body = body("gpt-5.4");
+    stream_body["stream"] = json!(true);
+    let response = raw(server.addr(), Some(DEMO), stream_body, None).await;
+    assert_eq!(response.status(), 200);
+    let text = body_text(response).await;
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed < Duration::from_millis(2_500),
+        "cut near 1 s, not after the 4 s stream: {elapsed:?}"
+    );
+    let last = text.trim_end().rsplit("\n\n").next().unwrap();
+    let error: Value = serde_json::from_str(last.strip_prefix("data: ").unwrap()).unwrap();
+    assert_eq!(error["error"]["type"], "timeout", "{text}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("total timeout of 1s"),
+        "{error}"
+    );
+    assert!(!text.contains("[DONE]"));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let after = handles.ledger.balance("acct_demo").await.unwrap();
+    assert!(
+        after <= before,
+        "what was streamed is billed, never more than reserved"
+    );
 }

@@ -238,7 +238,7 @@ where
                     let error: BoxError = error.into();
                     tracing::warn!(error = %error, "upstream stream failed mid-stream");
                     self.inner = None;
-                    self.terminal = Some(self.terminal_event());
+                    self.terminal = Some(self.terminal_event(&error));
                     self.end(StreamEnd::UpstreamFailed);
                 }
                 Poll::Ready(None) => {
@@ -345,11 +345,16 @@ where
         }
     }
 
-    fn terminal_event(&self) -> Bytes {
-        let error = GatewayError::new(
-            ErrorKind::ProviderError,
-            "The upstream provider failed in the middle of the stream. The response is incomplete; send the request again.",
-        );
+    /// The endpoint's terminal error event for `failure`: the gateway's own error when it cut
+    /// the stream (the total timeout), else the provider's failure.
+    fn terminal_event(&self, failure: &BoxError) -> Bytes {
+        let error = match failure.downcast_ref::<GatewayError>() {
+            Some(error) => error.clone(),
+            None => GatewayError::new(
+                ErrorKind::ProviderError,
+                "The upstream provider failed in the middle of the stream. The response is incomplete; send the request again.",
+            ),
+        };
         let mut event = BytesMut::new();
         if !self.client_at_boundary() {
             event.extend_from_slice(b"\n\n");

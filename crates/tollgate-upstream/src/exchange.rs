@@ -6,11 +6,11 @@ use bytes::Bytes;
 use http::header::{self, HeaderMap};
 use http::{Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use tollgate_core::error::source_chain;
 use tollgate_core::{GatewayError, ResponseBody};
 
+use crate::body::UpstreamBody;
 use crate::errors;
 use crate::service::Shared;
 
@@ -33,7 +33,7 @@ impl Shared {
         headers: &HeaderMap,
         body: Bytes,
         deadline: Instant,
-    ) -> Result<Response<ResponseBody<Incoming>>, Failure> {
+    ) -> Result<Response<ResponseBody<UpstreamBody>>, Failure> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri.clone();
@@ -62,6 +62,7 @@ impl Shared {
         if is_answer(status) {
             let (mut parts, body) = response.into_parts();
             crate::headers::for_client(&mut parts.headers);
+            let body = UpstreamBody::new(body, deadline, self.timeouts.total());
             return Ok(Response::from_parts(parts, ResponseBody::inner(body)));
         }
         if !status.is_client_error() && !status.is_server_error() {

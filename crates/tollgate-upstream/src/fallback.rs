@@ -4,13 +4,13 @@
 use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use tollgate_core::body::collect_limited;
 use tollgate_core::{
     BoxError, ChatRequest, Fallbacks, GatewayError, ModelInfo, ResponseBody, X_MODEL,
 };
 
+use crate::body::UpstreamBody;
 use crate::errors;
 use crate::exchange::Failure;
 use crate::service::Shared;
@@ -22,7 +22,7 @@ impl Shared {
     pub(crate) async fn forward<B>(
         &self,
         request: Request<B>,
-    ) -> Result<Response<ResponseBody<Incoming>>, GatewayError>
+    ) -> Result<Response<ResponseBody<UpstreamBody>>, GatewayError>
     where
         B: http_body::Body<Data = Bytes>,
         B::Error: Into<BoxError>,

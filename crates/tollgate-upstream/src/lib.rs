@@ -47,6 +47,7 @@
 #![warn(missing_docs)]
 #![deny(unreachable_pub)]
 
+mod body;
 mod builder;
 mod errors;
 mod exchange;
@@ -56,6 +57,7 @@ mod retry;
 mod service;
 mod timeouts;
 
+pub use body::UpstreamBody;
 pub use builder::{InvalidApiKey, UpstreamBuilder};
 pub use headers::HeaderNotAllowed;
 pub use retry::{RetryBudget, RetryPolicy};

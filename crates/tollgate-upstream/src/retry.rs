@@ -5,11 +5,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::HeaderMap;
 use http::{Method, Response, Uri};
-use hyper::body::Incoming;
 use tokio::time::Instant;
 use tollgate_core::ResponseBody;
 use tower::retry::budget::{Budget, TpsBudget};
 
+use crate::body::UpstreamBody;
 use crate::exchange::Failure;
 use crate::service::Shared;
 
@@ -220,7 +220,7 @@ impl Shared {
         headers: &HeaderMap,
         body: Bytes,
         deadline: Instant,
-    ) -> Result<Response<ResponseBody<Incoming>>, Failure> {
+    ) -> Result<Response<ResponseBody<UpstreamBody>>, Failure> {
         self.budget.deposit();
         let mut attempt = 0;
         loop {

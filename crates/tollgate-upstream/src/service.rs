@@ -9,13 +9,13 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http::{Request, Response, Uri};
 use http_body_util::Full;
-use hyper::body::Incoming;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use tollgate_core::{BodyLimit, BoxError, GatewayError, ResponseBody};
 use tower::retry::budget::TpsBudget;
 
+use crate::body::UpstreamBody;
 use crate::headers::OutgoingHeaders;
 use crate::retry::RetryPolicy;
 use crate::timeouts::Timeouts;
@@ -37,7 +37,8 @@ type HttpsClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 /// - Only a 200 or 201 is passed on as an answer. Failures become envelopes: connect/DNS
 ///   failure → 503 `provider_unavailable`; a connection that breaks after the request was
 ///   sent → 502 `provider_error` (never re-sent); connect, first-byte or total timeout → 504
-///   `timeout`; upstream 5xx → 502 `provider_error` with the upstream status and message in
+///   `timeout` (a body, a stream above all, still arriving at the total timeout is cut with
+///   that error, which the SSE layer turns into the stream's terminal error event); upstream 5xx → 502 `provider_error` with the upstream status and message in
 ///   `details`; upstream 429 → 429 with its `retry-after`; an upstream 4xx error body is
 ///   normalized into the envelope, a 404 being `model_not_found` only when the provider's
 ///   error `code` says so (OpenAI's `model_not_found`, Azure OpenAI's `DeploymentNotFound`;
@@ -93,7 +94,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    type Response = Response<ResponseBody<Incoming>>;
+    type Response = Response<ResponseBody<UpstreamBody>>;
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
 

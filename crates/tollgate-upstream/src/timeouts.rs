@@ -46,8 +46,9 @@ impl Timeouts {
         self
     }
 
-    /// With `timeout` for the whole exchange up to the response head, retries and fallbacks
-    /// included (120 s by default).
+    /// With `timeout` for the whole exchange, retries and fallbacks included, up to the end of
+    /// the response body (120 s by default): a body still arriving then is cut (see
+    /// [`UpstreamBody`](crate::UpstreamBody)).
     pub fn with_total(mut self, timeout: Duration) -> Self {
         self.total = timeout;
         self
@@ -63,8 +64,8 @@ impl Timeouts {
         self.first_byte
     }
 
-    /// The limit for the whole exchange up to the response head, retries and fallbacks
-    /// included.
+    /// The limit for the whole exchange, retries and fallbacks included, up to the end of the
+    /// response body.
     pub fn total(&self) -> Duration {
         self.total
     }
