@@ -714,7 +714,7 @@ async fn an_embeddings_prompt_is_reserved_for() {
     )
     .await;
     assert_eq!(response.status(), 200);
-    let left: u64 = response.headers()["x-tollgate-balance"]
+    let left: u64 = response.headers()["x-tollgate-balance-unreserved"]
         .to_str()
         .unwrap()
         .parse()
@@ -871,7 +871,7 @@ async fn a_thousand_concurrent_embeddings_admit_only_what_the_balance_covers() {
     let probe = tower::ServiceExt::oneshot(gateway.clone(), request(DEMO))
         .await
         .unwrap();
-    let left: u64 = probe.headers()["x-tollgate-balance"]
+    let left: u64 = probe.headers()["x-tollgate-balance-unreserved"]
         .to_str()
         .unwrap()
         .parse()
@@ -1142,7 +1142,7 @@ async fn a_continued_response_is_reserved_for_the_whole_window() {
     )
     .await;
     assert_eq!(response.status(), 200);
-    let left: u64 = response.headers()["x-tollgate-balance"]
+    let left: u64 = response.headers()["x-tollgate-balance-unreserved"]
         .to_str()
         .unwrap()
         .parse()

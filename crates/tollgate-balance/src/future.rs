@@ -13,8 +13,12 @@ use crate::accounting::{Accountant, Ending};
 use crate::body::{BalanceBody, UsageBody, UsageObserver};
 use crate::{Ledger, LedgerError, Micros};
 
-/// The response header with the balance left after the reservation, in micro-units.
-pub const X_BALANCE: HeaderName = HeaderName::from_static("x-tollgate-balance");
+/// The response header with the account's unreserved balance once this request's reservation
+/// (its worst case) is held, in micro-units: set on the response head, before the request is
+/// settled, so it is not what the account holds after the charge (the charge is known only when
+/// the body ends; a usage record says it).
+pub const X_BALANCE_UNRESERVED: HeaderName =
+    HeaderName::from_static("x-tollgate-balance-unreserved");
 
 /// A request on its way: how to settle it, and what to add to its response.
 pub struct Hold<L: Ledger> {
@@ -127,9 +131,10 @@ where
     if pending.balance_header
         && let Some(reservation) = &accountant.reservation
     {
-        parts
-            .headers
-            .insert(X_BALANCE, HeaderValue::from(reservation.remaining));
+        parts.headers.insert(
+            X_BALANCE_UNRESERVED,
+            HeaderValue::from(reservation.remaining),
+        );
     }
     let mut accountant = pending.accountant;
     if parts.status.is_client_error() || parts.status.is_server_error() {

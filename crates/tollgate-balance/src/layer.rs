@@ -62,7 +62,7 @@ impl<L: Ledger> BalanceGateLayer<L> {
         }
     }
 
-    /// Adds `x-tollgate-balance` (micro-units left after the reservation) to responses.
+    /// Adds `x-tollgate-balance-unreserved` (micro-units left after the reservation) to responses.
     pub fn balance_header(self, on: bool) -> Self {
         self.with(|config| config.balance_header = on)
     }

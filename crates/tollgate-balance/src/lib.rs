@@ -33,8 +33,9 @@
 //! - Spend never exceeds what the account holds: an upstream that reports more than was
 //!   reserved (it ignored `max_tokens`) is charged at most the reservation plus the balance
 //!   left, the balance stops at zero, and the record says `capped`.
-//! - Optionally, `x-tollgate-balance` on the response: the balance left after the
-//!   reservation, in micro-units.
+//! - Optionally, `x-tollgate-balance-unreserved` on the response: the balance not held by
+//!   reservations once this request's worst case is held, in micro-units (the head goes out
+//!   before the charge is known, so it is not the balance after the charge).
 //! - A [`UsageSink`] gets one [`UsageRecord`] per finished request, once its settlement is
 //!   done: its `cost` is what the ledger took.
 //!
@@ -80,7 +81,7 @@ mod service;
 
 pub use accounting::{NoUsagePolicy, TracingUsageSink, UsageRecord, UsageSink, UsageSource};
 pub use body::BalanceBody;
-pub use future::X_BALANCE;
+pub use future::X_BALANCE_UNRESERVED;
 pub use layer::BalanceGateLayer;
 pub use ledger::{InMemoryLedger, Ledger, LedgerError, Micros, Reservation, Settlement};
 pub use service::{BalanceGate, ResponseFuture};

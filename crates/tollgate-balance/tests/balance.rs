@@ -173,7 +173,7 @@ async fn a_json_response_settles_to_its_usage() {
         .service(Forward::to(&upstream.url()));
     let response = service.oneshot(chat_request(hello(false))).await.unwrap();
     assert_eq!(
-        response.headers()["x-tollgate-balance"],
+        response.headers()["x-tollgate-balance-unreserved"],
         (1_000_000 - PRICES.cost(23, 100)).to_string().as_str()
     );
     let body: Value =
@@ -299,7 +299,7 @@ async fn n_choices_reserve_n_times_the_completion_budget() {
     assert_eq!(response.status(), 200);
     // 23 prompt bytes (the bound) and three completions of up to 100 tokens each.
     assert_eq!(
-        response.headers()["x-tollgate-balance"],
+        response.headers()["x-tollgate-balance-unreserved"],
         (1_000_000 - PRICES.cost(23, 300)).to_string().as_str()
     );
 }
@@ -496,7 +496,7 @@ async fn cached_prompt_tokens_are_charged_at_the_cached_price_and_recorded() {
         let response = service.oneshot(request).await.unwrap();
         // The reservation is the worst case: no prompt token from the cache.
         assert_eq!(
-            response.headers()["x-tollgate-balance"],
+            response.headers()["x-tollgate-balance-unreserved"],
             (1_000_000 - CACHED_PRICES.cost(23, 100))
                 .to_string()
                 .as_str()
