@@ -12,6 +12,7 @@ use tollgate::models::CatalogFile;
 use tollgate::ratelimit::{Limits, RateLimitLayer};
 use tollgate::routes::KnownRoutesLayer;
 use tollgate::upstream::{RetryPolicy, Timeouts, Upstream};
+use tollgate_testkit::ConnectionLimits;
 
 /// The embedded default configuration (also the commented sample).
 pub const DEFAULT_CONFIG: &str = include_str!("gateway.toml");
@@ -22,6 +23,8 @@ pub const DEFAULT_CONFIG: &str = include_str!("gateway.toml");
 pub struct Config {
     #[serde(default = "default_listen")]
     pub listen: String,
+    #[serde(default)]
+    pub server: ServerConfig,
     #[serde(default)]
     pub upstream: UpstreamConfig,
     #[serde(default)]
@@ -45,6 +48,52 @@ impl Config {
     /// Parses a configuration file.
     pub fn parse(text: &str) -> Result<Config, String> {
         toml::from_str(text).map_err(|error| format!("invalid gateway configuration: {error}"))
+    }
+}
+
+/// What each client connection may do: how long its request head and its idle keep-alive may
+/// take, how many connections are open at once, and how long shutdown waits for requests in
+/// flight.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    pub header_read_timeout_secs: u64,
+    pub idle_timeout_secs: u64,
+    pub max_connections: usize,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let limits = ConnectionLimits::default();
+        ServerConfig {
+            header_read_timeout_secs: limits.header_read_timeout().as_secs(),
+            idle_timeout_secs: limits.idle_timeout().as_secs(),
+            max_connections: limits.max_connections(),
+            shutdown_grace_secs: limits.shutdown_grace().as_secs(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The limits the server applies to every connection. A timeout or a connection cap of 0
+    /// would refuse every client, so it is an error.
+    pub fn limits(&self) -> Result<ConnectionLimits, String> {
+        let secs = |value: u64, field: &str| match value {
+            0 => Err(format!("server.{field} must be at least 1")),
+            secs => Ok(Duration::from_secs(secs)),
+        };
+        if self.max_connections == 0 {
+            return Err("server.max_connections must be at least 1".into());
+        }
+        Ok(ConnectionLimits::default()
+            .with_header_read_timeout(secs(
+                self.header_read_timeout_secs,
+                "header_read_timeout_secs",
+            )?)
+            .with_idle_timeout(secs(self.idle_timeout_secs, "idle_timeout_secs")?)
+            .with_max_connections(self.max_connections)
+            .with_shutdown_grace(Duration::from_secs(self.shutdown_grace_secs)))
     }
 }
 

@@ -4,8 +4,10 @@
 //! With no upstream configured it starts the tollgate mock upstream in-process, so it works
 //! offline. Flags: `--listen ADDR` (or `TOLLGATE_LISTEN`), `--config FILE` (TOML, see
 //! `examples/gateway/gateway.toml`), `--upstream URL` (with the provider key in the variable the
-//! config names, `TOLLGATE_UPSTREAM_KEY` by default). Ctrl-C shuts down gracefully: in-flight
-//! requests finish. One log line per request (request id, key id, model, status, latency,
+//! config names, `TOLLGATE_UPSTREAM_KEY` by default). Connections live under the `[server]`
+//! limits (header read and idle timeouts, a connection cap; `tollgate_testkit::serve`). Ctrl-C
+//! shuts down gracefully: idle connections close at once, requests in flight finish within the
+//! grace. One log line per request (request id, key id, model, status, latency,
 //! error type); usage records go to the `tollgate::usage` target.
 
 mod config;
@@ -13,15 +15,8 @@ mod stack;
 
 use std::time::Duration;
 
-use http::Request;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
-use tollgate::core::Body;
 use tollgate_testkit::MockUpstream;
-use tower::ServiceExt;
 
 struct Args {
     listen: Option<String>,
@@ -73,6 +68,7 @@ async fn run() -> Result<(), String> {
         None => config::DEFAULT_CONFIG.to_owned(),
     };
     let config = config::Config::parse(&text)?;
+    let limits = config.server.limits()?;
     let listen = args.listen.clone().unwrap_or_else(|| config.listen.clone());
 
     // Without an upstream, the mock serves in-process; it lives as long as `run`.
@@ -134,30 +130,17 @@ async fn run() -> Result<(), String> {
         );
     }
 
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(tokio::signal::ctrl_c());
-    loop {
-        tokio::select! {
-            stream = tollgate_testkit::accept(&listener) => {
-                let service = gateway
-                    .clone()
-                    .map_request(|request: Request<Incoming>| request.map(Body::new));
-                let connection = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
-                let connection = graceful.watch(connection);
-                tokio::spawn(async move {
-                    let _ = connection.await;
-                });
-            }
-            _ = &mut shutdown => {
-                println!("shutting down: finishing in-flight requests");
-                break;
-            }
-        }
-    }
-    tokio::select! {
-        () = graceful.shutdown() => println!("all connections closed"),
-        () = tokio::time::sleep(Duration::from_secs(30)) => println!("gave up waiting after 30 s"),
+    let shutdown = async {
+        let _ = tokio::signal::ctrl_c().await;
+        println!(
+            "shutting down: idle connections close now, requests in flight get {} s",
+            limits.shutdown_grace().as_secs()
+        );
+    };
+    let ended = tollgate_testkit::serve(listener, gateway, limits, shutdown).await;
+    match ended.cut_off {
+        0 => println!("all connections closed"),
+        cut_off => println!("closed {cut_off} connections still busy after the grace"),
     }
     drop(mock);
     Ok(())

@@ -1,6 +1,6 @@
 //! Finding the key in a request, and saying precisely what is wrong when it is not there.
 
-use http::header::{AUTHORIZATION, HeaderMap, HeaderName};
+use http::header::{AUTHORIZATION, HeaderMap, HeaderName, HeaderValue};
 use tollgate_core::{ErrorKind, GatewayError};
 
 /// Where the layer looks for the key, in order.
@@ -21,6 +21,9 @@ pub(crate) enum Failure {
     NoScheme,
     WrongScheme(Option<String>),
     Empty(Option<HeaderName>),
+    /// The header came twice: which value a proxy in front or the provider would read is
+    /// anyone's guess, so the gateway reads neither.
+    Repeated(HeaderName),
     Whitespace,
     Malformed,
     WrongPrefix,
@@ -32,7 +35,7 @@ pub(crate) enum Failure {
 impl Sources {
     /// The presented key, or why there is none that could be valid.
     pub(crate) fn extract<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, Failure> {
-        let key = match headers.get(AUTHORIZATION) {
+        let key = match single(headers, &AUTHORIZATION)? {
             Some(value) => {
                 self.key_in_authorization(value.to_str().map_err(|_| Failure::Malformed)?)?
             }
@@ -75,7 +78,7 @@ impl Sources {
 
     fn key_in_other_headers<'h>(&self, headers: &'h HeaderMap) -> Result<&'h str, Failure> {
         for name in &self.headers {
-            if let Some(value) = headers.get(name) {
+            if let Some(value) = single(headers, name)? {
                 let value = value.to_str().map_err(|_| Failure::Malformed)?;
                 if value.trim().is_empty() {
                     return Err(Failure::Empty(Some(name.clone())));
@@ -84,6 +87,18 @@ impl Sources {
             }
         }
         Err(Failure::Missing)
+    }
+}
+
+/// The one `name` header, if any; a repeated one is refused.
+fn single<'h>(
+    headers: &'h HeaderMap,
+    name: &HeaderName,
+) -> Result<Option<&'h HeaderValue>, Failure> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(_), Some(_)) => Err(Failure::Repeated(name.clone())),
+        (value, _) => Ok(value),
     }
 }
 
@@ -135,6 +150,9 @@ impl Failure {
             }
             Failure::Empty(Some(header)) => format!(
                 "The `{header}` header is empty. Send the API key in it, or as {HOW}."
+            ),
+            Failure::Repeated(header) => format!(
+                "The request has more than one `{header}` header. Send the API key once, as {HOW}."
             ),
             Failure::Whitespace => format!(
                 "The API key has whitespace around it. Remove the spaces, tabs or line breaks before and after the key: {HOW}, with exactly one space after `Bearer`."

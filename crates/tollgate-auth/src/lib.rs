@@ -8,7 +8,8 @@
 //!   code or from a configuration's [`KeyFile`].
 //! - Every failure is a 401 `auth_error`, code `invalid_api_key`, with
 //!   `WWW-Authenticate: Bearer` and a message that tells the user what to fix: header missing,
-//!   wrong scheme, empty key, whitespace around the key, wrong prefix or malformed, unknown,
+//!   wrong scheme, empty key, whitespace around the key, the header sent twice (which one a
+//!   proxy or the provider would read is anyone's guess), wrong prefix or malformed, unknown,
 //!   revoked, expired. The key is never echoed back.
 //! - On success the caller's [`Principal`](tollgate_core::Principal) goes into the request
 //!   extensions, and its key id is recorded in the current span's `key_id` field (declare it,

@@ -112,6 +112,17 @@ async fn every_failure_is_a_401_that_says_what_to_fix() {
             vec![("authorization", b"Bearer sk-llmaai-unknown-000000009")],
             "Invalid API key. Check that it was copied completely, or create a new key.".to_owned(),
         ),
+        // Which of two a proxy in front or the provider would read is anyone's guess.
+        (
+            "two authorization headers",
+            vec![("authorization", b"Bearer sk-llmaai-good-0000000001"), ("authorization", b"Bearer sk-llmaai-other-00000001")],
+            format!("The request has more than one `authorization` header. Send the API key once, as {how}."),
+        ),
+        (
+            "the same key twice",
+            vec![("authorization", b"Bearer sk-llmaai-good-0000000001"), ("authorization", b"Bearer sk-llmaai-good-0000000001")],
+            format!("The request has more than one `authorization` header. Send the API key once, as {how}."),
+        ),
         ("revoked", vec![("authorization", b"Bearer sk-llmaai-revoked-00000002")], "This API key was revoked. Create a new key.".to_owned()),
         ("expired", vec![("authorization", b"Bearer sk-llmaai-expired-00000003")], "This API key has expired. Create a new key.".to_owned()),
     ];
@@ -189,6 +200,16 @@ async fn optional_sources_raw_authorization_and_named_headers() {
     assert!(body.contains("The `x-api-key` header is empty."), "{body}");
     let (_, _, body) = call(header.clone(), &[]).await;
     assert!(body.contains("(or in the `x-api-key` header)"), "{body}");
+    let (status, _, body) = call(
+        header.clone(),
+        &[
+            ("x-api-key", GOOD.as_bytes()),
+            ("x-api-key", GOOD.as_bytes()),
+        ],
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert!(body.contains("more than one `x-api-key` header"), "{body}");
     // Authorization wins when both are present.
     let (status, _, _) = call(
         header,

@@ -396,6 +396,51 @@ fn text_the_gateway_cannot_read_is_refused() {
     }
 }
 
+/// Members the parse skips were not limited in depth: a body nested 100,000 deep in
+/// `metadata` (or in a message's content) went upstream. Nothing deeper than `serde_json`
+/// reads (128) is accepted, wherever it is; brackets inside strings do not count.
+#[test]
+fn a_body_nested_deeper_than_128_is_refused_wherever_it_nests() {
+    use tollgate_core::chat::ParseErrorKind;
+    let nested = |member: &str, depth: usize| {
+        format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":"hi"}}],"{member}":{}{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    for body in [
+        nested("metadata", 100_000),
+        nested("metadata", 129),
+        format!(
+            r#"{{"model":"m","messages":[{{"role":"user","content":{}{}}}]}}"#,
+            "[".repeat(10_000),
+            "]".repeat(10_000)
+        ),
+    ] {
+        let error = parse_err(body.as_bytes());
+        assert_eq!(error.kind, ParseErrorKind::Syntax);
+        assert!(
+            error.reason.contains("nested more than 128 deep"),
+            "{error}"
+        );
+        assert_eq!(tollgate_core::GatewayError::from(&error).status(), 400);
+    }
+    // The top-level object is one level: 127 more fit.
+    let fits = nested("metadata", 127);
+    let brackets_in_text = format!(
+        r#"{{"model":"m","messages":[{{"role":"user","content":"{}\"{}"}}]}}"#,
+        "[".repeat(500),
+        "{".repeat(500)
+    );
+    for body in [fits, brackets_in_text] {
+        assert!(
+            tollgate_core::ChatRequest::parse(bytes::Bytes::from(body.clone())).is_ok(),
+            "{body}"
+        );
+    }
+}
+
 fn input(chat: &ChatRequest) -> &Input {
     match chat.input_field() {
         Field::Value(input) => input,

@@ -20,6 +20,14 @@ pub(crate) fn decide<'a>(
     principal: Option<&Principal>,
 ) -> Result<Admitted<'a>, GatewayError> {
     let requested = match (chat.model(), chat.model_field()) {
+        // No model can have an empty id: it is a missing one, not an unknown one.
+        (Some(""), _) => {
+            return Err(GatewayError::new(
+                ErrorKind::InvalidRequest,
+                "You must provide a model parameter: the `model` field is empty.",
+            )
+            .param("model"));
+        }
         (Some(model), _) => model,
         (None, Field::Invalid(found)) => {
             return Err(GatewayError::new(

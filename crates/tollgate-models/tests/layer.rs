@@ -106,6 +106,12 @@ async fn rejections_have_exact_status_type_message_and_details() {
             json!({"message": "You must provide a model parameter: the `model` field is missing.", "type": "invalid_request_error", "param": "model", "code": null}),
         ),
         (
+            "empty model",
+            chat(""),
+            400,
+            json!({"message": "You must provide a model parameter: the `model` field is empty.", "type": "invalid_request_error", "param": "model", "code": null}),
+        ),
+        (
             "model not a string",
             post("/v1/chat/completions", r#"{"model": 5, "messages":[]}"#),
             400,

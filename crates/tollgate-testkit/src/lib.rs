@@ -32,8 +32,11 @@
 //! [Behavior's caps](Behavior#caps)). Every call is recorded ([`Call`]: path, headers, body,
 //! model, and whether the client hung up) for assertions.
 //!
-//! [`TestServer`] serves the gateway under test the same way, so end-to-end tests run over
-//! real TCP.
+//! [`serve`] serves a gateway over HTTP/1.1 with the connection hygiene a public server needs
+//! ([`ConnectionLimits`]: header read and idle timeouts, a connection cap answered with a 503
+//! envelope, graceful shutdown); [`TestServer`] serves the gateway under test with it on a
+//! loopback port, so end-to-end tests run over real TCP, and [`raw_exchange`] sends them bytes
+//! no HTTP library would write.
 //!
 //! ```
 //! use tollgate_testkit::{Behavior, MockUpstream};
@@ -57,8 +60,10 @@ mod bodies;
 mod chat;
 mod client;
 mod completions;
+mod connection;
 mod embeddings;
 mod forward;
+mod raw;
 mod record;
 mod responses;
 mod serve;
@@ -79,8 +84,9 @@ pub use behavior::{Behavior, BehaviorError, Fault};
 pub use bodies::{body_json, body_text, chat_request, post_json};
 pub use client::send;
 pub use forward::Forward;
+pub use raw::{RAW_EXCHANGE_TIMEOUT, RawResponse, raw_exchange, read_response};
 pub use record::{Call, Outcome};
-pub use serve::{TestServer, accept};
+pub use serve::{ConnectionLimits, Shutdown, TestServer, accept, serve};
 pub use tokens::prompt_tokens;
 
 use server::{ModelRule, State};

@@ -150,7 +150,9 @@ impl UpstreamBuilder {
         self
     }
 
-    /// Limits for a request body no earlier layer read.
+    /// Limits for a request body no earlier layer read (a passthrough route's): its size, and
+    /// the time it may take to arrive (a 413 or 408 envelope beyond them, before anything is
+    /// sent upstream).
     pub fn body_limit(mut self, limit: BodyLimit) -> Self {
         self.body_limit = limit;
         self

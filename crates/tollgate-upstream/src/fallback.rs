@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::header::HeaderValue;
 use http::{Request, Response};
 use tokio::time::Instant;
-use tollgate_core::body::collect_limited;
+use tollgate_core::body::{BodyError, collect_limited};
 use tollgate_core::{
     BoxError, ChatRequest, Fallbacks, GatewayError, ModelInfo, ResponseBody, X_MODEL,
 };
@@ -39,7 +39,8 @@ impl Shared {
         let body = match &memo {
             // Every layer before read the body through the memo: it is the body.
             Some(chat) => chat.body().clone(),
-            None => collect_limited(body, self.body_limit.max_bytes())
+            None => self
+                .read_unread_body(body)
                 .await
                 .map_err(|error| GatewayError::from(&error))?,
         };
@@ -89,5 +90,22 @@ impl Shared {
             }
         }
         Err(last_error.unwrap_or_else(errors::unreachable))
+    }
+
+    /// Reads a body no earlier layer read (a passthrough route's, or any request of a stack
+    /// without body-aware layers) under the same size and time limits those layers apply, so
+    /// that a client cannot hold a request open by never finishing its body.
+    async fn read_unread_body<B>(&self, body: B) -> Result<Bytes, BodyError>
+    where
+        B: http_body::Body<Data = Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let read = collect_limited(body, self.body_limit.max_bytes());
+        match self.body_limit.read_timeout() {
+            Some(after) => tokio::time::timeout(after, read)
+                .await
+                .unwrap_or(Err(BodyError::TimedOut { after })),
+            None => read.await,
+        }
     }
 }

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::{HeaderName, Request};
 use http_body_util::BodyExt;
 use serde_json::json;
-use tollgate_core::{Body, ChatRequest, Fallbacks, ModelInfo};
+use tollgate_core::{Body, BodyLimit, ChatRequest, Fallbacks, ModelInfo};
 use tollgate_testkit::{Behavior, Fault, MockUpstream, body_json};
 use tollgate_upstream::{InvalidApiKey, RetryBudget, RetryPolicy, Upstream, UpstreamBuilder};
 use tower::ServiceExt;
@@ -301,4 +301,42 @@ fn an_api_key_that_cannot_be_a_header_is_an_error() {
     );
     assert!(builder().api_key("sk-\0").is_err());
     assert!(builder().api_key("sk-provider").is_ok());
+}
+
+/// A body no earlier layer read (a passthrough route's) was read without a time limit: a
+/// client that declared a body and never sent it held the request open for good.
+#[tokio::test]
+async fn an_unread_body_that_never_arrives_is_a_408_and_never_sent() {
+    let mock = MockUpstream::start().await;
+    let upstream = builder(&mock)
+        .body_limit(BodyLimit::default().with_read_timeout(Duration::from_millis(100)))
+        .build();
+    let request = Request::post("/v1/files")
+        .body(Body::new(NeverEnds))
+        .unwrap();
+    let response = tokio::time::timeout(Duration::from_secs(5), upstream.oneshot(request))
+        .await
+        .expect("an answer before the client gives up")
+        .unwrap();
+    assert_eq!(response.status(), 408);
+    assert_eq!(
+        body_json(response).await["error"]["type"],
+        "request_timeout"
+    );
+    assert!(mock.calls().is_empty(), "nothing reached the provider");
+}
+
+/// A request body whose client declared it and never sends a byte of it.
+struct NeverEnds;
+
+impl http_body::Body for NeverEnds {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Pending
+    }
 }

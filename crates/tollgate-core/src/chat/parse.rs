@@ -16,8 +16,9 @@ use super::{
 };
 
 impl ChatRequest {
-    /// Parses a body in one pass. Fails only when the body is not a JSON object; fields of the
-    /// wrong type are recorded as [`Field::Invalid`].
+    /// Parses a body in one pass. Fails only when the body is not a JSON object, or nests
+    /// arrays and objects more than 128 deep anywhere (the members it skips included); fields
+    /// of the wrong type are recorded as [`Field::Invalid`].
     ///
     /// ```
     /// use bytes::Bytes;
@@ -26,9 +27,14 @@ impl ChatRequest {
     /// let error = ChatRequest::parse(Bytes::from_static(b"{\"model\": \"a\",}")).unwrap_err();
     /// assert_eq!(error.kind, ParseErrorKind::Syntax);
     /// assert_eq!((error.line, error.column), (1, 15));
+    ///
+    /// let deep = format!("{{\"metadata\":{}{}}}", "[".repeat(200), "]".repeat(200));
+    /// let error = ChatRequest::parse(Bytes::from(deep)).unwrap_err();
+    /// assert_eq!((error.kind, error.column), (ParseErrorKind::Syntax, 140));
     /// ```
     pub fn parse(body: Bytes) -> Result<ChatRequest, ParseError> {
         check_text(&body)?;
+        check_depth(&body)?;
         let base = body.as_ptr() as usize;
         let mut deserializer = serde_json::Deserializer::from_slice(&body);
         let top = TopVisitor { base, body: &body };
@@ -110,22 +116,7 @@ impl<'de> Seen<'de> {
 /// Refuses what the gateway cannot read as text: bytes that are not UTF-8, and `\u` escapes of
 /// half a surrogate pair (serde reads them only in the strings the parse looks at).
 fn check_text(body: &[u8]) -> Result<(), ParseError> {
-    let invalid = |at: usize, reason: &str| {
-        let before = &body[..at];
-        let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
-        let column = at
-            - before
-                .iter()
-                .rposition(|&b| b == b'\n')
-                .map_or(0, |newline| newline + 1)
-            + 1;
-        ParseError {
-            line,
-            column,
-            kind: ParseErrorKind::InvalidText,
-            reason: reason.to_owned(),
-        }
-    };
+    let invalid = |at: usize, reason: &str| located(body, at, ParseErrorKind::InvalidText, reason);
     if let Err(error) = std::str::from_utf8(body) {
         return Err(invalid(error.valid_up_to(), "invalid UTF-8"));
     }
@@ -162,6 +153,58 @@ fn check_text(body: &[u8]) -> Result<(), ParseError> {
         }
     }
     Ok(())
+}
+
+/// The deepest nesting of arrays and objects a body may have: `serde_json`'s own limit for the
+/// members the parse reads, applied to the members it skips too, so that nothing deeper than
+/// the gateway itself would read is forwarded.
+const MAX_DEPTH: usize = 128;
+
+/// Refuses a body nested deeper than [`MAX_DEPTH`] anywhere.
+fn check_depth(body: &[u8]) -> Result<(), ParseError> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (at, &byte) in body.iter().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > MAX_DEPTH {
+                    let reason = format!("arrays and objects nested more than {MAX_DEPTH} deep");
+                    return Err(located(body, at, ParseErrorKind::Syntax, &reason));
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A parse error at byte `at` of `body`, with its line and column.
+fn located(body: &[u8], at: usize, kind: ParseErrorKind, reason: &str) -> ParseError {
+    let before = &body[..at];
+    let line = 1 + before.iter().filter(|&&b| b == b'\n').count();
+    let column = at
+        - before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |newline| newline + 1)
+        + 1;
+    ParseError {
+        line,
+        column,
+        kind,
+        reason: reason.to_owned(),
+    }
 }
 
 fn parse_error(body: &[u8], error: &serde_json::Error) -> ParseError {
