@@ -321,6 +321,13 @@ fn number_cases() -> Vec<Case> {
         case("temperature 1e999", number("temperature", "1e999"), Refused(400, INVALID, Some("temperature"))),
         case("temperature -1e999", number("temperature", "-1e999"), Refused(400, INVALID, Some("temperature"))),
         case("top_p 1e-999", number("top_p", "1e-999"), Served(200)),
+        case("max_tokens above the model's max output", chat(r#"{"model":"gpt-5.4-mini","messages":[{"role":"user","content":"hi"}],"max_tokens":200000}"#), Refused(400, INVALID, Some("max_tokens"))),
+        case("max_completion_tokens above the model's max output", chat(r#"{"model":"gpt-5.4-mini","messages":[{"role":"user","content":"hi"}],"max_completion_tokens":16385}"#), Refused(400, INVALID, Some("max_completion_tokens"))),
+        case("stream_options a string", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":"x"}"#), Refused(400, INVALID, Some("stream_options"))),
+        case("stream_options a number", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":1}"#), Refused(400, INVALID, Some("stream_options"))),
+        case("stream_options an array", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":[]}"#), Refused(400, INVALID, Some("stream_options"))),
+        case("include_usage a string", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":"yes"}}"#), Refused(400, INVALID, Some("stream_options.include_usage"))),
+        case("stream_options without stream", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}"#), Refused(400, INVALID, Some("stream_options"))),
     ]
 }
 
