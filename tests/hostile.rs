@@ -327,6 +327,11 @@ fn number_cases() -> Vec<Case> {
         case("stream_options a number", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":1}"#), Refused(400, INVALID, Some("stream_options"))),
         case("stream_options an array", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":[]}"#), Refused(400, INVALID, Some("stream_options"))),
         case("include_usage a string", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}],"stream":true,"stream_options":{"include_usage":"yes"}}"#), Refused(400, INVALID, Some("stream_options.include_usage"))),
+        case("a content part that is a number", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":[1]}]}"#), Refused(400, INVALID, Some("messages[0].content[0]"))),
+        case("a content part that is an array", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":[[]]}]}"#), Refused(400, INVALID, Some("messages[0].content[0]"))),
+        case("a content part of an unknown type", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":[{"type":"hologram"}]}]}"#), Refused(400, INVALID, Some("messages[0].content[0].type"))),
+        case("a text part whose text is a number", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":[{"type":"text","text":5}]}]}"#), Refused(400, INVALID, Some("messages[0].content[0].text"))),
+        case("an image part", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":[{"type":"text","text":"what is it?"},{"type":"image_url","image_url":{"url":"https://example.com/a.png"}}]}],"max_tokens":16}"#), Served(200)),
         case("stream_options without stream", chat(r#"{"model":"gpt-5.4","messages":[{"role":"user","content":"hi"}],"stream_options":{"include_usage":true}}"#), Refused(400, INVALID, Some("stream_options"))),
     ]
 }

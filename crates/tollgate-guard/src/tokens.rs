@@ -92,7 +92,7 @@ pub fn count_prompt(chat: &ChatRequest, encoding: Encoding) -> u64 {
                 .iter()
                 .map(|part| match part {
                     Part::Text(span) => text(*span),
-                    Part::Other => 0,
+                    Part::Other | Part::Invalid(_) => 0,
                 })
                 .sum(),
             Content::Absent | Content::Invalid(_) => 0,

@@ -2,7 +2,7 @@
 //! completions' here, and the helpers the other endpoints' rules share.
 
 use serde_json::Number;
-use tollgate_core::chat::{Content, JsonType};
+use tollgate_core::chat::{Content, InvalidPart, JsonType, PART_TYPES, Part};
 use tollgate_core::{ChatRequest, ErrorKind, Field, GatewayError};
 
 const ROLES: [&str; 6] = [
@@ -192,7 +192,18 @@ fn messages(chat: &ChatRequest) -> Result<(), GatewayError> {
                     ),
                 ));
             }
-            Content::Text(_) | Content::Parts(_) => {}
+            Content::Parts(parts) => {
+                for (at_part, part) in parts.iter().enumerate() {
+                    if let Part::Invalid(why) = part {
+                        return Err(invalid_part(
+                            chat,
+                            &at(&format!("content[{at_part}]")),
+                            *why,
+                        ));
+                    }
+                }
+            }
+            Content::Text(_) => {}
         }
     }
     Ok(())
@@ -209,6 +220,26 @@ fn not_a(param: &str, expected: &str, found: JsonType) -> GatewayError {
             ),
         ),
         other => wrong_type(param, expected, other),
+    }
+}
+
+/// A content part OpenAI refuses, in its words.
+fn invalid_part(chat: &ChatRequest, param: &str, why: InvalidPart) -> GatewayError {
+    match why {
+        InvalidPart::NotAnObject(found) => wrong_type(param, "an object", found),
+        InvalidPart::Type(None) => missing(&format!("{param}.type")),
+        InvalidPart::Type(Some(found)) => wrong_type(&format!("{param}.type"), "a string", found),
+        InvalidPart::UnknownType(kind) => {
+            let shown: String = chat.text(kind).chars().take(40).collect();
+            let supported = PART_TYPES.map(|kind| format!("'{kind}'")).join(", ");
+            invalid(
+                format!("{param}.type"),
+                format!("Invalid value: '{shown}'. Supported values are: {supported}."),
+            )
+            .code("invalid_value")
+        }
+        InvalidPart::Text(None) => missing(&format!("{param}.text")),
+        InvalidPart::Text(Some(found)) => wrong_type(&format!("{param}.text"), "a string", found),
     }
 }
 

@@ -184,6 +184,26 @@ async fn every_validation_rule_is_a_400_naming_the_param() {
             "Invalid type for 'stream': expected a boolean, but got a string instead.",
         ),
         (
+            r#"{"model":"m","messages":[{"role":"user","content":[1]}]}"#.into(),
+            Some("messages[0].content[0]"),
+            "Invalid type for 'messages[0].content[0]': expected an object, but got a number instead.",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":[{"text":"hi"}]}]}"#.into(),
+            Some("messages[0].content[0].type"),
+            "Missing required parameter: 'messages[0].content[0].type'.",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":"a"},{"type":"hologram"}]}]}"#.into(),
+            Some("messages[0].content[1].type"),
+            "Invalid value: 'hologram'. Supported values are: 'text', 'image_url', 'input_audio', 'audio', 'file', 'refusal'.",
+        ),
+        (
+            r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text","text":5}]}]}"#.into(),
+            Some("messages[0].content[0].text"),
+            "Invalid type for 'messages[0].content[0].text': expected a string, but got a number instead.",
+        ),
+        (
             with(r#","temperature":1e999"#),
             Some("temperature"),
             "Invalid 'temperature': number out of range. Expected a number a 64-bit float can hold, but got a larger one instead.",

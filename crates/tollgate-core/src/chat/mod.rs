@@ -143,9 +143,35 @@ pub enum Content {
 pub enum Part {
     /// `{"type":"text","text":"..."}`
     Text(StrSpan),
-    /// Any other part (an image, audio, a file), counted but not tokenized.
+    /// Another part OpenAI knows (an image, audio, a file, a refusal), counted but not
+    /// tokenized.
     Other,
+    /// A part OpenAI refuses, and why.
+    Invalid(InvalidPart),
 }
+
+/// Why a content part is refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InvalidPart {
+    /// The part is not an object.
+    NotAnObject(JsonType),
+    /// Its `type` is missing or not a string.
+    Type(Option<JsonType>),
+    /// Its `type` is a string no part has (the span of the string).
+    UnknownType(StrSpan),
+    /// A `text` part whose `text` is missing or not a string.
+    Text(Option<JsonType>),
+}
+
+/// The `type`s of the content parts of a chat message.
+pub const PART_TYPES: [&str; 6] = [
+    "text",
+    "image_url",
+    "input_audio",
+    "audio",
+    "file",
+    "refusal",
+];
 
 /// `input` or `prompt` as found: what a model reads on the Responses API (`input`), embeddings
 /// (`input`) and legacy completions (`prompt`).

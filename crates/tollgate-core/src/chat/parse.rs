@@ -11,8 +11,8 @@ use serde_json::Number;
 use serde_json::value::RawValue;
 
 use super::{
-    ChatRequest, Content, Field, Fields, Input, InputItem, JsonType, KNOWN_FIELDS, Message,
-    ParseError, ParseErrorKind, Part, Span, StrSpan, StreamOptions, decode,
+    ChatRequest, Content, Field, Fields, Input, InputItem, InvalidPart, JsonType, KNOWN_FIELDS,
+    Message, PART_TYPES, ParseError, ParseErrorKind, Part, Span, StrSpan, StreamOptions, decode,
 };
 
 impl ChatRequest {
@@ -723,7 +723,7 @@ impl Message {
                 .iter()
                 .map(|part| match part {
                     Part::Text(text) => text.raw_len(),
-                    Part::Other => 0,
+                    Part::Other | Part::Invalid(_) => 0,
                 })
                 .sum(),
             Content::Absent | Content::Invalid(_) => 0,
@@ -805,14 +805,53 @@ impl<'de> Visitor<'de> for MessageSeed {
 }
 
 /// A message's `content`; `Err(path)` (such as `[1].text`) when a part names a member twice.
-fn content(base: usize, raw: &RawValue) -> Result<Content, String> {
+/// One content part: its text when it is a text part; a member named twice is the error.
+fn content_part(base: usize, part: &RawValue) -> Result<Part, String> {
     #[derive(serde::Deserialize)]
     struct WirePart<'a> {
         #[serde(rename = "type", borrow)]
-        kind: Option<Cow<'a, str>>,
+        kind: Option<&'a RawValue>,
         #[serde(borrow)]
         text: Option<&'a RawValue>,
     }
+    let found = JsonType::of(part.get());
+    if found != JsonType::Object {
+        return Ok(Part::Invalid(InvalidPart::NotAnObject(found)));
+    }
+    let wire = match serde_json::from_str::<WirePart<'_>>(part.get()) {
+        Ok(wire) => wire,
+        Err(error) => return duplicate_field(&error).map_or(Ok(Part::Other), Err),
+    };
+    let kind = match wire.kind.map(|kind| (kind, string_field(base, kind))) {
+        Some((_, Field::Value(kind))) => kind,
+        Some((raw, _)) => {
+            return Ok(Part::Invalid(InvalidPart::Type(Some(JsonType::of(
+                raw.get(),
+            )))));
+        }
+        None => return Ok(Part::Invalid(InvalidPart::Type(None))),
+    };
+    let kind_text: Cow<'_, str> = match wire.kind {
+        Some(raw) => serde_json::from_str(raw.get()).unwrap_or_default(),
+        None => Cow::Borrowed(""),
+    };
+    if kind_text != "text" {
+        return Ok(if PART_TYPES.contains(&&*kind_text) {
+            Part::Other
+        } else {
+            Part::Invalid(InvalidPart::UnknownType(kind))
+        });
+    }
+    Ok(
+        match wire.text.map(|text| (text, string_field(base, text))) {
+            Some((_, Field::Value(text))) => Part::Text(text),
+            Some((raw, _)) => Part::Invalid(InvalidPart::Text(Some(JsonType::of(raw.get())))),
+            None => Part::Invalid(InvalidPart::Text(None)),
+        },
+    )
+}
+
+fn content(base: usize, raw: &RawValue) -> Result<Content, String> {
     let text = raw.get();
     Ok(match JsonType::of(text) {
         JsonType::String => match string_field(base, raw) {
@@ -825,20 +864,9 @@ fn content(base: usize, raw: &RawValue) -> Result<Content, String> {
             let parts: Vec<&RawValue> = serde_json::from_str(text).unwrap_or_default();
             let mut read = Vec::with_capacity(parts.len());
             for (index, part) in parts.into_iter().enumerate() {
-                read.push(match serde_json::from_str::<WirePart<'_>>(part.get()) {
-                    Ok(WirePart {
-                        kind: Some(kind),
-                        text: Some(text),
-                    }) if kind == "text" => match string_field(base, text) {
-                        Field::Value(text) => Part::Text(text),
-                        _ => Part::Other,
-                    },
-                    Ok(_) => Part::Other,
-                    Err(error) => match duplicate_field(&error) {
-                        Some(member) => return Err(format!("[{index}].{member}")),
-                        None => Part::Other,
-                    },
-                });
+                read.push(
+                    content_part(base, part).map_err(|member| format!("[{index}].{member}"))?,
+                );
             }
             Content::Parts(read)
         }
