@@ -57,9 +57,9 @@ impl Sources {
         };
         if !scheme.eq_ignore_ascii_case("bearer") {
             return match rest {
+                None if value.trim().is_empty() => Err(Failure::Empty(None)),
                 // One token and no scheme: a raw key, where allowed.
                 None if self.raw_authorization => check_whitespace(value),
-                None if value.trim().is_empty() => Err(Failure::Empty(None)),
                 None => Err(Failure::NoScheme),
                 Some(_) if scheme.is_empty() => Err(Failure::Whitespace),
                 Some(_) => Err(Failure::WrongScheme(safe_scheme(scheme))),

@@ -624,3 +624,72 @@ fn members_names_each_top_level_member_once() {
     );
     assert_eq!(parse("{}").members().count(), 0);
 }
+
+// Findings of the fuzz targets (fuzz/), each kept as the input that found it.
+
+#[test]
+fn a_body_ending_in_a_backslash_is_refused_not_a_panic() {
+    // fuzz chat_parse: the check for lone surrogates stepped past the end of the body.
+    for body in [
+        &b"\\"[..],
+        br#"{{"m\u006fdel":"gpt"mo\"#,
+        br#"{"model":"a\"#,
+    ] {
+        assert!(ChatRequest::parse(Bytes::from_static(body)).is_err());
+    }
+}
+
+#[test]
+fn an_edit_keeps_the_members_in_step_with_the_body() {
+    // fuzz chat_edit: `stream_options` added, or `fallbacks` removed, went unlisted.
+    let chat = parse("{ }").with_include_usage();
+    assert_eq!(chat.members().collect::<Vec<_>>(), ["stream_options"]);
+    let chat = parse(r#"{"fallbacks":["b"],"stream_options":null}"#)
+        .without_fallbacks()
+        .with_include_usage();
+    assert_eq!(chat.body(), r#"{"stream_options":{"include_usage":true}}"#);
+    assert_eq!(chat.members().collect::<Vec<_>>(), ["stream_options"]);
+}
+
+#[test]
+fn encoding_format_moves_with_a_model_rewrite() {
+    // fuzz chat_edit: its span stayed put, so a rewritten model left it pointing elsewhere
+    // (past the end of a shorter body: a panic).
+    let chat = parse(r#"{"model":"text-embedding-3-small","input":"x","encoding_format":"float"}"#);
+    for model in ["e", "openai/text-embedding-3-small"] {
+        let rewritten = chat.with_model(model).unwrap();
+        let format = *rewritten.encoding_format_field().value().unwrap();
+        assert_eq!(rewritten.text(format), "float");
+    }
+}
+
+#[test]
+fn fallbacks_named_with_escapes_are_removed_all_the_same() {
+    // fuzz chat_edit: an escaped key hid the member from the removal, so the upstream got it.
+    for (body, stripped) in [
+        (
+            r#"{"model":"a","fallb\u0061cks":["b"]}"#,
+            r#"{"model":"a"}"#,
+        ),
+        (
+            r#"{"f\"allbacks":1, "fallb\u0061cks" : ["b"] ,"n":1}"#,
+            r#"{"f\"allbacks":1, "n":1}"#,
+        ),
+        (r#"{"\\":0,"\u0066allbacks":[]}"#, r#"{"\\":0}"#),
+    ] {
+        let chat = parse(body).without_fallbacks();
+        assert_eq!(chat.body(), stripped);
+        assert_eq!(chat.fallbacks_field(), &Field::Absent);
+    }
+}
+
+#[test]
+fn a_null_include_usage_is_replaced_not_doubled() {
+    // proptest (tests/properties.rs): `null` read as no member, so the edit added a second
+    // `include_usage`, and an upstream reading the last one streamed without usage.
+    let chat = parse(r#"{"stream":true,"stream_options":{"include_usage":null}}"#);
+    assert_eq!(
+        chat.with_include_usage().body(),
+        r#"{"stream":true,"stream_options":{"include_usage":true}}"#
+    );
+}

@@ -1,29 +1,16 @@
-//! The event-stream parser against the HTML standard's rules, and a property test: any split
-//! of a stream into chunks yields the same events as the whole.
+//! The event-stream parser against the HTML standard's rules, and property tests: any split
+//! of a stream into chunks yields the same events as the whole, and generated chat and
+//! named-event (Responses) streams parse into the events they were made of. The fuzz target
+//! `sse_split` (fuzz/) checks splits of arbitrary bytes.
 
+mod oracle;
+
+use oracle::{Owned, check_splits};
 use proptest::prelude::*;
 use tollgate_sse::SseParser;
 
-#[derive(Debug, PartialEq, Eq, Clone)]
-struct Owned {
-    event: String,
-    data: String,
-    id: Option<String>,
-}
-
 fn parse_chunks(chunks: &[&[u8]]) -> Vec<Owned> {
-    let mut parser = SseParser::new();
-    let mut events = Vec::new();
-    for chunk in chunks {
-        parser.feed(chunk, |event| {
-            events.push(Owned {
-                event: event.event.to_owned(),
-                data: event.data.to_owned(),
-                id: event.id.map(str::to_owned),
-            })
-        });
-    }
-    events
+    oracle::parse_chunks(chunks.iter().copied()).events
 }
 
 fn parse(stream: &str) -> Vec<Owned> {
@@ -124,23 +111,143 @@ const STREAM: &str = concat!(
     "data: [DONE]\n\n",
 );
 
+/// One event as a generator writes it.
+#[derive(Clone, Debug)]
+struct Frame {
+    comment: Option<String>,
+    retry: Option<u32>,
+    id: Option<String>,
+    event: Option<String>,
+    data: Vec<String>,
+}
+
+/// Chat completion chunks: one-line JSON, `data:` only, then `[DONE]`.
+fn chat_frame() -> impl Strategy<Value = Frame> {
+    prop_oneof![
+        "\\PC{0,12}".prop_map(|text| {
+            serde_json::json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": text}}]})
+                .to_string()
+        }),
+        Just(r#"{"choices":[],"usage":{"prompt_tokens":9,"completion_tokens":2,"total_tokens":11}}"#.to_owned()),
+        Just("[DONE]".to_owned()),
+    ]
+    .prop_map(|data| Frame { comment: None, retry: None, id: None, event: None, data: vec![data] })
+}
+
+/// Named events, as the Responses API streams them, and every other field.
+fn named_frame() -> impl Strategy<Value = Frame> {
+    let event = prop_oneof![
+        Just("response.created".to_owned()),
+        Just("response.output_text.delta".to_owned()),
+        Just("response.completed".to_owned()),
+        Just("error".to_owned()),
+        "[a-z._]{0,12}",
+    ];
+    (
+        proptest::option::of("[^\r\n]{0,8}"),
+        proptest::option::of(any::<u32>()),
+        proptest::option::of("[^\r\n]{0,8}"),
+        proptest::option::of(event),
+        proptest::collection::vec("[^\r\n]{0,16}", 0..3),
+    )
+        .prop_map(|(comment, retry, id, event, data)| Frame {
+            comment,
+            retry,
+            id,
+            event,
+            data,
+        })
+}
+
+/// Writes the frames with the line endings and blanks that `choices` pick, in turn; returns
+/// the stream, the events it holds and the `retry` it leaves.
+fn write_stream(frames: &[Frame], bom: bool, choices: &[u8]) -> (Vec<u8>, Vec<Owned>, Option<u64>) {
+    let mut choices = choices.iter().cycle();
+    let mut stream = Vec::new();
+    if bom && !frames.is_empty() {
+        stream.extend_from_slice("\u{feff}".as_bytes());
+    }
+    let mut after_cr = false;
+    let mut line = |stream: &mut Vec<u8>, text: &str| {
+        stream.extend_from_slice(text.as_bytes());
+        let mut ending = ["\n", "\r\n", "\r"][usize::from(*choices.next().unwrap() % 3)];
+        // A LF right after a line's CR would be read as that line's CRLF, not as a blank line.
+        if after_cr && text.is_empty() && ending == "\n" {
+            ending = "\r\n";
+        }
+        after_cr = ending == "\r";
+        stream.extend_from_slice(ending.as_bytes());
+    };
+    let field = |name: &str, value: &str, space: bool| {
+        let space = if space || value.starts_with(' ') {
+            " "
+        } else {
+            ""
+        };
+        format!("{name}:{space}{value}")
+    };
+    let (mut events, mut last_id, mut retry) = (Vec::new(), None, None);
+    for (i, frame) in frames.iter().enumerate() {
+        let space = i % 2 == 0;
+        if let Some(comment) = &frame.comment {
+            line(&mut stream, &format!(":{comment}"));
+        }
+        if let Some(value) = frame.retry {
+            line(&mut stream, &field("retry", &value.to_string(), space));
+            retry = Some(u64::from(value));
+        }
+        if let Some(id) = &frame.id {
+            line(&mut stream, &field("id", id, space));
+            if !id.contains('\0') {
+                last_id = Some(id.clone());
+            }
+        }
+        if let Some(event) = &frame.event {
+            line(&mut stream, &field("event", event, space));
+        }
+        for data in &frame.data {
+            line(&mut stream, &field("data", data, !space));
+        }
+        line(&mut stream, "");
+        if !frame.data.is_empty() {
+            let event = frame.event.as_deref().filter(|event| !event.is_empty());
+            events.push(Owned {
+                event: event.unwrap_or("message").to_owned(),
+                data: frame.data.join("\n"),
+                id: last_id.clone(),
+            });
+        }
+    }
+    (stream, events, retry)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
 
     #[test]
-    fn any_split_yields_the_same_events(cuts in proptest::collection::vec(0..STREAM.len(), 0..12)) {
-        let whole = parse(STREAM);
-        prop_assert_eq!(whole.len(), 5);
-        let bytes = STREAM.as_bytes();
-        let mut cuts = cuts;
-        cuts.sort_unstable();
-        let mut chunks = Vec::new();
-        let mut start = 0;
-        for cut in cuts {
-            chunks.push(&bytes[start..cut]);
-            start = cut;
-        }
-        chunks.push(&bytes[start..]);
-        prop_assert_eq!(parse_chunks(&chunks), whole);
+    fn any_split_yields_the_same_events(lengths in proptest::collection::vec(1..40usize, 0..12)) {
+        let whole = check_splits(STREAM.as_bytes(), &lengths);
+        prop_assert_eq!(whole.events.len(), 5);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn generated_streams_parse_into_their_events_however_split(
+        frames in prop_oneof![
+            proptest::collection::vec(chat_frame(), 0..6),
+            proptest::collection::vec(named_frame(), 0..6),
+        ],
+        bom in any::<bool>(),
+        choices in proptest::collection::vec(any::<u8>(), 1..16),
+        lengths in proptest::collection::vec(1..40usize, 0..12),
+    ) {
+        let (stream, events, retry) = write_stream(&frames, bom, &choices);
+        let parsed = check_splits(&stream, &lengths);
+        prop_assert_eq!(parsed.events, events);
+        prop_assert_eq!(parsed.retry, retry);
+        prop_assert!(parsed.at_boundary);
     }
 }

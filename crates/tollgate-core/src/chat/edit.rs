@@ -7,6 +7,7 @@ use bytes::{Bytes, BytesMut};
 use http::Request;
 use http::header::{CONTENT_LENGTH, HeaderValue};
 
+use super::parse::READ_FIELDS;
 use super::{
     ChatRequest, Content, Field, Fields, Input, InputItem, Message, Part, Span, StrSpan,
     StreamOptions,
@@ -133,6 +134,10 @@ impl ChatRequest {
                 let mut fields = self.splice(edit, &[&prefix[..], &value].concat());
                 let start = edit.start + prefix.len();
                 let usage_start = start + 1 + MEMBER_KEY.len();
+                if self.inner.null_stream_options.is_none() {
+                    fields.members += 1;
+                    fields.read_members |= read_bit("stream_options");
+                }
                 fields.null_stream_options = None;
                 fields.stream_options = Field::Value(StreamOptions {
                     span: Span {
@@ -207,6 +212,7 @@ impl ChatRequest {
         fields.fallbacks = Field::Absent;
         fields.fallbacks_member = None;
         fields.members -= 1;
+        fields.read_members &= !read_bit("fallbacks");
         ChatRequest {
             inner: Arc::new(fields),
         }
@@ -273,8 +279,10 @@ impl ChatRequest {
                 input.for_each_span(&mut shift);
             }
         }
-        if let Field::Value(instructions) = &mut fields.instructions {
-            shift(&mut instructions.span);
+        for string in [&mut fields.instructions, &mut fields.encoding_format] {
+            if let Field::Value(string) = string {
+                shift(&mut string.span);
+            }
         }
         if let Some(tools) = &mut fields.tools {
             shift(tools);
@@ -282,6 +290,12 @@ impl ChatRequest {
         shift_offset(&mut fields.object_end, edited, new_len);
         fields
     }
+}
+
+/// The bit of a member the parse reads in `Fields::read_members`.
+fn read_bit(member: &str) -> u32 {
+    let index = READ_FIELDS.iter().position(|read| *read == member);
+    1 << index.expect("a member the parse reads")
 }
 
 fn shift_offset(offset: &mut usize, edited: Span, new_len: usize) {

@@ -126,7 +126,8 @@ fn check_text(body: &[u8]) -> Result<(), ParseError> {
             .and_then(|digits| u16::from_str_radix(digits, 16).ok())
     };
     let mut at = 0;
-    while let Some(offset) = memchr::memchr(b'\\', &body[at..]) {
+    // `at` steps past the end after a backslash that ends the body.
+    while let Some(offset) = body.get(at..).and_then(|rest| memchr::memchr(b'\\', rest)) {
         let escape = at + offset;
         at = escape + 2;
         if body.get(escape + 1) != Some(&b'u') {
@@ -373,6 +374,7 @@ impl<'de> Visitor<'de> for TopVisitor<'de> {
                     let raw: &RawValue = map.next_value()?;
                     let value = span_of(base, raw.get());
                     fields.fallbacks = string_list(base, raw);
+                    let key_start = key_start.or_else(|| escaped_key_start(self.body, value.start));
                     fields.fallbacks_member = key_start.map(|start| Span {
                         start,
                         end: value.end,
@@ -472,6 +474,27 @@ fn value_start(body: &[u8], after_key: usize) -> Option<usize> {
     };
     let colon = skip_blanks(after_key)?;
     (body[colon] == b':').then(|| skip_blanks(colon + 1))?
+}
+
+/// Where the key of the value at `value_start` starts (its opening quote), for a key with
+/// escapes, which serde hands over decoded: back over the colon and the blanks around it, past
+/// the key's closing quote, to the first quote that no odd run of backslashes escapes (a key
+/// holds no other).
+fn escaped_key_start(body: &[u8], value_start: usize) -> Option<usize> {
+    let last_before = |end: usize| body[..end].iter().rposition(|b| !b.is_ascii_whitespace());
+    let colon = last_before(value_start).filter(|&at| body[at] == b':')?;
+    let mut quote = last_before(colon).filter(|&at| body[at] == b'"')?;
+    loop {
+        quote = body[..quote].iter().rposition(|&b| b == b'"')?;
+        let backslashes = body[..quote]
+            .iter()
+            .rev()
+            .take_while(|&&b| b == b'\\')
+            .count();
+        if backslashes % 2 == 0 {
+            return Some(quote);
+        }
+    }
 }
 
 /// One past the `]` of an array whose last item (or whose `[`) ends at `from`: only blanks lie
@@ -614,8 +637,12 @@ fn duplicate_field(error: &serde_json::Error) -> Option<String> {
 fn stream_options(base: usize, raw: &RawValue) -> Result<Field<StreamOptions>, String> {
     #[derive(serde::Deserialize)]
     struct Wire<'a> {
-        #[serde(borrow)]
+        // A `null` too: its span is where an edit writes `true` (not a second member).
+        #[serde(borrow, default, deserialize_with = "present")]
         include_usage: Option<&'a RawValue>,
+    }
+    fn present<'a, D: de::Deserializer<'a>>(value: D) -> Result<Option<&'a RawValue>, D::Error> {
+        de::Deserialize::deserialize(value).map(Some)
     }
     let text = raw.get();
     match JsonType::of(text) {
