@@ -6,7 +6,7 @@ use tollgate_core::{ChatRequest, ErrorKind, GatewayError, PromptTokens};
 use crate::inputs::{fit, param_of, pieces};
 use crate::tokens::Encoding;
 use crate::validate::{
-    invalid, number_in, positive_integer, stream, stream_options, unknown_member, within_max_output,
+    invalid, positive_integer, sampling, stream, stream_options, unknown_member, within_max_output,
 };
 
 /// Top-level fields of OpenAI's legacy completions request (and the gateway's `fallbacks`), for
@@ -48,15 +48,7 @@ pub(crate) fn check(
         unknown_member(chat, KNOWN_FIELDS)?;
     }
     let pieces = pieces("prompt", chat.prompt_field())?;
-    number_in("temperature", chat.temperature_field(), 0.0, 2.0)?;
-    number_in("top_p", chat.top_p_field(), 0.0, 1.0)?;
-    number_in("presence_penalty", chat.presence_penalty_field(), -2.0, 2.0)?;
-    number_in(
-        "frequency_penalty",
-        chat.frequency_penalty_field(),
-        -2.0,
-        2.0,
-    )?;
+    sampling(chat)?;
     positive_integer("max_tokens", chat.max_tokens_field(), u64::MAX)?;
     positive_integer("n", chat.n_field(), 128)?;
     positive_integer("best_of", chat.best_of_field(), 20)?;

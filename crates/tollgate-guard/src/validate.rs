@@ -102,15 +102,8 @@ pub(crate) fn within_max_output(chat: &ChatRequest, max_output: u64) -> Result<(
     .detail("max_output_tokens", max_output))
 }
 
-/// Checks the request against OpenAI's rules; the first violation is the answer.
-pub(crate) fn validate(chat: &ChatRequest, strict: bool) -> Result<(), GatewayError> {
-    if strict && let Some(field) = chat.unknown_fields().first() {
-        return Err(invalid(
-            field.to_string(),
-            format!("Unrecognized request argument supplied: {field}"),
-        ));
-    }
-    messages(chat)?;
+/// The sampling parameters chat and legacy completions share, each within OpenAI's range.
+pub(crate) fn sampling(chat: &ChatRequest) -> Result<(), GatewayError> {
     number_in("temperature", chat.temperature_field(), 0.0, 2.0)?;
     number_in("top_p", chat.top_p_field(), 0.0, 1.0)?;
     number_in("presence_penalty", chat.presence_penalty_field(), -2.0, 2.0)?;
@@ -120,6 +113,19 @@ pub(crate) fn validate(chat: &ChatRequest, strict: bool) -> Result<(), GatewayEr
         -2.0,
         2.0,
     )?;
+    Ok(())
+}
+
+/// Checks the request against OpenAI's rules; the first violation is the answer.
+pub(crate) fn validate(chat: &ChatRequest, strict: bool) -> Result<(), GatewayError> {
+    if strict && let Some(field) = chat.unknown_fields().first() {
+        return Err(invalid(
+            field.to_string(),
+            format!("Unrecognized request argument supplied: {field}"),
+        ));
+    }
+    messages(chat)?;
+    sampling(chat)?;
     positive_integer("max_tokens", chat.max_tokens_field(), u64::MAX)?;
     positive_integer(
         "max_completion_tokens",
