@@ -248,13 +248,14 @@ where
 }
 
 /// What a body-aware check has once the body is there: the bytes [`read_body`] read, or the
-/// memo of an earlier layer ([`BodyArrived::memoized`]).
+/// memo of an earlier layer ([`Start::with_body`](crate::admission::Start::with_body) decides
+/// on it at once).
 #[derive(Debug)]
 pub struct BodyArrived(Option<Result<Bytes, BodyError>>);
 
 impl BodyArrived {
     /// An earlier layer read and parsed the body already; its memo is in the extensions.
-    pub fn memoized() -> Self {
+    pub(crate) fn memoized() -> Self {
         BodyArrived(None)
     }
 
