@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tollgate_core::admission::poll_now;
-use tollgate_core::{Prices, Usage};
+use tollgate_core::{Endpoint, Prices, Usage};
 
 use crate::{Ledger, Micros, Reservation};
 
@@ -47,6 +47,8 @@ pub struct UsageRecord {
     pub account: String,
     /// The model that served the request.
     pub model: String,
+    /// The metered endpoint's path (`/v1/embeddings`), when the routing layer named one.
+    pub endpoint: Option<&'static str>,
     /// Prompt tokens, as the upstream reported them (or as estimated, see `usage`).
     pub prompt_tokens: u64,
     /// Of the prompt tokens, those the provider read from its prompt cache, charged at the
@@ -146,6 +148,7 @@ pub(crate) struct RecordBase {
     pub(crate) key_id: Arc<str>,
     pub(crate) account: Arc<str>,
     pub(crate) model: Arc<str>,
+    pub(crate) endpoint: Option<Endpoint>,
     pub(crate) status: u16,
 }
 
@@ -188,6 +191,7 @@ impl<L: Ledger> Accountant<L> {
                 key_id: base.key_id.to_string(),
                 account: base.account.to_string(),
                 model: base.model.to_string(),
+                endpoint: base.endpoint.map(Endpoint::path),
                 prompt_tokens: usage.prompt_tokens,
                 cached_tokens: usage.cached_prompt_tokens(),
                 completion_tokens: usage.completion_tokens,

@@ -49,6 +49,7 @@ impl<B, L: Ledger> Admission<B> for BalanceGateLayer<L> {
             return Start::Decided(Verdict::Admit(Billing(None)));
         };
         let estimate = TokenEstimate::of(extensions);
+        let endpoint = extensions.get::<Endpoint>().copied();
         let account = principal.account_id_shared().clone();
         let config = &self.config;
         let hold = Hold {
@@ -64,13 +65,14 @@ impl<B, L: Ledger> Admission<B> for BalanceGateLayer<L> {
                     key_id: principal.key_id_shared().clone(),
                     account: account.clone(),
                     model: model.id.clone(),
+                    endpoint,
                     status: 0,
                 },
                 started: Instant::now(),
             },
             balance_header: config.balance_header,
             observers: extensions.get::<SseObservers>().cloned(),
-            endpoint: extensions.get::<Endpoint>().copied(),
+            endpoint,
         };
         let cost = model.prices.cost(estimate.prompt, estimate.completion);
         let reserve = config.ledger.reserve(&account, cost);

@@ -51,6 +51,8 @@ fn chat_request(body: Value) -> Request<Body> {
     extensions.insert(Principal::new("key_1", "acct_1"));
     extensions.insert(ModelInfo::new("gpt-5.4", 100_000, 1_000).prices(PRICES));
     extensions.insert(ChatRequest::parse(bytes).unwrap());
+    // As the routing layer names it.
+    extensions.insert(Endpoint::ChatCompletions);
     request
 }
 
@@ -203,6 +205,7 @@ async fn a_json_response_settles_to_its_usage() {
         ),
         ("key_1", "acct_1", "gpt-5.4", 200)
     );
+    assert_eq!(records[0].endpoint, Some("/v1/chat/completions"));
 }
 
 #[tokio::test]
