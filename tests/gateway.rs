@@ -45,7 +45,12 @@ async fn start(upstream: MockUpstream) -> Running {
     let mut config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
     config.upstream.max_retries = 1;
     config.upstream.first_byte_timeout_secs = 1;
-    let (gateway, handles) = stack::build(&config, &upstream.url(), Some("sk-provider"))
+    start_with(&config, upstream).await
+}
+
+/// `config`'s gateway over `upstream`, with the provider key `sk-provider`.
+async fn start_with(config: &config::Config, upstream: MockUpstream) -> Running {
+    let (gateway, handles) = stack::build(config, &upstream.url(), Some("sk-provider"))
         .await
         .unwrap();
     Running {
@@ -599,10 +604,11 @@ async fn unknown_routes_and_methods_never_reach_the_upstream() {
     let mut config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
     config.routes.passthrough = vec!["GET /v1/organization/usage".into()];
     let upstream = MockUpstream::start().await;
-    let (gateway, _) = stack::build(&config, &upstream.url(), Some("sk-provider"))
-        .await
-        .unwrap();
-    let server = TestServer::start(gateway).await;
+    let Running {
+        server,
+        upstream,
+        handles: _,
+    } = start_with(&config, upstream).await;
     let request = |key: &str| {
         Request::get("/v1/organization/usage")
             .header("host", "gateway")
@@ -917,10 +923,11 @@ async fn the_operators_provider_headers_replace_the_clients() {
     ))
     .unwrap();
     config.upstream.max_retries = 0;
-    let (gateway, _) = stack::build(&config, &upstream.url(), Some("sk-provider"))
-        .await
-        .unwrap();
-    let server = TestServer::start(gateway).await;
+    let Running {
+        server,
+        upstream,
+        handles: _,
+    } = start_with(&config, upstream).await;
     let request = Request::post("/v1/chat/completions")
         .header("host", "gateway")
         .header("authorization", format!("Bearer {DEMO}"))
@@ -1187,10 +1194,11 @@ async fn a_request_refused_further_in_does_not_spend_the_quota() {
     let mut config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
     config.limits.tokens_per_minute = Some(150_000);
     let upstream = MockUpstream::start().await;
-    let (gateway, handles) = stack::build(&config, &upstream.url(), Some("sk-provider"))
-        .await
-        .unwrap();
-    let server = TestServer::start(gateway).await;
+    let Running {
+        server,
+        upstream,
+        handles,
+    } = start_with(&config, upstream).await;
     let large = json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 100_000});
     for attempt in 0..3 {
         let (status, headers, json) =
@@ -1227,10 +1235,11 @@ async fn a_stream_past_the_total_timeout_is_cut_with_an_error_event() {
         .await;
     let mut config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
     config.upstream.total_timeout_secs = 1;
-    let (gateway, handles) = stack::build(&config, &upstream.url(), Some("sk-provider"))
-        .await
-        .unwrap();
-    let server = TestServer::start(gateway).await;
+    let Running {
+        server,
+        upstream: _upstream,
+        handles,
+    } = start_with(&config, upstream).await;
     let before = handles.ledger.balance("acct_demo").await.unwrap();
     let started = std::time::Instant::now();
     let mut stream_body = body("gpt-5.4");
