@@ -3,7 +3,7 @@ use tower_layer::Layer;
 
 use http::Request;
 use tollgate_core::admission::{Admission, AdmissionFuture, Carry, Start, Verdict};
-use tollgate_core::{BoxError, ErrorKind, GatewayError};
+use tollgate_core::{BoxError, GatewayError};
 
 use crate::credentials::Failure;
 use crate::{BearerAuthLayer, KeyDigest, KeyRecord, KeyStore};
@@ -56,8 +56,7 @@ impl<B, K: KeyStore> Admission<B> for BearerAuthLayer<K> {
             Ok(None) => return Verdict::Reject(Failure::Unknown.into_error(&self.sources), ()),
             Err(error) => {
                 tracing::error!(error = %error, "key store lookup failed");
-                let error = GatewayError::new(
-                    ErrorKind::ServiceUnavailable,
+                let error = GatewayError::state_unavailable(
                     "The API key could not be checked right now. Retry after a short delay.",
                 );
                 return Verdict::Reject(error, ());

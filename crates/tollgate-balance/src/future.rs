@@ -89,10 +89,9 @@ pub(crate) fn reject(error: LedgerError) -> GatewayError {
         .detail("required", required),
         LedgerError::Unavailable(error) => {
             tracing::error!(error = %error, "ledger unavailable");
-            GatewayError::new(
-                ErrorKind::ServiceUnavailable,
-                "Balances could not be checked right now. Retry after a short delay.",
-            )
+            GatewayError::state_unavailable(
+"Balances could not be checked right now. Retry after a short delay.",
+)
         }
     }
 }

@@ -2,17 +2,107 @@
 
 use std::fmt;
 use std::future::{Future, Ready, ready};
-use std::sync::Arc;
+use std::hash::{BuildHasher, Hasher};
+use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use tollgate_core::BoxError;
 
 /// Money in integer micro-units of the currency (1 USD = 1,000,000). Never a float.
 pub type Micros = u64;
 
+/// Names one reservation, so that a retried call cannot reserve or charge twice.
+///
+/// [`ReservationId::new`] makes one that no other call, in this process or another, makes
+/// again: 64 random bits drawn once per process and a 64-bit counter (no system call per id).
+///
+/// ```
+/// use tollgate_balance::ReservationId;
+///
+/// let (a, b) = (ReservationId::new(), ReservationId::new());
+/// assert_ne!(a, b);
+/// assert_eq!(a.to_string().len(), 32);
+/// assert_eq!(a.to_string().parse::<ReservationId>(), Ok(a));
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ReservationId(u128);
+
+impl ReservationId {
+    /// A new, unique id.
+    pub fn new() -> Self {
+        static PROCESS: OnceLock<u64> = OnceLock::new();
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let process = *PROCESS.get_or_init(|| {
+            // The standard library seeds each `RandomState` from the operating system.
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u32(std::process::id());
+            hasher.finish()
+        });
+        let count = NEXT.fetch_add(1, Ordering::Relaxed);
+        ReservationId(u128::from(process) << 64 | u128::from(count))
+    }
+
+    /// The id with this value (read back from storage).
+    pub const fn from_u128(value: u128) -> Self {
+        ReservationId(value)
+    }
+
+    /// The id's value.
+    pub const fn as_u128(self) -> u128 {
+        self.0
+    }
+}
+
+impl Default for ReservationId {
+    fn default() -> Self {
+        ReservationId::new()
+    }
+}
+
+impl fmt::Display for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for ReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ReservationId({self})")
+    }
+}
+
+/// A reservation id that is not 32 hexadecimal digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidReservationId;
+
+impl fmt::Display for InvalidReservationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a reservation id is 32 hexadecimal digits")
+    }
+}
+
+impl std::error::Error for InvalidReservationId {}
+
+impl FromStr for ReservationId {
+    type Err = InvalidReservationId;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(InvalidReservationId);
+        }
+        u128::from_str_radix(text, 16)
+            .map(ReservationId)
+            .map_err(|_| InvalidReservationId)
+    }
+}
+
 /// Credit set aside for one request until it settles.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Reservation {
+    /// Which reservation.
+    pub id: ReservationId,
     /// The account.
     pub account: Arc<str>,
     /// How much was set aside.
@@ -61,6 +151,14 @@ impl std::error::Error for LedgerError {}
 /// Prepaid balances, reserve-then-settle: a request reserves its worst-case cost before it
 /// runs, and settles to its real cost after, so concurrent requests can never spend more than
 /// the balance. Futures are `'static` so a settlement can finish after the response did.
+///
+/// Every ledger keeps these rules (`tollgate_testkit::conformance` checks them):
+/// - **Idempotent:** reserving again with an id that is still open returns that reservation
+///   and sets nothing more aside; settling or releasing a reservation a second time charges
+///   nothing. A caller whose call timed out can retry it with the same id.
+/// - **Expiring:** a reservation not settled within the ledger's time to live goes back to
+///   the balance by itself, so the reservations of a gateway that crashed are not lost;
+///   settling it afterwards still charges what was used, from what is available then.
 pub trait Ledger: Send + Sync + 'static {
     /// A reservation's future.
     type Reserve: Future<Output = Result<Reservation, LedgerError>> + Send + Unpin + 'static;
@@ -69,8 +167,9 @@ pub trait Ledger: Send + Sync + 'static {
     /// A read's future.
     type Balance: Future<Output = Result<Micros, LedgerError>> + Send + 'static;
 
-    /// Sets `amount` aside if the available balance covers it.
-    fn reserve(&self, account: &Arc<str>, amount: Micros) -> Self::Reserve;
+    /// Sets `amount` aside under `id` if the available balance covers it (a zero balance
+    /// covers nothing, not even a zero amount).
+    fn reserve(&self, id: ReservationId, account: &Arc<str>, amount: Micros) -> Self::Reserve;
     /// Charges `actual` against a reservation and returns the rest (an `actual` above the
     /// reservation takes what is available, never more: a balance never goes negative).
     fn settle(&self, reservation: Reservation, actual: Micros) -> Self::Settle;
@@ -82,54 +181,188 @@ pub trait Ledger: Send + Sync + 'static {
     fn top_up(&self, account: &str, amount: Micros) -> Self::Balance;
 }
 
-/// An in-memory ledger, atomic per account (one compare-and-swap per reservation). Cheap to
-/// clone (shared state).
+/// How long a reservation of the [`InMemoryLedger`] stays open by default: above any request's
+/// run time (streams included).
+pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(600);
+
+/// How long a settlement of an expired reservation can still find it.
+const EXPIRED_KEPT: Duration = Duration::from_secs(3600);
+
+/// An in-memory ledger, atomic per account (one compare-and-swap per reservation), with the
+/// open reservations in a lock-free map for idempotency and expiry. Cheap to clone (shared
+/// state).
 ///
 /// ```
 /// use std::sync::Arc;
-/// use tollgate_balance::{InMemoryLedger, Ledger};
+/// use tollgate_balance::{InMemoryLedger, Ledger, ReservationId};
 ///
 /// # tokio_test::block_on(async {
 /// let ledger = InMemoryLedger::new();
 /// ledger.top_up("acct_1", 1_000).await.unwrap();
 /// let account: Arc<str> = Arc::from("acct_1");
-/// let reservation = ledger.reserve(&account, 600).await.unwrap();
-/// assert!(ledger.reserve(&account, 600).await.is_err(), "only 400 left");
+/// let reservation = ledger.reserve(ReservationId::new(), &account, 600).await.unwrap();
+/// assert!(ledger.reserve(ReservationId::new(), &account, 600).await.is_err(), "only 400 left");
 /// let settled = ledger.settle(reservation, 250).await.unwrap();
 /// assert_eq!((settled.charged, settled.balance), (250, 750));
 /// # });
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct InMemoryLedger {
-    accounts: Arc<papaya::HashMap<Box<str>, AtomicU64>>,
+    state: Arc<State>,
+}
+
+struct State {
+    accounts: papaya::HashMap<Box<str>, AtomicU64>,
+    open: papaya::HashMap<ReservationId, Open>,
+    /// Reservations that expired unsettled, with when they expired.
+    expired: papaya::HashMap<ReservationId, Instant>,
+    ttl: Duration,
+    epoch: Instant,
+    /// When the next sweep for expired reservations is due, in nanoseconds since `epoch`.
+    next_sweep: AtomicU64,
+}
+
+struct Open {
+    account: Arc<str>,
+    amount: Micros,
+    deadline: Instant,
+}
+
+impl Default for InMemoryLedger {
+    fn default() -> Self {
+        InMemoryLedger::new()
+    }
 }
 
 impl InMemoryLedger {
     /// An empty ledger: every account starts at zero.
     pub fn new() -> Self {
-        InMemoryLedger::default()
+        InMemoryLedger::with_reservation_ttl(DEFAULT_RESERVATION_TTL)
+    }
+
+    /// An empty ledger whose reservations go back to the balance when left open longer than
+    /// `ttl` ([`DEFAULT_RESERVATION_TTL`] for [`new`](InMemoryLedger::new)). Set it above the
+    /// longest request.
+    pub fn with_reservation_ttl(ttl: Duration) -> Self {
+        InMemoryLedger {
+            state: Arc::new(State {
+                accounts: papaya::HashMap::new(),
+                open: papaya::HashMap::new(),
+                expired: papaya::HashMap::new(),
+                ttl,
+                epoch: Instant::now(),
+                next_sweep: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The reservations open now, oldest deadline first.
+    pub fn open_reservations(&self) -> Vec<Reservation> {
+        let open = self.state.open.pin();
+        let mut reservations: Vec<_> = open.iter().collect();
+        reservations.sort_by_key(|(_, open)| open.deadline);
+        reservations
+            .into_iter()
+            .map(|(id, open)| Reservation {
+                id: *id,
+                account: open.account.clone(),
+                amount: open.amount,
+                remaining: self.available(&open.account),
+            })
+            .collect()
     }
 
     fn available(&self, account: &str) -> Micros {
-        self.accounts
+        self.state
+            .accounts
             .pin()
             .get(account)
             .map_or(0, |balance| balance.load(Ordering::Acquire))
     }
 
     fn credit(&self, account: &str, amount: Micros) -> Micros {
-        let accounts = self.accounts.pin();
+        let accounts = self.state.accounts.pin();
         let balance = accounts.get_or_insert_with(account.into(), || AtomicU64::new(0));
         balance
             .fetch_add(amount, Ordering::AcqRel)
             .saturating_add(amount)
+    }
+
+    /// Takes `amount` from the balance if it covers it; the balance before, or the one that
+    /// did not cover it.
+    fn debit(&self, account: &str, amount: Micros) -> Result<Micros, Micros> {
+        let accounts = self.state.accounts.pin();
+        let Some(balance) = accounts.get(account) else {
+            return Err(0);
+        };
+        balance.fetch_update(Ordering::AcqRel, Ordering::Acquire, |available| {
+            available.checked_sub(amount).filter(|_| available > 0)
+        })
+    }
+
+    /// Returns `held` to the balance and charges `actual` of it and of the balance, never more
+    /// than both hold.
+    fn charge(&self, account: &str, held: Micros, actual: Micros) -> Settlement {
+        let accounts = self.state.accounts.pin();
+        let balance = accounts.get_or_insert_with(account.into(), || AtomicU64::new(0));
+        let mut charged = actual;
+        let updated = balance.fetch_update(Ordering::AcqRel, Ordering::Acquire, |available| {
+            let with_held = available.saturating_add(held);
+            charged = actual.min(with_held);
+            Some(with_held - charged)
+        });
+        let before = updated.unwrap_or_else(|current| current);
+        Settlement {
+            charged,
+            balance: before.saturating_add(held) - charged,
+        }
+    }
+
+    /// Returns expired reservations to their balances; runs at most eight times per time to
+    /// live, so a reservation is back within 1.125 times it.
+    fn sweep(&self, now: Instant) {
+        let state = &*self.state;
+        let since = u64::try_from(now.duration_since(state.epoch).as_nanos()).unwrap_or(u64::MAX);
+        let due = state.next_sweep.load(Ordering::Relaxed);
+        let every = u64::try_from((state.ttl / 8).as_nanos()).unwrap_or(u64::MAX);
+        if since < due
+            || state
+                .next_sweep
+                .compare_exchange(
+                    due,
+                    since.saturating_add(every),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_err()
+        {
+            return;
+        }
+        let open = state.open.pin();
+        let expired = state.expired.pin();
+        for (id, reservation) in open.iter() {
+            if reservation.deadline > now {
+                continue;
+            }
+            // Marked expired before it leaves the open map, so that a settlement racing the
+            // sweep finds it in one map or the other.
+            expired.insert(*id, now);
+            if open.remove(id).is_some() {
+                self.credit(&reservation.account, reservation.amount);
+            } else {
+                expired.remove(id);
+            }
+        }
+        expired.retain(|_, at| now.duration_since(*at) < EXPIRED_KEPT);
     }
 }
 
 impl fmt::Debug for InMemoryLedger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InMemoryLedger")
-            .field("accounts", &self.accounts.len())
+            .field("accounts", &self.state.accounts.len())
+            .field("open_reservations", &self.state.open.len())
+            .field("reservation_ttl", &self.state.ttl)
             .finish()
     }
 }
@@ -139,49 +372,58 @@ impl Ledger for InMemoryLedger {
     type Settle = Ready<Result<Settlement, LedgerError>>;
     type Balance = Ready<Result<Micros, LedgerError>>;
 
-    fn reserve(&self, account: &Arc<str>, amount: Micros) -> Self::Reserve {
-        let accounts = self.accounts.pin();
-        let Some(balance) = accounts.get(&**account) else {
-            return ready(Err(LedgerError::Insufficient {
-                balance: 0,
-                required: amount,
-            }));
+    fn reserve(&self, id: ReservationId, account: &Arc<str>, amount: Micros) -> Self::Reserve {
+        let now = Instant::now();
+        self.sweep(now);
+        let open = self.state.open.pin();
+        let entry = Open {
+            account: account.clone(),
+            amount,
+            deadline: now + self.state.ttl,
         };
-        let taken = balance.fetch_update(Ordering::AcqRel, Ordering::Acquire, |available| {
-            available.checked_sub(amount).filter(|_| available > 0)
-        });
-        ready(match taken {
+        if let Err(taken) = open.try_insert(id, entry) {
+            // A retry of a reservation that is still open: it stands as it was.
+            let existing = taken.current;
+            return ready(Ok(Reservation {
+                id,
+                account: existing.account.clone(),
+                amount: existing.amount,
+                remaining: self.available(&existing.account),
+            }));
+        }
+        ready(match self.debit(account, amount) {
             Ok(available) => Ok(Reservation {
+                id,
                 account: account.clone(),
                 amount,
                 remaining: available - amount,
             }),
-            Err(available) => Err(LedgerError::Insufficient {
-                balance: available,
-                required: amount,
-            }),
+            Err(available) => {
+                open.remove(&id);
+                Err(LedgerError::Insufficient {
+                    balance: available,
+                    required: amount,
+                })
+            }
         })
     }
 
     fn settle(&self, reservation: Reservation, actual: Micros) -> Self::Settle {
-        let accounts = self.accounts.pin();
-        let Some(balance) = accounts.get(&*reservation.account) else {
-            return ready(Ok(Settlement {
+        let state = &*self.state;
+        let account = &*reservation.account;
+        let settlement = if let Some(open) = state.open.pin().remove(&reservation.id) {
+            self.charge(account, open.amount, actual)
+        } else if state.expired.pin().remove(&reservation.id).is_some() {
+            // Its amount went back already: what was used comes from the balance.
+            self.charge(account, 0, actual)
+        } else {
+            // Settled before: a retry charges nothing.
+            Settlement {
                 charged: 0,
-                balance: 0,
-            }));
+                balance: self.available(account),
+            }
         };
-        let mut charged = actual;
-        let updated = balance.fetch_update(Ordering::AcqRel, Ordering::Acquire, |available| {
-            let with_reservation = available.saturating_add(reservation.amount);
-            charged = actual.min(with_reservation);
-            Some(with_reservation - charged)
-        });
-        let before = updated.unwrap_or_else(|current| current);
-        ready(Ok(Settlement {
-            charged,
-            balance: before.saturating_add(reservation.amount) - charged,
-        }))
+        ready(Ok(settlement))
     }
 
     fn release(&self, reservation: Reservation) -> Self::Settle {
@@ -189,6 +431,7 @@ impl Ledger for InMemoryLedger {
     }
 
     fn balance(&self, account: &str) -> Self::Balance {
+        self.sweep(Instant::now());
         ready(Ok(self.available(account)))
     }
 

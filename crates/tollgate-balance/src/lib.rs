@@ -83,5 +83,8 @@ pub use accounting::{NoUsagePolicy, TracingUsageSink, UsageRecord, UsageSink, Us
 pub use body::BalanceBody;
 pub use future::X_BALANCE_UNRESERVED;
 pub use layer::BalanceGateLayer;
-pub use ledger::{InMemoryLedger, Ledger, LedgerError, Micros, Reservation, Settlement};
+pub use ledger::{
+    DEFAULT_RESERVATION_TTL, InMemoryLedger, InvalidReservationId, Ledger, LedgerError, Micros,
+    Reservation, ReservationId, Settlement,
+};
 pub use service::{BalanceGate, ResponseFuture};

@@ -9,7 +9,7 @@ use tollgate_sse::SseObservers;
 
 use crate::accounting::{Accountant, RecordBase};
 use crate::future::{Billing, Hold, reject};
-use crate::{BalanceGateLayer, Ledger, LedgerError, Reservation};
+use crate::{BalanceGateLayer, Ledger, LedgerError, Reservation, ReservationId};
 
 /// The service of [`BalanceGateLayer`]; see there.
 #[derive(Debug)]
@@ -75,7 +75,7 @@ impl<B, L: Ledger> Admission<B> for BalanceGateLayer<L> {
             endpoint,
         };
         let cost = model.prices.cost(estimate.prompt, estimate.completion);
-        let reserve = config.ledger.reserve(&account, cost);
+        let reserve = config.ledger.reserve(ReservationId::new(), &account, cost);
         Start::after(self, request, reserve, hold)
     }
 

@@ -11,7 +11,8 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tollgate_balance::{
-    BalanceGateLayer, InMemoryLedger, Ledger, NoUsagePolicy, UsageRecord, UsageSink, UsageSource,
+    BalanceGateLayer, InMemoryLedger, Ledger, NoUsagePolicy, ReservationId, UsageRecord, UsageSink,
+    UsageSource,
 };
 use tollgate_core::{Body, ChatRequest, Endpoint, ModelInfo, Prices, Principal};
 use tollgate_testkit::{Forward, MockUpstream, body_text, prompt_tokens};
@@ -360,7 +361,12 @@ async fn usage_beyond_the_reservation_is_capped_at_the_reservation_plus_the_bala
         assert_eq!(ledger.balance("acct_1").await.unwrap(), 0);
         // The ledger's own rule: an account at zero cannot go below it.
         let account = Arc::from("acct_1");
-        assert!(ledger.reserve(&account, 1).await.is_err());
+        assert!(
+            ledger
+                .reserve(ReservationId::new(), &account, 1)
+                .await
+                .is_err()
+        );
     }
 }
 

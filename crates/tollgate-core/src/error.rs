@@ -245,6 +245,23 @@ impl GatewayError {
         }
     }
 
+    /// The 503 answered when the state a layer decides on (keys, limits, balances) cannot be
+    /// read: retryable, with `Retry-After: 1`, since a store that failed over or reconnected
+    /// answers again within a second.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// # use tollgate_core::{ErrorKind, GatewayError};
+    /// let error = GatewayError::state_unavailable("Balances could not be checked right now.");
+    /// assert_eq!(error.kind, ErrorKind::ServiceUnavailable);
+    /// assert_eq!(error.retry_after, Some(Duration::from_secs(1)));
+    /// assert_eq!(error.into_response().headers()["retry-after"], "1");
+    /// ```
+    pub fn state_unavailable(message: impl Into<Cow<'static, str>>) -> Self {
+        GatewayError::new(ErrorKind::ServiceUnavailable, message)
+            .retry_after(Duration::from_secs(1))
+    }
+
     /// The 500 answered when the gateway itself failed; the cause belongs in the log, not here.
     ///
     /// ```

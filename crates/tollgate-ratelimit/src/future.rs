@@ -63,8 +63,7 @@ pub(crate) fn decide(
         }
         Err(error) => {
             tracing::error!(error = %error, "rate-limit backend failed");
-            let error = GatewayError::new(
-                ErrorKind::ServiceUnavailable,
+            let error = GatewayError::state_unavailable(
                 "Rate limits could not be checked right now. Retry after a short delay.",
             );
             (RateHeaders::default(), Some(error))

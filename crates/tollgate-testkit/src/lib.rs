@@ -65,6 +65,7 @@ mod embeddings;
 mod forward;
 mod raw;
 mod record;
+pub mod redis;
 mod responses;
 mod serve;
 mod server;
