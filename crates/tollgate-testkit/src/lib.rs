@@ -60,6 +60,8 @@ mod bodies;
 mod chat;
 mod client;
 mod completions;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod connection;
 mod embeddings;
 mod forward;
