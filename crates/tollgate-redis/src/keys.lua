@@ -1,0 +1,29 @@
+-- Changes one API key and tells every replica, atomically.
+-- KEYS[1] the key's hash
+-- ARGV[1] the channel, ARGV[2] the key's digest (hex), ARGV[3] 'put' | 'revoke' | 'remove',
+-- ARGV[4..] for 'put': field, value, field, value, ...
+-- Returns 1 if the key changed, 0 if there was no such key.
+local command = ARGV[3]
+local changed = 0
+if command == 'put' then
+  redis.call('DEL', KEYS[1])
+  local fields = {}
+  for i = 4, #ARGV do
+    fields[#fields + 1] = ARGV[i]
+  end
+  redis.call('HSET', KEYS[1], unpack(fields))
+  changed = 1
+elseif command == 'revoke' then
+  if redis.call('EXISTS', KEYS[1]) == 1 then
+    redis.call('HSET', KEYS[1], 'revoked', '1')
+    changed = 1
+  end
+elseif command == 'remove' then
+  changed = redis.call('DEL', KEYS[1])
+else
+  return redis.error_reply('unknown key command ' .. tostring(command))
+end
+if changed == 1 then
+  redis.call('PUBLISH', ARGV[1], ARGV[2])
+end
+return changed
