@@ -2,7 +2,8 @@
 //!
 //! Stack the layers you need inside your own hyper or axum service. Each layer lives in its
 //! own crate and is re-exported here behind a feature of the same name; the default feature
-//! `layers` enables every layer and the upstream client, `full` adds the testkit:
+//! `layers` enables every layer and the upstream client, `full` adds the Redis backends and the
+//! testkit:
 //!
 //! | module | crate | what it does |
 //! |---|---|---|
@@ -13,6 +14,7 @@
 //! | `guard` | `tollgate-guard` | `RequestGuardLayer`: body size (413), read timeout (408), validation (400), context window |
 //! | `models` | `tollgate-models` | `ModelResolutionLayer`, `ModelCatalog`, `ListModels`: slugs, aliases, deprecation, retirement |
 //! | `ratelimit` | `tollgate-ratelimit` | `RateLimitLayer`: GCRA limits per key and model on governor, `X-RateLimit-*` headers (429) |
+//! | `redis` | `tollgate-redis` | `RedisRateLimiter`, `RedisLedger`, `RedisKeyStore`: limits, balances and keys shared by every replica |
 //! | `routes` | `tollgate-routes` | `KnownRoutesLayer`: default deny; only the metered endpoints, the listing and listed passthroughs get through (404/405) |
 //! | `sse` | `tollgate-sse` | `SsePassthroughLayer`, `SseParser`: streams forwarded as they arrive, usage still seen |
 //! | `upstream` | `tollgate-upstream` | `Upstream`: pooled HTTP(S) client, retries with backoff and jitter, fallback models, error envelopes |
@@ -71,6 +73,9 @@ pub use tollgate_models as models;
 
 #[cfg(feature = "ratelimit")]
 pub use tollgate_ratelimit as ratelimit;
+
+#[cfg(feature = "redis")]
+pub use tollgate_redis as redis;
 
 #[cfg(feature = "routes")]
 pub use tollgate_routes as routes;

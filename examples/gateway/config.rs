@@ -9,9 +9,10 @@ use serde::Deserialize;
 use tollgate::auth::KeyFile;
 use tollgate::core::{BodyLimit, Rate};
 use tollgate::models::CatalogFile;
-use tollgate::ratelimit::{Limits, RateLimitLayer};
+use tollgate::ratelimit::{Limits, RateLimitBackend, RateLimitLayer};
 use tollgate::routes::KnownRoutesLayer;
 use tollgate::upstream::{RetryPolicy, Timeouts, Upstream};
+use tollgate_redis::OnFailure;
 use tollgate_testkit::ConnectionLimits;
 
 /// The embedded default configuration (also the commented sample).
@@ -37,6 +38,8 @@ pub struct Config {
     pub routes: RoutesConfig,
     #[serde(default)]
     pub accounts: Vec<AccountConfig>,
+    /// Limits, balances and keys in Redis, shared by every replica; in memory without it.
+    pub redis: Option<RedisSettings>,
     pub catalog: CatalogFile,
 }
 
@@ -208,8 +211,8 @@ pub struct LimitsConfig {
 }
 
 impl LimitsConfig {
-    /// The rate-limit layer, with OpenAI's `x-ratelimit-*` headers too.
-    pub fn layer(&self) -> Result<RateLimitLayer, String> {
+    /// The rate-limit layer on `backend`, with OpenAI's `x-ratelimit-*` headers too.
+    pub fn layer<B: RateLimitBackend>(&self, backend: B) -> Result<RateLimitLayer<B>, String> {
         let per_minute = |amount: Option<u64>, field: &str| {
             amount
                 .map(|amount| Rate::per_minute(amount).map_err(|e| format!("limits.{field}: {e}")))
@@ -223,7 +226,7 @@ impl LimitsConfig {
             requests: per_minute(self.model_requests_per_minute, "model_requests_per_minute")?,
             tokens: None,
         };
-        Ok(RateLimitLayer::new()
+        Ok(RateLimitLayer::with_backend(backend)
             .per_key(per_key)
             .per_model(per_model)
             .openai_headers(true))
@@ -261,4 +264,81 @@ impl RoutesConfig {
 pub struct AccountConfig {
     pub id: String,
     pub balance: u64,
+}
+
+/// `[redis]`: where the shared state lives and what each backend does when Redis fails.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// A single Redis, `redis://host:port`.
+    pub url: Option<String>,
+    /// Or a Redis Cluster: some of its nodes.
+    pub cluster: Option<Vec<String>>,
+    /// How long one call may take before it counts as failed.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+    /// The first part of every key.
+    #[serde(default = "default_key_prefix")]
+    pub key_prefix: String,
+    #[serde(default)]
+    pub limits_on_failure: FailureMode,
+    #[serde(default)]
+    pub balance_on_failure: FailureMode,
+    #[serde(default)]
+    pub keys_on_failure: FailureMode,
+    /// How long a reservation holds money before it flows back by itself (a crashed
+    /// replica's); by default the upstream's total timeout plus a minute.
+    pub reservation_ttl_secs: Option<u64>,
+    /// How long a replica trusts a looked-up key (changes reach every replica at once by
+    /// pub/sub; this bounds a lost message).
+    #[serde(default = "default_key_cache_ttl_ms")]
+    pub key_cache_ttl_ms: u64,
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    tollgate_redis::DEFAULT_TIMEOUT.as_millis() as u64
+}
+
+fn default_key_prefix() -> String {
+    "tollgate".into()
+}
+
+fn default_key_cache_ttl_ms() -> u64 {
+    tollgate_redis::DEFAULT_CACHE_TTL.as_millis() as u64
+}
+
+/// `"closed"` (refuse with a retryable 503) or `"open"` (admit unchecked, counted).
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    #[default]
+    Closed,
+    Open,
+}
+
+impl From<FailureMode> for OnFailure {
+    fn from(mode: FailureMode) -> OnFailure {
+        match mode {
+            FailureMode::Closed => OnFailure::Closed,
+            FailureMode::Open => OnFailure::Open,
+        }
+    }
+}
+
+impl RedisSettings {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn key_cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.key_cache_ttl_ms)
+    }
+
+    /// The reservation time to live; `upstream` gives the default.
+    pub fn reservation_ttl(&self, upstream: &UpstreamConfig) -> Duration {
+        let secs = self
+            .reservation_ttl_secs
+            .unwrap_or(upstream.total_timeout_secs + 60);
+        Duration::from_secs(secs.max(1))
+    }
 }

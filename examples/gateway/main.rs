@@ -10,6 +10,7 @@
 //! grace. One log line per request (request id, key id, model, status, latency,
 //! error type); usage records go to the `tollgate::usage` target.
 
+mod backends;
 mod config;
 mod stack;
 
@@ -104,9 +105,9 @@ async fn run() -> Result<(), String> {
         None => println!("upstream: {upstream_url}"),
     }
     println!(
-        "catalog: {} models; {} API keys",
+        "catalog: {} models; {}",
         handles.catalog.len(),
-        handles.keys.len()
+        handles.keys.describe()
     );
     for account in &config.accounts {
         use tollgate::balance::Ledger;

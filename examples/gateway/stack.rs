@@ -2,11 +2,10 @@
 //! end-to-end tests. It reads top to bottom in the README's recommended order.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 
 use http::{Method, Request, Response};
-use tollgate::auth::{BearerAuthLayer, InMemoryKeyStore};
-use tollgate::balance::{BalanceGateLayer, InMemoryLedger, Ledger, TracingUsageSink};
+use tollgate::auth::BearerAuthLayer;
+use tollgate::balance::{BalanceGateLayer, TracingUsageSink};
 use tollgate::core::request_id::strip_unsafe_request_id;
 use tollgate::core::{Body, BoxError};
 use tollgate::error::{ErrorEnvelopeLayer, panic_response};
@@ -20,6 +19,7 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+use crate::backends::{Backends, Balances, Keys};
 use crate::config::Config;
 
 /// The gateway service: `Request<Body>` in, `Response<Body>` out, never an error.
@@ -27,8 +27,8 @@ pub type Gateway = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
 
 /// What the running gateway shares with whoever started it.
 pub struct Handles {
-    pub ledger: Arc<InMemoryLedger>,
-    pub keys: InMemoryKeyStore,
+    pub ledger: Balances,
+    pub keys: Keys,
     pub catalog: ModelCatalog,
 }
 
@@ -55,12 +55,11 @@ where
     B::Error: Into<BoxError>,
 {
     let catalog = ModelCatalog::from_file(config.catalog.clone()).map_err(|e| e.to_string())?;
-    let keys = InMemoryKeyStore::from_file(&config.auth).map_err(|e| e.to_string())?;
-    let ledger = Arc::new(InMemoryLedger::new());
-    for account in &config.accounts {
-        let top_up = ledger.top_up(&account.id, account.balance).await;
-        top_up.map_err(|e| e.to_string())?;
-    }
+    let Backends {
+        limits,
+        ledger,
+        keys,
+    } = Backends::from_config(config).await?;
     let mut auth = BearerAuthLayer::new(keys.clone());
     if let Some(prefix) = &config.auth.required_prefix {
         auth = auth.required_prefix(prefix.as_str());
@@ -86,10 +85,10 @@ where
                 .body_limit(body_limit)
                 .strict(config.guard.strict),
         )
-        .layer(config.limits.layer()?)
+        .layer(config.limits.layer(limits)?)
         .layer(SsePassthroughLayer::new().inject_usage(true))
         .layer(
-            BalanceGateLayer::with_shared_ledger(ledger.clone())
+            BalanceGateLayer::new(ledger.clone())
                 .balance_header(true)
                 .usage_sink(TracingUsageSink),
         )

@@ -168,6 +168,24 @@ impl InMemoryKeyStore {
         self.keys.pin().remove(digest).is_some()
     }
 
+    /// Every key's digest and record (to copy the store into another, such as a shared one).
+    ///
+    /// ```
+    /// use tollgate_auth::InMemoryKeyStore;
+    /// use tollgate_core::Principal;
+    ///
+    /// let store = InMemoryKeyStore::new().with_key("sk-a", Principal::new("key_a", "acct_a"));
+    /// let records = store.records();
+    /// assert_eq!(records[0].1.principal.key_id(), "key_a");
+    /// ```
+    pub fn records(&self) -> Vec<(KeyDigest, KeyRecord)> {
+        self.keys
+            .pin()
+            .iter()
+            .map(|(digest, record)| (digest.clone(), record.clone()))
+            .collect()
+    }
+
     /// How many keys the store holds (revoked and expired ones included).
     pub fn len(&self) -> usize {
         self.keys.len()

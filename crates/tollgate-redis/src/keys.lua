@@ -1,11 +1,12 @@
 -- Changes one API key and tells every replica, atomically.
 -- KEYS[1] the key's hash
--- ARGV[1] the channel, ARGV[2] the key's digest (hex), ARGV[3] 'put' | 'revoke' | 'remove',
--- ARGV[4..] for 'put': field, value, field, value, ...
+-- ARGV[1] the channel, ARGV[2] the key's digest (hex),
+-- ARGV[3] 'put' | 'create' (put unless the key exists) | 'revoke' | 'remove',
+-- ARGV[4..] for 'put' and 'create': field, value, field, value, ...
 -- Returns 1 if the key changed, 0 if there was no such key.
 local command = ARGV[3]
 local changed = 0
-if command == 'put' then
+if command == 'put' or (command == 'create' and redis.call('EXISTS', KEYS[1]) == 0) then
   redis.call('DEL', KEYS[1])
   local fields = {}
   for i = 4, #ARGV do
@@ -13,6 +14,8 @@ if command == 'put' then
   end
   redis.call('HSET', KEYS[1], unpack(fields))
   changed = 1
+elseif command == 'create' then
+  changed = 0
 elseif command == 'revoke' then
   if redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('HSET', KEYS[1], 'revoked', '1')

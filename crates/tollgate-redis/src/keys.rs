@@ -244,6 +244,25 @@ impl RedisKeyStore {
 
     /// Stores `record` under `digest` (replacing what was there) and tells every replica.
     pub async fn insert(&self, digest: &KeyDigest, record: &KeyRecord) -> Result<(), BoxError> {
+        self.put("put", digest, record).await.map(drop)
+    }
+
+    /// Stores `record` under `digest` unless a key is there already (so seeding from a config
+    /// file at every start keeps revocations); `true` if stored.
+    pub async fn insert_if_absent(
+        &self,
+        digest: &KeyDigest,
+        record: &KeyRecord,
+    ) -> Result<bool, BoxError> {
+        self.put("create", digest, record).await
+    }
+
+    async fn put(
+        &self,
+        command: &str,
+        digest: &KeyDigest,
+        record: &KeyRecord,
+    ) -> Result<bool, BoxError> {
         let mut fields = vec![
             ("id", record.principal.key_id().to_owned()),
             ("account", record.principal.account_id().to_owned()),
@@ -267,12 +286,12 @@ impl RedisKeyStore {
                 .map_or(0, |since| since.as_secs());
             fields.push(("expires_at", secs.to_string()));
         }
-        let mut args = vec!["put".to_owned()];
+        let mut args = vec![command.to_owned()];
         for (field, value) in fields {
             args.push(field.to_owned());
             args.push(value);
         }
-        self.admin(digest, args).await.map(drop)
+        self.admin(digest, args).await
     }
 
     /// Marks the key revoked everywhere; `false` if there is no such key.

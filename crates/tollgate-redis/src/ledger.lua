@@ -65,6 +65,9 @@ elseif command == 'settle' then
 elseif command == 'top_up' then
   -- ARGV: amount. Returns the balance.
   return redis.call('INCRBY', KEYS[1], ARGV[2])
+elseif command == 'open' then
+  -- ARGV: opening balance. Sets it only if the account has no balance yet; returns 1 if set.
+  return redis.call('SETNX', KEYS[1], ARGV[2])
 elseif command == 'balance' then
   return balance
 elseif command == 'holds' then

@@ -121,6 +121,14 @@ impl RedisLedger {
         self
     }
 
+    /// Gives `account` its opening balance unless it has a balance already (so seeding from
+    /// a config file at every start keeps what was spent and topped up); `true` if set.
+    pub async fn open_account(&self, account: &str, opening: Micros) -> Result<bool, BoxError> {
+        let opening = opening.to_string();
+        let set: i64 = self.script(account, &["open", &opening]).await?;
+        Ok(set == 1)
+    }
+
     /// The open reservations of `account`.
     pub async fn open_reservations(&self, account: &str) -> Result<Vec<Reservation>, BoxError> {
         let holds: Vec<String> = self.script(account, &["holds"]).await?;
