@@ -1,0 +1,400 @@
+//! Gateway replicas sharing one Redis: three stacks of the example gateway, each its own hyper
+//! server, against a `redis-server` (or a three-master cluster) started by the test.
+//!
+//! Limits and balances hold across the replicas, a revocation reaches all of them within a
+//! second, a restart keeps every balance, a dead Redis fails closed or open as configured and
+//! is used again within a second of returning, and the reservations of a crashed replica flow
+//! back when they expire.
+
+#[allow(dead_code)]
+#[path = "../examples/gateway/backends.rs"]
+mod backends;
+#[allow(dead_code)]
+#[path = "../examples/gateway/config.rs"]
+mod config;
+#[allow(dead_code)]
+#[path = "../examples/gateway/stack.rs"]
+mod stack;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::Request;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use tollgate::auth::KeyDigest;
+use tollgate::balance::Ledger;
+use tollgate_testkit::redis::{RedisCluster, RedisServer};
+use tollgate_testkit::{MockUpstream, TestServer};
+
+const DEMO: &str = "sk-llmaai-demo-0123456789abcdef0123456789abcdef";
+const BROKE: &str = "sk-llmaai-broke-0123456789abcdef0123456789abcd";
+
+/// One gateway replica.
+struct Replica {
+    server: TestServer,
+    handles: stack::Handles,
+}
+
+/// Where the replicas' Redis is.
+enum Target<'a> {
+    Node(&'a RedisServer),
+    Cluster(&'a RedisCluster),
+}
+
+/// The example's configuration on `target`, with `extra` lines in its `[redis]` section.
+fn config(target: &Target, extra: &str) -> config::Config {
+    let connection = match target {
+        Target::Node(server) => format!("url = \"{}\"", server.url()),
+        Target::Cluster(cluster) => format!("cluster = {:?}", cluster.urls()),
+    };
+    // A loaded 2-core machine; production keeps the 50 ms default.
+    let redis = format!("\n[redis]\n{connection}\ntimeout_ms = 500\n{extra}\n");
+    let mut config = config::Config::parse(&format!("{}{redis}", config::DEFAULT_CONFIG)).unwrap();
+    config.upstream.max_retries = 0;
+    config
+}
+
+async fn replicas(config: &config::Config, upstream: &MockUpstream, n: usize) -> Vec<Replica> {
+    let mut replicas = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (gateway, handles) = stack::build(config, &upstream.url(), Some("sk-provider"))
+            .await
+            .unwrap();
+        let server = TestServer::start(gateway).await;
+        replicas.push(Replica { server, handles });
+    }
+    replicas
+}
+
+fn chat() -> Value {
+    json!({"model": "gpt-5.4", "messages": [{"role": "user", "content": "Say hello"}], "max_tokens": 100})
+}
+
+/// A chat completion with `key`: the status, the `Retry-After` header and the body.
+async fn complete(addr: SocketAddr, key: &str) -> (u16, Option<String>, Value) {
+    let request = Request::post("/v1/chat/completions")
+        .header("host", "gateway")
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(chat().to_string())))
+        .unwrap();
+    let response = tollgate_testkit::send(addr, request).await.unwrap();
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .map(|value| value.to_str().unwrap().to_owned());
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, retry_after, serde_json::from_slice(&body).unwrap())
+}
+
+/// `n` requests at once, spread over the replicas in turn.
+async fn spread(replicas: &[Replica], n: usize) -> Vec<(u16, Option<String>, Value)> {
+    let calls = (0..n).map(|i| complete(replicas[i % replicas.len()].server.addr(), DEMO));
+    futures_util::future::join_all(calls).await
+}
+
+fn statuses(results: &[(u16, Option<String>, Value)], status: u16) -> usize {
+    results.iter().filter(|(s, _, _)| *s == status).count()
+}
+
+/// The cost of a served request, from the usage it reports.
+fn cost(replica: &Replica, body: &Value) -> u64 {
+    let prices = replica.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    let usage = &body["usage"];
+    prices.cost(
+        usage["prompt_tokens"].as_u64().unwrap(),
+        usage["completion_tokens"].as_u64().unwrap(),
+    )
+}
+
+async fn a_limit_of_l_admits_exactly_l(target: Target<'_>) {
+    const L: u64 = 50;
+    let mut config = config(&target, "");
+    config.limits.requests_per_minute = Some(L);
+    let upstream = MockUpstream::start().await;
+    let replicas = replicas(&config, &upstream, 3).await;
+    let results = spread(&replicas, 300).await;
+    assert_eq!(
+        statuses(&results, 200),
+        L as usize,
+        "admitted across three replicas"
+    );
+    assert_eq!(
+        statuses(&results, 429),
+        300 - L as usize,
+        "the rest are rate limited"
+    );
+    assert_eq!(
+        upstream.calls().len(),
+        L as usize,
+        "only admitted requests reach upstream"
+    );
+}
+
+async fn a_balance_covering_ten_admits_at_most_ten(target: Target<'_>, redis_cli: &RedisServer) {
+    let mut config = config(&target, "");
+    // Only the balance refuses.
+    config.limits.requests_per_minute = Some(1_000);
+    // The upstream holds each request, so all 100 are in flight together.
+    let upstream = MockUpstream::builder()
+        .first_byte_delay(Duration::from_millis(500))
+        .start()
+        .await;
+    let replicas = replicas(&config, &upstream, 3).await;
+    // The worst case of one request, from a broke account's 402.
+    let (status, _, refused) = complete(replicas[0].server.addr(), BROKE).await;
+    assert_eq!(status, 402);
+    let worst = refused["error"]["details"]["required"].as_u64().unwrap();
+    // An operator sets the balance with redis-cli, as the README shows.
+    let start = 10 * worst;
+    let key = "tollgate:acct:{acct_demo}:balance";
+    redis_cli
+        .cli(&["-c", "set", key, &start.to_string()])
+        .unwrap();
+
+    let results = spread(&replicas, 100).await;
+    let served: Vec<_> = results.iter().filter(|(s, _, _)| *s == 200).collect();
+    assert!(
+        served.len() <= 10,
+        "{} admitted on a balance for 10",
+        served.len()
+    );
+    assert!(
+        served.len() >= 5,
+        "only {} admitted on a balance for 10",
+        served.len()
+    );
+    assert_eq!(
+        statuses(&results, 402),
+        100 - served.len(),
+        "the rest are refused"
+    );
+    let settled: u64 = served
+        .iter()
+        .map(|(_, _, body)| cost(&replicas[0], body))
+        .sum();
+    // Settlements finish as responses end: wait for the last.
+    let ledger = &replicas[1].handles.ledger;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while ledger.balance("acct_demo").await.unwrap() != start - settled {
+        assert!(
+            Instant::now() < deadline,
+            "the balance never became start − settled"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_one_redis_admit_exactly_the_limit() {
+    let redis = RedisServer::start().unwrap();
+    a_limit_of_l_admits_exactly_l(Target::Node(&redis)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_a_cluster_admit_exactly_the_limit() {
+    let cluster = RedisCluster::start(3).unwrap();
+    a_limit_of_l_admits_exactly_l(Target::Cluster(&cluster)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_one_redis_never_overspend() {
+    let redis = RedisServer::start().unwrap();
+    a_balance_covering_ten_admits_at_most_ten(Target::Node(&redis), &redis).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_a_cluster_never_overspend() {
+    let cluster = RedisCluster::start(3).unwrap();
+    a_balance_covering_ten_admits_at_most_ten(Target::Cluster(&cluster), &cluster.nodes()[0]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_revoked_on_one_replica_is_refused_by_the_others_within_a_second() {
+    let redis = RedisServer::start().unwrap();
+    let upstream = MockUpstream::start().await;
+    let replicas = replicas(&config(&Target::Node(&redis), ""), &upstream, 3).await;
+    for replica in &replicas {
+        assert_eq!(complete(replica.server.addr(), DEMO).await.0, 200);
+    }
+    let backends::Keys::Redis(keys) = &replicas[0].handles.keys else {
+        panic!("the [redis] section chose the Redis key store")
+    };
+    assert!(keys.revoke(&KeyDigest::of(DEMO)).await.unwrap());
+    let revoked = Instant::now();
+    for replica in &replicas[1..] {
+        loop {
+            let (status, _, body) = complete(replica.server.addr(), DEMO).await;
+            if status == 401 {
+                assert!(
+                    body["error"]["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("revoked")
+                );
+                break;
+            }
+            assert!(
+                revoked.elapsed() < Duration::from_secs(1),
+                "still served after 1 s"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    println!("revoked everywhere after {:?}", revoked.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarting_every_replica_keeps_every_balance() {
+    let redis = RedisServer::start().unwrap();
+    let config = config(&Target::Node(&redis), "");
+    let upstream = MockUpstream::start().await;
+    let first = replicas(&config, &upstream, 3).await;
+    let opening = config
+        .accounts
+        .iter()
+        .find(|a| a.id == "acct_demo")
+        .unwrap()
+        .balance;
+    let results = spread(&first, 6).await;
+    assert_eq!(statuses(&results, 200), 6);
+    let spent: u64 = results
+        .iter()
+        .map(|(_, _, body)| cost(&first[0], body))
+        .sum();
+    let ledger = &first[0].handles.ledger;
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while ledger.balance("acct_demo").await.unwrap() != opening - spent {
+        assert!(Instant::now() < deadline, "the spending never settled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(first);
+
+    // The same configuration again: its opening balances do not reset what was spent.
+    let second = replicas(&config, &upstream, 3).await;
+    for replica in &second {
+        let balance = replica.handles.ledger.balance("acct_demo").await.unwrap();
+        assert_eq!(balance, opening - spent, "the balance survived the restart");
+    }
+    assert_eq!(complete(second[2].server.addr(), DEMO).await.0, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_redis_fails_closed_or_open_and_is_used_again_within_a_second() {
+    let mut redis = RedisServer::start().unwrap();
+    let upstream = MockUpstream::start().await;
+    let closed = replicas(&config(&Target::Node(&redis), ""), &upstream, 1).await;
+    let open_config = config(
+        &Target::Node(&redis),
+        "limits_on_failure = \"open\"\nbalance_on_failure = \"open\"\nkeys_on_failure = \"open\"",
+    );
+    let open = replicas(&open_config, &upstream, 1).await;
+    assert_eq!(complete(closed[0].server.addr(), DEMO).await.0, 200);
+    assert_eq!(complete(open[0].server.addr(), DEMO).await.0, 200);
+
+    redis.kill();
+    for _ in 0..20 {
+        let (status, retry_after, body) = complete(closed[0].server.addr(), DEMO).await;
+        assert_eq!(status, 503, "fail closed: {body}");
+        assert_eq!(body["error"]["type"], "service_unavailable");
+        assert_eq!(retry_after.as_deref(), Some("1"));
+        let (status, _, body) = complete(open[0].server.addr(), DEMO).await;
+        assert_eq!(status, 200, "fail open: {body}");
+    }
+
+    redis.restart().unwrap();
+    let back = Instant::now();
+    loop {
+        let (status, _, _) = complete(closed[0].server.addr(), DEMO).await;
+        if status == 200 {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(1),
+            "not served within 1 s of Redis returning"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    println!("served again {:?} after Redis returned", back.elapsed());
+}
+
+#[test]
+fn a_crashed_replicas_reservations_flow_back_when_they_expire() {
+    let redis = RedisServer::start().unwrap();
+    let config = config(&Target::Node(&redis), "reservation_ttl_secs = 1");
+    let test = tokio::runtime::Runtime::new().unwrap();
+    // Streams that take seconds: the reservations are open when the replica dies.
+    let upstream = test.block_on(
+        MockUpstream::builder()
+            .chunks(40)
+            .chunk_delay(Duration::from_millis(100))
+            .start(),
+    );
+    // The replica runs on a runtime of its own, so that it can die mid-request.
+    let replica_runtime = tokio::runtime::Runtime::new().unwrap();
+    let replica = replica_runtime.block_on(async {
+        let mut replicas = replicas(&config, &upstream, 1).await;
+        replicas.pop().unwrap()
+    });
+    let opening = test
+        .block_on(replica.handles.ledger.balance("acct_demo"))
+        .unwrap();
+    let addr = replica.server.addr();
+    let streams: Vec<_> = (0..3)
+        .map(|_| {
+            test.spawn(async move {
+                let mut body = chat();
+                body["stream"] = json!(true);
+                let request = Request::post("/v1/chat/completions")
+                    .header("host", "gateway")
+                    .header("authorization", format!("Bearer {DEMO}"))
+                    .header("content-type", "application/json")
+                    .body(Full::new(Bytes::from(body.to_string())))
+                    .unwrap();
+                let response = tollgate_testkit::send(addr, request).await.unwrap();
+                assert_eq!(response.status(), 200);
+                // Read until the connection dies with the replica.
+                let mut body = response.into_body();
+                while let Some(Ok(_)) = body.frame().await {}
+            })
+        })
+        .collect();
+    let survivor = test.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while replica.handles.ledger.balance("acct_demo").await.unwrap() == opening {
+            assert!(Instant::now() < deadline, "the streams never reserved");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Another replica's view of the same Redis.
+        replicas(&config, &upstream, 1).await.pop().unwrap()
+    });
+    // The crash: the replica's tasks stop where they are, nothing settles.
+    replica_runtime.shutdown_background();
+    drop(replica);
+    test.block_on(async {
+        for stream in streams {
+            stream.await.unwrap();
+        }
+        let held = survivor.handles.ledger.balance("acct_demo").await.unwrap();
+        assert!(
+            held < opening,
+            "the crashed replica's reservations are still held"
+        );
+        let crashed = Instant::now();
+        while survivor.handles.ledger.balance("acct_demo").await.unwrap() != opening {
+            assert!(
+                crashed.elapsed() < Duration::from_secs(3),
+                "the balance never came back whole"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        println!(
+            "whole again {:?} after the crash (time to live 1 s)",
+            crashed.elapsed()
+        );
+    });
+}
