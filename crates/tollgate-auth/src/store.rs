@@ -182,7 +182,7 @@ impl InMemoryKeyStore {
         self.keys
             .pin()
             .iter()
-            .map(|(digest, record)| (digest.clone(), record.clone()))
+            .map(|(digest, record)| (*digest, record.clone()))
             .collect()
     }
 

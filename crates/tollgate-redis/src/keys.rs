@@ -362,7 +362,7 @@ impl KeyStore for RedisKeyStore {
             return Either::Left(ready(Ok(record)));
         }
         let this = self.clone();
-        let digest = digest.clone();
+        let digest = *digest;
         Either::Right(Box::pin(async move { this.fetch(digest).await }))
     }
 }
