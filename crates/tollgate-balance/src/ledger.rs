@@ -1,11 +1,12 @@
 //! Where balances live: the `Ledger` trait and the atomic in-memory ledger.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, Ready, ready};
 use std::hash::{BuildHasher, Hasher};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use tollgate_core::BoxError;
@@ -189,7 +190,7 @@ pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(600);
 const EXPIRED_KEPT: Duration = Duration::from_secs(3600);
 
 /// An in-memory ledger, atomic per account (one compare-and-swap per reservation), with the
-/// open reservations in a lock-free map for idempotency and expiry. Cheap to clone (shared
+/// open reservations in sharded maps for idempotency and expiry. Cheap to clone (shared
 /// state).
 ///
 /// ```
@@ -202,6 +203,7 @@ const EXPIRED_KEPT: Duration = Duration::from_secs(3600);
 /// let account: Arc<str> = Arc::from("acct_1");
 /// let reservation = ledger.reserve(ReservationId::new(), &account, 600).await.unwrap();
 /// assert!(ledger.reserve(ReservationId::new(), &account, 600).await.is_err(), "only 400 left");
+/// assert_eq!(ledger.open_reservations("acct_1").len(), 1);
 /// let settled = ledger.settle(reservation, 250).await.unwrap();
 /// assert_eq!((settled.charged, settled.balance), (250, 750));
 /// # });
@@ -211,15 +213,25 @@ pub struct InMemoryLedger {
     state: Arc<State>,
 }
 
+/// Shards of the reservation maps: ids count up, so consecutive requests land in different
+/// shards and rarely wait on one another.
+const SHARDS: usize = 16;
+
 struct State {
-    accounts: papaya::HashMap<Box<str>, AtomicU64>,
-    open: papaya::HashMap<ReservationId, Open>,
-    /// Reservations that expired unsettled, with when they expired.
-    expired: papaya::HashMap<ReservationId, Instant>,
+    accounts: papaya::HashMap<Box<str>, AtomicU64, foldhash::fast::RandomState>,
+    reservations: [Mutex<Shard>; SHARDS],
     ttl: Duration,
     epoch: Instant,
     /// When the next sweep for expired reservations is due, in nanoseconds since `epoch`.
     next_sweep: AtomicU64,
+}
+
+/// Some of the reservations: those open, and those that expired unsettled (with when),
+/// under one lock so that a settlement and a sweep never both act on one reservation.
+#[derive(Default)]
+struct Shard {
+    open: HashMap<ReservationId, Open, foldhash::fast::RandomState>,
+    expired: HashMap<ReservationId, Instant, foldhash::fast::RandomState>,
 }
 
 struct Open {
@@ -246,9 +258,8 @@ impl InMemoryLedger {
     pub fn with_reservation_ttl(ttl: Duration) -> Self {
         InMemoryLedger {
             state: Arc::new(State {
-                accounts: papaya::HashMap::new(),
-                open: papaya::HashMap::new(),
-                expired: papaya::HashMap::new(),
+                accounts: papaya::HashMap::default(),
+                reservations: std::array::from_fn(|_| Mutex::default()),
                 ttl,
                 epoch: Instant::now(),
                 next_sweep: AtomicU64::new(0),
@@ -256,20 +267,29 @@ impl InMemoryLedger {
         }
     }
 
-    /// The reservations open now, oldest deadline first.
-    pub fn open_reservations(&self) -> Vec<Reservation> {
-        let open = self.state.open.pin();
-        let mut reservations: Vec<_> = open.iter().collect();
-        reservations.sort_by_key(|(_, open)| open.deadline);
-        reservations
-            .into_iter()
-            .map(|(id, open)| Reservation {
+    /// The reservations of `account` open now.
+    pub fn open_reservations(&self, account: &str) -> Vec<Reservation> {
+        let remaining = self.available(account);
+        let mut reservations = Vec::new();
+        for shard in &self.state.reservations {
+            let shard = lock(shard);
+            let open = shard
+                .open
+                .iter()
+                .filter(|(_, open)| &*open.account == account);
+            reservations.extend(open.map(|(id, open)| Reservation {
                 id: *id,
                 account: open.account.clone(),
                 amount: open.amount,
-                remaining: self.available(&open.account),
-            })
-            .collect()
+                remaining,
+            }));
+        }
+        reservations.sort_by_key(|reservation| reservation.id);
+        reservations
+    }
+
+    fn shard(&self, id: ReservationId) -> MutexGuard<'_, Shard> {
+        lock(&self.state.reservations[id.as_u128() as usize % SHARDS])
     }
 
     fn available(&self, account: &str) -> Micros {
@@ -338,30 +358,44 @@ impl InMemoryLedger {
         {
             return;
         }
-        let open = state.open.pin();
-        let expired = state.expired.pin();
-        for (id, reservation) in open.iter() {
-            if reservation.deadline > now {
-                continue;
-            }
-            // Marked expired before it leaves the open map, so that a settlement racing the
-            // sweep finds it in one map or the other.
-            expired.insert(*id, now);
-            if open.remove(id).is_some() {
-                self.credit(&reservation.account, reservation.amount);
-            } else {
-                expired.remove(id);
-            }
+        let mut returned = Vec::new();
+        for shard in &state.reservations {
+            let mut shard = lock(shard);
+            let Shard { open, expired } = &mut *shard;
+            open.retain(|id, reservation| {
+                if reservation.deadline > now {
+                    return true;
+                }
+                expired.insert(*id, now);
+                returned.push((reservation.account.clone(), reservation.amount));
+                false
+            });
+            expired.retain(|_, at| now.duration_since(*at) < EXPIRED_KEPT);
         }
-        expired.retain(|_, at| now.duration_since(*at) < EXPIRED_KEPT);
+        for (account, amount) in returned {
+            self.credit(&account, amount);
+        }
     }
+}
+
+fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
+    // A panic while holding the lock leaves the maps consistent (each change is one call).
+    shard.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl fmt::Debug for InMemoryLedger {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("InMemoryLedger")
             .field("accounts", &self.state.accounts.len())
-            .field("open_reservations", &self.state.open.len())
+            .field(
+                "open_reservations",
+                &self
+                    .state
+                    .reservations
+                    .iter()
+                    .map(|shard| lock(shard).open.len())
+                    .sum::<usize>(),
+            )
             .field("reservation_ttl", &self.state.ttl)
             .finish()
     }
@@ -375,15 +409,9 @@ impl Ledger for InMemoryLedger {
     fn reserve(&self, id: ReservationId, account: &Arc<str>, amount: Micros) -> Self::Reserve {
         let now = Instant::now();
         self.sweep(now);
-        let open = self.state.open.pin();
-        let entry = Open {
-            account: account.clone(),
-            amount,
-            deadline: now + self.state.ttl,
-        };
-        if let Err(taken) = open.try_insert(id, entry) {
+        let mut shard = self.shard(id);
+        if let Some(existing) = shard.open.get(&id) {
             // A retry of a reservation that is still open: it stands as it was.
-            let existing = taken.current;
             return ready(Ok(Reservation {
                 id,
                 account: existing.account.clone(),
@@ -392,31 +420,39 @@ impl Ledger for InMemoryLedger {
             }));
         }
         ready(match self.debit(account, amount) {
-            Ok(available) => Ok(Reservation {
-                id,
-                account: account.clone(),
-                amount,
-                remaining: available - amount,
-            }),
-            Err(available) => {
-                open.remove(&id);
-                Err(LedgerError::Insufficient {
-                    balance: available,
-                    required: amount,
+            Ok(available) => {
+                let open = Open {
+                    account: account.clone(),
+                    amount,
+                    deadline: now + self.state.ttl,
+                };
+                shard.open.insert(id, open);
+                Ok(Reservation {
+                    id,
+                    account: account.clone(),
+                    amount,
+                    remaining: available - amount,
                 })
             }
+            Err(available) => Err(LedgerError::Insufficient {
+                balance: available,
+                required: amount,
+            }),
         })
     }
 
     fn settle(&self, reservation: Reservation, actual: Micros) -> Self::Settle {
-        let state = &*self.state;
         let account = &*reservation.account;
-        let settlement = if let Some(open) = state.open.pin().remove(&reservation.id) {
+        let mut shard = self.shard(reservation.id);
+        let settlement = if let Some(open) = shard.open.remove(&reservation.id) {
+            drop(shard);
             self.charge(account, open.amount, actual)
-        } else if state.expired.pin().remove(&reservation.id).is_some() {
+        } else if shard.expired.remove(&reservation.id).is_some() {
+            drop(shard);
             // Its amount went back already: what was used comes from the balance.
             self.charge(account, 0, actual)
         } else {
+            drop(shard);
             // Settled before: a retry charges nothing.
             Settlement {
                 charged: 0,
