@@ -83,27 +83,31 @@ fn micros(duration: Duration) -> String {
     format!("{:.0} µs", duration.as_secs_f64() * 1e6)
 }
 
-fn main() {
-    let server = RedisServer::start_with(&["--appendonly", "no"]).expect("redis-server");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let config = RedisConfig::new(server.url()).timeout(Duration::from_secs(1));
+/// The backends on a connection made on `runtime` (its driver task runs there).
+fn backends(runtime: &tokio::runtime::Runtime, url: String) -> (RedisRateLimiter, RedisLedger) {
+    let config = RedisConfig::new(url).timeout(Duration::from_secs(1));
     let redis = runtime
         .block_on(Redis::connect(config))
         .expect("a connection");
-    let limits = redis.rate_limiter();
-    let ledger = redis.ledger();
+    (redis.rate_limiter(), redis.ledger())
+}
+
+fn main() {
+    let server = RedisServer::start_with(&["--appendonly", "no"]).expect("redis-server");
     let account: Arc<str> = Arc::from("acct_bench");
-    runtime
-        .block_on(ledger.top_up(&account, u64::MAX / 4))
-        .expect("a top-up");
     let checks = check();
 
-    let [p50, p99, p999] =
-        runtime.block_on(percentiles(async || one_check(&limits, &checks).await));
+    // One call in flight: caller and connection on one thread, as a request's task and its
+    // connection would be with no other load.
+    let single = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (limits, ledger) = backends(&single, server.url());
+    single
+        .block_on(ledger.top_up(&account, u64::MAX / 4))
+        .expect("a top-up");
+    let [p50, p99, p999] = single.block_on(percentiles(async || one_check(&limits, &checks).await));
     println!(
         "check, one in flight:   p50 {}  p99 {}  p99.9 {}",
         micros(p50),
@@ -111,15 +115,22 @@ fn main() {
         micros(p999)
     );
     let [p50, p99, p999] =
-        runtime.block_on(percentiles(async || one_reserve(&ledger, &account).await));
+        single.block_on(percentiles(async || one_reserve(&ledger, &account).await));
     println!(
         "reserve, one in flight: p50 {}  p99 {}  p99.9 {}",
         micros(p50),
         micros(p99),
         micros(p999)
     );
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let (shared, _) = backends(&runtime, server.url());
     let per_second = runtime.block_on(throughput({
-        let limits = limits.clone();
+        let limits = shared.clone();
         let checks = checks.clone();
         move || {
             let limits = limits.clone();
@@ -131,10 +142,10 @@ fn main() {
 
     let mut criterion = Criterion::default().configure_from_args();
     criterion.bench_function("redis/check", |b| {
-        b.to_async(&runtime).iter(|| one_check(&limits, &checks));
+        b.to_async(&single).iter(|| one_check(&limits, &checks));
     });
     criterion.bench_function("redis/reserve", |b| {
-        b.to_async(&runtime).iter(|| one_reserve(&ledger, &account));
+        b.to_async(&single).iter(|| one_reserve(&ledger, &account));
     });
     criterion.final_summary();
 }
