@@ -38,6 +38,10 @@
 //! loopback port, so end-to-end tests run over real TCP, and [`raw_exchange`] sends them bytes
 //! no HTTP library would write.
 //!
+//! For state backends: [`redis`] starts real `redis-server` nodes and clusters on ephemeral
+//! ports (stopped when dropped), and `conformance` (feature `conformance`) is the suite every
+//! rate-limit backend and ledger must pass, in memory, in Redis or in your own database.
+//!
 //! ```
 //! use tollgate_testkit::{Behavior, MockUpstream};
 //!
