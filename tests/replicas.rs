@@ -49,8 +49,9 @@ fn config(target: &Target, extra: &str) -> config::Config {
         Target::Node(server) => format!("url = \"{}\"", server.url()),
         Target::Cluster(cluster) => format!("cluster = {:?}", cluster.urls()),
     };
-    // A loaded 2-core machine; production keeps the 50 ms default.
-    let redis = format!("\n[redis]\n{connection}\ntimeout_ms = 500\n{extra}\n");
+    // Hundreds of requests at once in a debug build on a loaded 2-core machine can queue for
+    // a second; production keeps the 50 ms default.
+    let redis = format!("\n[redis]\n{connection}\ntimeout_ms = 5000\n{extra}\n");
     let mut config = config::Config::parse(&format!("{}{redis}", config::DEFAULT_CONFIG)).unwrap();
     config.upstream.max_retries = 0;
     config
@@ -122,10 +123,13 @@ async fn a_limit_of_l_admits_exactly_l(target: Target<'_>) {
         L as usize,
         "admitted across three replicas"
     );
-    assert_eq!(
-        statuses(&results, 429),
-        300 - L as usize,
-        "the rest are rate limited"
+    let others: Vec<_> = results
+        .iter()
+        .filter(|(status, _, _)| *status != 200 && *status != 429)
+        .collect();
+    assert!(
+        others.is_empty(),
+        "the rest are rate limited, not {others:?}"
     );
     assert_eq!(
         upstream.calls().len(),
@@ -178,11 +182,20 @@ async fn a_balance_covering_ten_admits_at_most_ten(target: Target<'_>, redis_cli
         .sum();
     // Settlements finish as responses end: wait for the last.
     let ledger = &replicas[1].handles.ledger;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while ledger.balance("acct_demo").await.unwrap() != start - settled {
+    balance_becomes(ledger, start - settled, Duration::from_secs(2)).await;
+}
+
+/// Waits until the demo account's balance is `expected`, at most `within`; how long it took.
+async fn balance_becomes(ledger: &backends::Balances, expected: u64, within: Duration) -> Duration {
+    let since = Instant::now();
+    loop {
+        let balance = ledger.balance("acct_demo").await.unwrap();
+        if balance == expected {
+            return since.elapsed();
+        }
         assert!(
-            Instant::now() < deadline,
-            "the balance never became start − settled"
+            since.elapsed() < within,
+            "the balance is {balance}, never {expected}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -265,12 +278,12 @@ async fn restarting_every_replica_keeps_every_balance() {
         .iter()
         .map(|(_, _, body)| cost(&first[0], body))
         .sum();
-    let ledger = &first[0].handles.ledger;
-    let deadline = Instant::now() + Duration::from_secs(2);
-    while ledger.balance("acct_demo").await.unwrap() != opening - spent {
-        assert!(Instant::now() < deadline, "the spending never settled");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    balance_becomes(
+        &first[0].handles.ledger,
+        opening - spent,
+        Duration::from_secs(2),
+    )
+    .await;
     drop(first);
 
     // The same configuration again: its opening balances do not reset what was spent.
@@ -385,13 +398,7 @@ fn a_crashed_replicas_reservations_flow_back_when_they_expire() {
             "the crashed replica's reservations are still held"
         );
         let crashed = Instant::now();
-        while survivor.handles.ledger.balance("acct_demo").await.unwrap() != opening {
-            assert!(
-                crashed.elapsed() < Duration::from_secs(3),
-                "the balance never came back whole"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        balance_becomes(&survivor.handles.ledger, opening, Duration::from_secs(3)).await;
         println!(
             "whole again {:?} after the crash (time to live 1 s)",
             crashed.elapsed()

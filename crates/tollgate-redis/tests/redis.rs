@@ -13,8 +13,9 @@ use tollgate_redis::{OnFailure, Redis, RedisConfig};
 use tollgate_testkit::conformance;
 use tollgate_testkit::redis::{RedisCluster, RedisServer};
 
-/// Generous for a loaded 2-core machine; the default (50 ms) is for production.
-const TIMEOUT: Duration = Duration::from_millis(500);
+/// Generous for a debug build on a loaded 2-core machine; the default (50 ms) is for
+/// production.
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 const TTL: Duration = Duration::from_millis(300);
 
@@ -134,11 +135,12 @@ async fn a_dead_redis_fails_closed_or_open_without_waiting_and_recovers_within_a
         "every unchecked admission is counted"
     );
     assert!(redis.breaker_open(), "the breaker opened");
-    // With the breaker open, a call fails at once instead of waiting for the timeout.
+    // With the breaker open, a call fails at once, without asking Redis.
     let started = Instant::now();
-    assert!(closed.check(&one_check("k")).await.is_err());
+    let error = closed.check(&one_check("k")).await.unwrap_err();
+    assert!(error.to_string().contains("breaker open"), "{error}");
     assert!(
-        started.elapsed() < TIMEOUT / 2,
+        started.elapsed() < Duration::from_millis(100),
         "waited {:?}",
         started.elapsed()
     );
