@@ -17,6 +17,8 @@ mod config;
 mod stack;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -299,16 +301,56 @@ async fn restarting_every_replica_keeps_every_balance() {
 async fn a_dead_redis_fails_closed_or_open_and_is_used_again_within_a_second() {
     let mut redis = RedisServer::start().unwrap();
     let upstream = MockUpstream::start().await;
-    let closed = replicas(&config(&Target::Node(&redis), ""), &upstream, 1).await;
-    let open_config = config(
+    let mut closed_config = config(&Target::Node(&redis), "");
+    let mut open_config = config(
         &Target::Node(&redis),
         "limits_on_failure = \"open\"\nbalance_on_failure = \"open\"\nkeys_on_failure = \"open\"",
     );
+    // Only Redis's death refuses.
+    for config in [&mut closed_config, &mut open_config] {
+        config.limits.requests_per_minute = Some(1_000_000);
+    }
+    let closed = replicas(&closed_config, &upstream, 1).await;
     let open = replicas(&open_config, &upstream, 1).await;
     assert_eq!(complete(closed[0].server.addr(), DEMO).await.0, 200);
     assert_eq!(complete(open[0].server.addr(), DEMO).await.0, 200);
 
+    // Load on both replicas while Redis dies under it.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = |addr: SocketAddr| {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                seen.push(complete(addr, DEMO).await);
+            }
+            seen
+        })
+    };
+    let closed_loads: Vec<_> = (0..4).map(|_| load(closed[0].server.addr())).collect();
+    let open_loads: Vec<_> = (0..4).map(|_| load(open[0].server.addr())).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
     redis.kill();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for load in closed_loads {
+        for (status, retry_after, body) in load.await.unwrap() {
+            match status {
+                200 => {}
+                503 => {
+                    assert_eq!(body["error"]["type"], "service_unavailable");
+                    assert_eq!(retry_after.as_deref(), Some("1"));
+                }
+                other => panic!("{other} mid-load, failing closed: {body}"),
+            }
+        }
+    }
+    for load in open_loads {
+        for (status, _, body) in load.await.unwrap() {
+            assert_eq!(status, 200, "mid-load, failing open: {body}");
+        }
+    }
+    // Redis down: fail closed refuses every request, fail open serves every one.
     for _ in 0..20 {
         let (status, retry_after, body) = complete(closed[0].server.addr(), DEMO).await;
         assert_eq!(status, 503, "fail closed: {body}");
