@@ -1,25 +1,13 @@
 use std::sync::Arc;
 
-use tollgate_core::{BodyLimit, Paths};
+use tollgate_core::BodyLimit;
 
-use crate::ModelCatalog;
-
-/// OpenAI endpoints whose JSON body names a model; the catalog's own endpoints are added.
-const MODEL_ENDPOINTS: &[&str] = &[
-    "/v1/chat/completions",
-    "/v1/completions",
-    "/v1/responses",
-    "/v1/embeddings",
-    "/v1/moderations",
-    "/v1/images/generations",
-    "/v1/images/edits",
-    "/v1/images/variations",
-    "/v1/audio/speech",
-];
+use crate::LiveCatalog;
 
 /// Validates the `model` of every request against a [`ModelCatalog`] and resolves it.
 ///
-/// What it checks and answers is described once, in the [crate documentation](crate).
+/// What it checks and answers is described once, in the [crate documentation](crate). Give
+/// it a [`LiveCatalog`] to replace the catalog while serving.
 ///
 /// ```
 /// use tollgate_core::{BodyLimit, Paths};
@@ -41,26 +29,18 @@ pub struct ModelResolutionLayer {
 
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) catalog: ModelCatalog,
+    pub(crate) catalog: LiveCatalog,
     pub(crate) body_limit: BodyLimit,
-    pub(crate) endpoints: Paths,
 }
 
 impl ModelResolutionLayer {
-    /// Validates models against `catalog`, reading bodies under [`BodyLimit::default`].
-    pub fn new(catalog: ModelCatalog) -> Self {
-        let mut endpoints: Vec<&str> = MODEL_ENDPOINTS.to_vec();
-        for endpoint in catalog.models().flat_map(|m| m.endpoints.iter()) {
-            if !endpoints.contains(&&**endpoint) {
-                endpoints.push(endpoint);
-            }
-        }
-        let endpoints = Paths::new(endpoints);
+    /// Validates models against `catalog` (a [`ModelCatalog`], or a [`LiveCatalog`] to replace
+    /// it while serving), reading bodies under [`BodyLimit::default`].
+    pub fn new(catalog: impl Into<LiveCatalog>) -> Self {
         ModelResolutionLayer {
             shared: Arc::new(Shared {
-                catalog,
+                catalog: catalog.into(),
                 body_limit: BodyLimit::default(),
-                endpoints,
             }),
         }
     }
@@ -71,13 +51,12 @@ impl ModelResolutionLayer {
             shared: Arc::new(Shared {
                 catalog: self.shared.catalog.clone(),
                 body_limit: limit,
-                endpoints: self.shared.endpoints.clone(),
             }),
         }
     }
 
     /// The catalog.
-    pub fn catalog(&self) -> &ModelCatalog {
+    pub fn catalog(&self) -> &LiveCatalog {
         &self.shared.catalog
     }
 }

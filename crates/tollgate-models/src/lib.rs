@@ -88,6 +88,7 @@ mod catalog;
 mod decide;
 mod layer;
 mod list;
+mod live;
 mod service;
 mod suggest;
 
@@ -97,4 +98,5 @@ pub use catalog::{
 };
 pub use layer::ModelResolutionLayer;
 pub use list::ListModels;
+pub use live::LiveCatalog;
 pub use service::{ModelResolution, ResponseFuture};

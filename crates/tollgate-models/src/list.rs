@@ -9,7 +9,7 @@ use http_body_util::Full;
 use tollgate_core::{ErrorKind, GatewayError, Principal};
 use tower_service::Service;
 
-use crate::ModelCatalog;
+use crate::LiveCatalog;
 use crate::catalog::model_object;
 
 /// `GET /v1/models` and `GET /v1/models/{id}` in OpenAI's shape, from the catalog: retired
@@ -35,17 +35,15 @@ use crate::catalog::model_object;
 /// ```
 #[derive(Clone, Debug)]
 pub struct ListModels {
-    catalog: ModelCatalog,
-    everything: Bytes,
+    catalog: LiveCatalog,
 }
 
 impl ListModels {
-    /// Lists `catalog`.
-    pub fn new(catalog: ModelCatalog) -> Self {
-        let everything = catalog.listing(None);
+    /// Lists `catalog` (a [`ModelCatalog`](crate::ModelCatalog), or a [`LiveCatalog`] that is
+    /// replaced while serving).
+    pub fn new(catalog: impl Into<LiveCatalog>) -> Self {
         ListModels {
-            catalog,
-            everything,
+            catalog: catalog.into(),
         }
     }
 
@@ -59,13 +57,14 @@ impl ListModels {
         let principal = request.extensions().get::<Principal>();
         let allowed = principal.and_then(Principal::allowed_models);
         let path = request.uri().path().trim_end_matches('/');
+        let snapshot = self.catalog.snapshot();
         let Some(id) = path.strip_prefix("/v1/models/").filter(|id| !id.is_empty()) else {
             return Ok(match allowed {
-                None => self.everything.clone(),
-                Some(allowed) => self.catalog.listing(Some(allowed)),
+                None => snapshot.listing.clone(),
+                Some(allowed) => snapshot.catalog.listing(Some(allowed)),
             });
         };
-        match self.catalog.get(id) {
+        match snapshot.catalog.get(id) {
             Some(model)
                 if !model.info.lifecycle.is_retired()
                     && principal.is_none_or(|p| p.allows_model(id)) =>

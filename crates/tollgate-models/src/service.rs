@@ -47,7 +47,7 @@ where
         // The body is read as JSON whatever `content-type` declares (curl's default form type
         // included), so no declared type can slip a request past the catalog: a body that is
         // not JSON is a 400.
-        if !self.shared.endpoints.is_post_to(request) {
+        if !self.shared.catalog.snapshot().endpoints.is_post_to(request) {
             return Start::Decided(Verdict::Admit(ModelHeaders(None)));
         }
         Start::with_body(self, request, self.shared.body_limit)
@@ -60,7 +60,8 @@ where
         };
         let endpoint = request.uri().path();
         let principal = request.extensions().get::<Principal>();
-        let admitted = match decide(&self.shared.catalog, &chat, endpoint, principal) {
+        let snapshot = self.shared.catalog.snapshot();
+        let admitted = match decide(&snapshot.catalog, &chat, endpoint, principal) {
             Ok(admitted) => admitted,
             Err(error) => return Verdict::Reject(error, ModelHeaders(None)),
         };
