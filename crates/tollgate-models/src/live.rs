@@ -34,7 +34,10 @@ const MODEL_ENDPOINTS: &[&str] = &[
 /// ```
 /// use tollgate_models::{LiveCatalog, ModelCatalog};
 ///
-/// let catalog = |id: &str| ModelCatalog::from_json(&format!(r#"{{"models": [{{"id": "{id}"}}]}}"#)).unwrap();
+/// let catalog = |id: &str| {
+///     let json = format!(r#"{{"models": [{{"id": "{id}", "context_window": 400000, "max_output_tokens": 128000}}]}}"#);
+///     ModelCatalog::from_json(&json).unwrap()
+/// };
 /// let live = LiveCatalog::new(catalog("gpt-5.4"));
 /// let reader = live.clone();
 /// live.replace(catalog("gpt-5.5"));
