@@ -149,7 +149,14 @@ async fn a_completion_succeeds_and_is_billed() {
         "the provider key, never the client's"
     );
     assert_eq!(call.json().unwrap()["model"], "gpt-5.4");
-    let price = running.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    let price = running
+        .handles
+        .catalog
+        .current()
+        .get("gpt-5.4")
+        .unwrap()
+        .info
+        .prices;
     let cost = price.cost(
         u64::from(usage.prompt_tokens),
         u64::from(usage.completion_tokens),
@@ -199,7 +206,14 @@ async fn a_stream_carries_rate_limit_headers_and_settles_its_usage() {
         call.json().unwrap()["stream_options"]["include_usage"],
         true
     );
-    let price = running.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    let price = running
+        .handles
+        .catalog
+        .current()
+        .get("gpt-5.4")
+        .unwrap()
+        .info
+        .prices;
     let prompt = tollgate_testkit::prompt_tokens(
         &tollgate::core::ChatRequest::parse(call.body.clone()).unwrap(),
     );
@@ -484,6 +498,7 @@ async fn a_retry_recovers_and_a_fallback_serves_at_its_own_price() {
     let mini = running
         .handles
         .catalog
+        .current()
         .get("gpt-5.4-mini")
         .unwrap()
         .info
@@ -768,7 +783,14 @@ async fn a_responses_stream_settles_at_its_usage() {
         usage["input_tokens"].as_u64().unwrap(),
         usage["output_tokens"].as_u64().unwrap(),
     );
-    let prices = running.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    let prices = running
+        .handles
+        .catalog
+        .current()
+        .get("gpt-5.4")
+        .unwrap()
+        .info
+        .prices;
     // Settlement happens as the stream ends; give the body's drop a moment.
     tokio::time::sleep(Duration::from_millis(50)).await;
     let after = running.handles.ledger.balance("acct_demo").await.unwrap();
@@ -972,7 +994,14 @@ async fn cached_prompt_tokens_are_billed_at_the_cached_price() {
         .start()
         .await;
     let running = start(upstream).await;
-    let prices = running.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    let prices = running
+        .handles
+        .catalog
+        .current()
+        .get("gpt-5.4")
+        .unwrap()
+        .info
+        .prices;
     assert_eq!(
         (
             prices.input_per_million,
@@ -1157,7 +1186,14 @@ async fn a_continued_response_is_reserved_for_the_whole_window() {
         .unwrap()
         .parse()
         .unwrap();
-    let prices = running.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    let prices = running
+        .handles
+        .catalog
+        .current()
+        .get("gpt-5.4")
+        .unwrap()
+        .info
+        .prices;
     // gpt-5.4's window is 400,000 tokens.
     assert_eq!(before - left, prices.cost(400_000 - 100, 100));
 }

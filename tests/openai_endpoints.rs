@@ -113,7 +113,13 @@ impl Running {
     }
 
     fn prices(&self, model: &str) -> Prices {
-        self.handles.catalog.get(model).unwrap().info.prices
+        self.handles
+            .catalog
+            .current()
+            .get(model)
+            .unwrap()
+            .info
+            .prices
     }
 }
 

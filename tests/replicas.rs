@@ -105,7 +105,14 @@ fn statuses(results: &[(u16, Option<String>, Value)], status: u16) -> usize {
 
 /// The cost of a served request, from the usage it reports.
 fn cost(replica: &Replica, body: &Value) -> u64 {
-    let prices = replica.handles.catalog.get("gpt-5.4").unwrap().info.prices;
+    let prices = replica
+        .handles
+        .catalog
+        .current()
+        .get("gpt-5.4")
+        .unwrap()
+        .info
+        .prices;
     let usage = &body["usage"];
     prices.cost(
         usage["prompt_tokens"].as_u64().unwrap(),

@@ -7,7 +7,8 @@
 //! config names, `TOLLGATE_UPSTREAM_KEY` by default). Connections live under the `[server]`
 //! limits (header read and idle timeouts, a connection cap; `tollgate_testkit::serve`). Ctrl-C
 //! shuts down gracefully: idle connections close at once, requests in flight finish within the
-//! grace. One log line per request (request id, key id, model, status, latency,
+//! grace. SIGHUP reloads the catalog, keys and limits from the `--config` file (validated
+//! first; a bad file changes nothing). One log line per request (request id, key id, model, status, latency,
 //! error type); usage records go to the `tollgate::usage` target.
 
 mod backends;
@@ -62,6 +63,33 @@ async fn main() {
     }
 }
 
+/// Reloads the catalog, keys and limits from `path` on every SIGHUP; a file with errors
+/// changes nothing and the gateway says why.
+#[cfg(unix)]
+async fn reload_on_hangup(path: String, handles: stack::Handles) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(hangups) => hangups,
+        Err(error) => return eprintln!("gateway: no reload on SIGHUP: {error}"),
+    };
+    while hangups.recv().await.is_some() {
+        let text = std::fs::read_to_string(&path).map_err(|error| format!("{path}: {error}"));
+        let reloaded = match text.and_then(|text| config::Config::parse(&text)) {
+            Ok(config) => handles.reload(&config).await,
+            Err(error) => Err(error),
+        };
+        match reloaded {
+            Ok(reloaded) => println!(
+                "reloaded {path}: {} models, {} keys",
+                reloaded.models, reloaded.keys
+            ),
+            Err(error) => eprintln!(
+                "gateway: reload refused, the previous configuration still serves: {error}"
+            ),
+        }
+    }
+}
+
 async fn run() -> Result<(), String> {
     let args = args()?;
     let text = match &args.config {
@@ -106,7 +134,7 @@ async fn run() -> Result<(), String> {
     }
     println!(
         "catalog: {} models; {}",
-        handles.catalog.len(),
+        handles.catalog.current().len(),
         handles.keys.describe()
     );
     for account in &config.accounts {
@@ -129,6 +157,12 @@ async fn run() -> Result<(), String> {
         println!(
             "try:\n  curl -s http://{address}/v1/chat/completions -H 'Authorization: Bearer {demo}' -H 'Content-Type: application/json' -d '{{\"model\":\"gpt-5.4\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
         );
+    }
+
+    #[cfg(unix)]
+    if let Some(path) = args.config.clone() {
+        println!("reload: kill -HUP {} re-reads {path}", std::process::id());
+        tokio::spawn(reload_on_hangup(path, handles));
     }
 
     let shutdown = async {

@@ -5,12 +5,14 @@ use std::convert::Infallible;
 
 use http::{Method, Request, Response};
 use tollgate::auth::BearerAuthLayer;
+use tollgate::auth::InMemoryKeyStore;
 use tollgate::balance::{BalanceGateLayer, TracingUsageSink};
 use tollgate::core::request_id::strip_unsafe_request_id;
 use tollgate::core::{Body, BoxError};
 use tollgate::error::{ErrorEnvelopeLayer, panic_response};
 use tollgate::guard::RequestGuardLayer;
-use tollgate::models::{ListModels, ModelCatalog, ModelResolutionLayer};
+use tollgate::models::{ListModels, LiveCatalog, ModelCatalog, ModelResolutionLayer};
+use tollgate::ratelimit::RateLimitLayer;
 use tollgate::sse::SsePassthroughLayer;
 use tower::layer::layer_fn;
 use tower::steer::Steer;
@@ -19,17 +21,58 @@ use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-use crate::backends::{Backends, Balances, Keys};
+use crate::backends::{Backends, Balances, Keys, Limits};
 use crate::config::Config;
 
 /// The gateway service: `Request<Body>` in, `Response<Body>` out, never an error.
 pub type Gateway = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
 
-/// What the running gateway shares with whoever started it.
+/// What the running gateway shares with whoever started it: its state, and what a reload
+/// replaces.
 pub struct Handles {
     pub ledger: Balances,
     pub keys: Keys,
-    pub catalog: ModelCatalog,
+    pub catalog: LiveCatalog,
+    limits: RateLimitLayer<Limits>,
+}
+
+/// What a reload replaced.
+#[derive(Debug)]
+pub struct Reloaded {
+    pub models: usize,
+    /// Keys in the file (with Redis, only those new to Redis were added).
+    pub keys: usize,
+}
+
+impl Handles {
+    /// Replaces the catalog, the keys and the limits with `config`'s, all validated first:
+    /// a configuration with any error changes nothing and says why. Each swap is atomic, and
+    /// requests in flight finish on what they started with. Balances are state, not
+    /// configuration: `[[accounts]]` only opens accounts at the first start. The other
+    /// sections take effect at the next start.
+    pub async fn reload(&self, config: &Config) -> Result<Reloaded, String> {
+        let catalog = ModelCatalog::from_file(config.catalog.clone()).map_err(|e| e.to_string())?;
+        let keys = InMemoryKeyStore::from_file(&config.auth).map_err(|e| e.to_string())?;
+        let backend = self.limits.backend().clone();
+        let limits = config.limits.layer(backend)?;
+        let reloaded = Reloaded {
+            models: catalog.len(),
+            keys: keys.len(),
+        };
+        match &self.keys {
+            Keys::Memory(serving) => serving.replace_all(&keys),
+            // Redis owns its keys (revocations included): the file only adds new ones.
+            Keys::Redis(serving) => {
+                for (digest, record) in keys.records() {
+                    let added = serving.insert_if_absent(&digest, &record).await;
+                    added.map_err(|e| format!("redis: key {}: {e}", record.principal.key_id()))?;
+                }
+            }
+        }
+        self.catalog.replace(catalog);
+        self.limits.reload(&limits);
+        Ok(reloaded)
+    }
 }
 
 /// The gateway over the OpenAI-compatible API at `upstream_url`.
@@ -55,6 +98,7 @@ where
     B::Error: Into<BoxError>,
 {
     let catalog = ModelCatalog::from_file(config.catalog.clone()).map_err(|e| e.to_string())?;
+    let catalog = LiveCatalog::new(catalog);
     let Backends {
         limits,
         ledger,
@@ -65,6 +109,7 @@ where
         auth = auth.required_prefix(prefix.as_str());
     }
     let body_limit = config.guard.body_limit();
+    let limits_layer = config.limits.layer(limits)?;
 
     let gateway = ServiceBuilder::new()
         .map_response(|response: Response<_>| response.map(Body::new))
@@ -85,7 +130,7 @@ where
                 .body_limit(body_limit)
                 .strict(config.guard.strict),
         )
-        .layer(config.limits.layer(limits)?)
+        .layer(limits_layer.clone())
         .layer(SsePassthroughLayer::new().inject_usage(true))
         .layer(
             BalanceGateLayer::new(ledger.clone())
@@ -97,6 +142,7 @@ where
         ledger,
         keys,
         catalog,
+        limits: limits_layer,
     };
     Ok((BoxCloneService::new(gateway), handles))
 }

@@ -5,6 +5,7 @@ use std::future::{Future, Ready, ready};
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use arc_swap::ArcSwap;
 use tollgate_core::{BoxError, Principal};
 
 use crate::KeyDigest;
@@ -117,8 +118,11 @@ impl<K: KeyStore> KeyStore for Arc<K> {
 /// ```
 #[derive(Clone, Default)]
 pub struct InMemoryKeyStore {
-    keys: Arc<papaya::HashMap<KeyDigest, KeyRecord>>,
+    /// The key set, swapped whole by [`InMemoryKeyStore::replace_all`].
+    keys: Arc<ArcSwap<Keys>>,
 }
+
+type Keys = papaya::HashMap<KeyDigest, KeyRecord>;
 
 impl InMemoryKeyStore {
     /// An empty store.
@@ -150,7 +154,7 @@ impl InMemoryKeyStore {
 
     /// Adds or replaces a full record.
     pub fn insert_record(&self, digest: KeyDigest, record: KeyRecord) {
-        self.keys.pin().insert(digest, record);
+        self.keys.load().pin().insert(digest, record);
     }
 
     /// Revokes a key; `false` if the store does not have it.
@@ -165,7 +169,23 @@ impl InMemoryKeyStore {
 
     /// Forgets a key; `false` if the store did not have it.
     pub fn remove(&self, digest: &KeyDigest) -> bool {
-        self.keys.pin().remove(digest).is_some()
+        self.keys.load().pin().remove(digest).is_some()
+    }
+
+    /// Replaces every key with `fresh`'s at once (a reloaded key file): a lookup sees either
+    /// the old set or the new one, never a mix.
+    ///
+    /// ```
+    /// use tollgate_auth::{InMemoryKeyStore, KeyDigest};
+    /// use tollgate_core::Principal;
+    ///
+    /// let store = InMemoryKeyStore::new().with_key("sk-old", Principal::new("key_old", "acct"));
+    /// store.replace_all(&InMemoryKeyStore::new().with_key("sk-new", Principal::new("key_new", "acct")));
+    /// assert_eq!(store.len(), 1);
+    /// assert!(store.records()[0].0 == KeyDigest::of("sk-new"));
+    /// ```
+    pub fn replace_all(&self, fresh: &InMemoryKeyStore) {
+        self.keys.store(fresh.keys.load_full());
     }
 
     /// Every key's digest and record (to copy the store into another, such as a shared one).
@@ -180,6 +200,7 @@ impl InMemoryKeyStore {
     /// ```
     pub fn records(&self) -> Vec<(KeyDigest, KeyRecord)> {
         self.keys
+            .load()
             .pin()
             .iter()
             .map(|(digest, record)| (*digest, record.clone()))
@@ -188,16 +209,17 @@ impl InMemoryKeyStore {
 
     /// How many keys the store holds (revoked and expired ones included).
     pub fn len(&self) -> usize {
-        self.keys.len()
+        self.keys.load().len()
     }
 
     /// Whether the store holds no key.
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.keys.load().is_empty()
     }
 
     fn update(&self, digest: &KeyDigest, change: impl Fn(&mut KeyRecord)) -> bool {
         self.keys
+            .load()
             .pin()
             .update(*digest, |record| {
                 let mut record = record.clone();
@@ -212,7 +234,7 @@ impl KeyStore for InMemoryKeyStore {
     type Future = Ready<Result<Option<KeyRecord>, BoxError>>;
 
     fn lookup(&self, digest: &KeyDigest) -> Self::Future {
-        ready(Ok(self.keys.pin().get(digest).cloned()))
+        ready(Ok(self.keys.load().pin().get(digest).cloned()))
     }
 }
 

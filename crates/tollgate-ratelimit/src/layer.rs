@@ -1,6 +1,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tollgate_core::Rate;
 
 use crate::headers::{Families, LimitValues};
@@ -61,7 +62,9 @@ impl Limits {
 #[derive(Debug)]
 pub struct RateLimitLayer<B = GovernorBackend> {
     pub(crate) backend: Arc<B>,
-    pub(crate) rules: Arc<Rules>,
+    /// Shared by every clone and every service made from this layer, so that
+    /// [`reload`](RateLimitLayer::reload) reaches them all.
+    pub(crate) rules: Arc<ArcSwap<Rules>>,
 }
 
 impl<B> Clone for RateLimitLayer<B> {
@@ -107,7 +110,7 @@ impl<B: RateLimitBackend> RateLimitLayer<B> {
     pub fn with_backend(backend: B) -> Self {
         RateLimitLayer {
             backend: Arc::new(backend),
-            rules: Arc::new(Rules::default()),
+            rules: Arc::new(ArcSwap::from_pointee(Rules::default())),
         }
     }
 
@@ -145,7 +148,7 @@ impl<B: RateLimitBackend> RateLimitLayer<B> {
     }
 
     fn with(self, change: impl FnOnce(&mut Rules)) -> Self {
-        let mut rules = (*self.rules).clone();
+        let mut rules = Rules::clone(&self.rules.load());
         change(&mut rules);
         let model_limits = || {
             [rules.per_key_model, rules.per_model]
@@ -164,7 +167,36 @@ impl<B: RateLimitBackend> RateLimitLayer<B> {
         );
         RateLimitLayer {
             backend: self.backend,
-            rules: Arc::new(rules),
+            rules: Arc::new(ArcSwap::from_pointee(rules)),
         }
+    }
+
+    /// Applies `fresh`'s rules (built from a reloaded configuration) from the next request on,
+    /// in this layer and every service made from it: the swap is atomic and lock-free, a
+    /// request in flight keeps the checks it was charged for, and the backend's state (what
+    /// each key has used) is kept.
+    ///
+    /// ```
+    /// use tollgate_core::Rate;
+    /// use tollgate_ratelimit::{Limits, RateLimitLayer};
+    ///
+    /// let live = RateLimitLayer::new().per_key(Limits::new().requests(Rate::per_minute(60)?));
+    /// let serving = live.clone();
+    /// live.reload(&RateLimitLayer::new().per_key(Limits::new().requests(Rate::per_minute(600)?)));
+    /// assert_eq!(serving.per_key_limits().requests, Some(Rate::per_minute(600)?));
+    /// # Ok::<(), tollgate_core::InvalidRate>(())
+    /// ```
+    pub fn reload(&self, fresh: &RateLimitLayer<B>) {
+        self.rules.store(fresh.rules.load_full());
+    }
+
+    /// The backend (to build a layer with reloaded rules on the same state).
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// The default per-key quotas in force now.
+    pub fn per_key_limits(&self) -> Limits {
+        self.rules.load().per_key
     }
 }

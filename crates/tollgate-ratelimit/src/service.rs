@@ -45,7 +45,7 @@ impl<B, Bk: RateLimitBackend> Admission<B> for RateLimitLayer<Bk> {
     // Inlined into the admission future, see `Start::after`.
     #[inline(always)]
     fn start(&self, request: &mut Request<B>) -> Start<RateTicket<Bk>, Self::Pending> {
-        let planned = plan(&self.rules, request);
+        let planned = plan(&self.rules.load(), request);
         if planned.checks.is_empty() {
             return Start::Decided(Verdict::Admit(
                 RateTicket::uncharged(RateHeaders::default()),
@@ -65,7 +65,7 @@ impl<B, Bk: RateLimitBackend> Admission<B> for RateLimitLayer<Bk> {
             &planned,
             result,
             request.extensions(),
-            &self.rules.limit_values,
+            &self.rules.load().limit_values,
         ) {
             (headers, None) => Verdict::Admit(RateTicket {
                 headers,
