@@ -40,6 +40,8 @@ pub enum ErrorKind {
     ModelNotFound,
     /// 404: no endpoint of the gateway answers this path.
     UnknownRoute,
+    /// 404: what the request names (an API key, an account) does not exist.
+    NotFound,
     /// 405: the path exists, but not for this method (the `Allow` header lists those it takes).
     MethodNotAllowed,
     /// 408: the client sent its request too slowly.
@@ -64,7 +66,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in status order.
-    pub const ALL: [ErrorKind; 17] = [
+    pub const ALL: [ErrorKind; 18] = [
         ErrorKind::InvalidRequest,
         ErrorKind::UnsupportedOperation,
         ErrorKind::Auth,
@@ -72,6 +74,7 @@ impl ErrorKind {
         ErrorKind::Forbidden,
         ErrorKind::ModelNotFound,
         ErrorKind::UnknownRoute,
+        ErrorKind::NotFound,
         ErrorKind::MethodNotAllowed,
         ErrorKind::RequestTimeout,
         ErrorKind::ModelRetired,
@@ -96,7 +99,9 @@ impl ErrorKind {
             ErrorKind::Auth => StatusCode::UNAUTHORIZED,
             ErrorKind::InsufficientBalance => StatusCode::PAYMENT_REQUIRED,
             ErrorKind::Forbidden => StatusCode::FORBIDDEN,
-            ErrorKind::ModelNotFound | ErrorKind::UnknownRoute => StatusCode::NOT_FOUND,
+            ErrorKind::ModelNotFound | ErrorKind::UnknownRoute | ErrorKind::NotFound => {
+                StatusCode::NOT_FOUND
+            }
             ErrorKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::ModelRetired => StatusCode::GONE,
@@ -126,6 +131,7 @@ impl ErrorKind {
             ErrorKind::Forbidden => "forbidden",
             ErrorKind::ModelNotFound => "model_not_found",
             ErrorKind::UnknownRoute => "unknown_route",
+            ErrorKind::NotFound => "not_found",
             ErrorKind::MethodNotAllowed => "method_not_allowed",
             ErrorKind::RequestTimeout => "request_timeout",
             ErrorKind::ModelRetired => "model_retired",
