@@ -106,7 +106,8 @@ impl Cache {
 }
 
 /// API keys in Redis, shared by every gateway replica: only SHA-256 digests are stored, one
-/// hash per key, `{prefix}:key:<digest hex>`, with the fields
+/// hash per key, `{prefix}:key:{keys}:<digest hex>` (and an index of key ids,
+/// `{prefix}:key:{keys}:ids`), with the fields
 ///
 /// | field | value |
 /// |---|---|
@@ -286,7 +287,7 @@ impl RedisKeyStore {
                 .map_or(0, |since| since.as_secs());
             fields.push(("expires_at", secs.to_string()));
         }
-        let mut args = vec![command.to_owned()];
+        let mut args = vec![command.to_owned(), record.principal.key_id().to_owned()];
         for (field, value) in fields {
             args.push(field.to_owned());
             args.push(value);
@@ -306,13 +307,14 @@ impl RedisKeyStore {
 
     async fn admin(&self, digest: &KeyDigest, args: Vec<String>) -> Result<bool, BoxError> {
         let key = self.key(digest);
+        let index = self.index();
         let hex = digest.to_hex();
         let channel = &*self.channel;
         let changed: i64 = self
             .redis
             .call(|mut connection| async move {
                 let mut invocation = KEY_ADMIN.prepare_invoke();
-                invocation.key(&key).arg(channel).arg(&hex);
+                invocation.key(&key).key(&index).arg(channel).arg(&hex);
                 for arg in &args {
                     invocation.arg(arg);
                 }
@@ -324,8 +326,53 @@ impl RedisKeyStore {
         Ok(changed == 1)
     }
 
+    /// Every key's hash shares one hash tag with the index, so a change to both is one
+    /// script on Redis Cluster too (lookups are cached, so that slot sees little traffic).
     fn key(&self, digest: &KeyDigest) -> String {
-        format!("{}:key:{}", self.redis.config().prefix(), digest.to_hex())
+        format!(
+            "{}:key:{{keys}}:{}",
+            self.redis.config().prefix(),
+            digest.to_hex()
+        )
+    }
+
+    /// The index of key ids: id → digest (hex).
+    fn index(&self) -> String {
+        format!("{}:key:{{keys}}:ids", self.redis.config().prefix())
+    }
+
+    /// Every key, read from Redis (not the cache): for administration, not the hot path.
+    pub async fn records(&self) -> Result<Vec<(KeyDigest, KeyRecord)>, BoxError> {
+        let index = self.index();
+        let ids: HashMap<String, String> = self
+            .redis
+            .call(|mut connection| async move {
+                redis::cmd("HGETALL")
+                    .arg(&index)
+                    .query_async(&mut connection)
+                    .await
+            })
+            .await?;
+        let mut records = Vec::with_capacity(ids.len());
+        for hex in ids.values() {
+            let digest = KeyDigest::from_hex(hex)
+                .ok_or_else(|| BoxError::from(format!("key index holds {hex:?}")))?;
+            let key = self.key(&digest);
+            let fields: HashMap<String, String> = self
+                .redis
+                .call(|mut connection| async move {
+                    redis::cmd("HGETALL")
+                        .arg(&key)
+                        .query_async(&mut connection)
+                        .await
+                })
+                .await?;
+            if let Some(record) = parse_record(&fields)? {
+                records.push((digest, record));
+            }
+        }
+        records.sort_by(|(_, a), (_, b)| a.principal.key_id().cmp(b.principal.key_id()));
+        Ok(records)
     }
 
     async fn fetch(&self, digest: KeyDigest) -> Result<Option<KeyRecord>, BoxError> {

@@ -193,6 +193,12 @@ async fn a_revocation_reaches_every_replica_within_a_second() {
     }
     let record = replicas[2].lookup(&digest).await.unwrap().unwrap();
     assert_eq!(record.principal, principal, "the principal round-trips");
+    let listed = replicas[1].records().await.unwrap();
+    assert_eq!(
+        listed,
+        vec![(digest, KeyRecord::new(principal.clone()))],
+        "the index lists it"
+    );
 
     assert!(replicas[0].revoke(&digest).await.unwrap());
     let revoked = Instant::now();
