@@ -2,12 +2,13 @@
 //!
 //! Stack the layers you need inside your own hyper or axum service. Each layer lives in its
 //! own crate and is re-exported here behind a feature of the same name; the default feature
-//! `layers` enables every layer and the upstream client, `full` adds the Redis backends and the
-//! testkit:
+//! `layers` enables every layer and the upstream client, `full` adds the admin API, the Redis
+//! backends and the testkit:
 //!
 //! | module | crate | what it does |
 //! |---|---|---|
 //! | [`core`] | `tollgate-core` | errors, the parsed request view, the caller identity, usage |
+//! | `admin` | `tollgate-admin` | `AdminService`: issue, change and revoke keys, top up accounts, reload, while serving |
 //! | `auth` | `tollgate-auth` | `BearerAuthLayer`: API keys stored hashed, 401s that say what to fix |
 //! | `balance` | `tollgate-balance` | `BalanceGateLayer`, `Ledger`: prepaid balance that never overspends (402), settled from usage |
 //! | `error` | `tollgate-error` | `ErrorEnvelopeLayer`: one JSON error envelope for every failure |
@@ -55,6 +56,9 @@
 #![deny(unreachable_pub)]
 
 pub use tollgate_core as core;
+
+#[cfg(feature = "admin")]
+pub use tollgate_admin as admin;
 
 #[cfg(feature = "auth")]
 pub use tollgate_auth as auth;

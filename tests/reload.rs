@@ -209,3 +209,57 @@ async fn requests_under_continuous_reloads_never_fail() {
         "{reloads} reloads, {served} requests"
     );
 }
+
+#[tokio::test]
+async fn the_admin_api_reloads_the_file_or_says_why_not() {
+    let upstream = MockUpstream::start().await;
+    let path = std::env::temp_dir().join(format!("tollgate-reload-{}.toml", std::process::id()));
+    std::fs::write(&path, config::DEFAULT_CONFIG).unwrap();
+    let config = config(config::DEFAULT_CONFIG);
+    let (server, handles) = start(&config, &upstream).await;
+    let handles = Arc::new(handles);
+    let path_text = path.to_str().unwrap().to_owned();
+    let admin = stack::admin(&handles, &config, Some(path_text))
+        .unwrap()
+        .unwrap();
+    let admin = TestServer::start(admin).await;
+    let reload = || async {
+        let request = Request::post("/admin/reload")
+            .header("host", "admin")
+            .header(
+                "authorization",
+                "Bearer adm-demo-0123456789abcdef0123456789abcdef",
+            )
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = tollgate_testkit::send(admin.addr(), request).await.unwrap();
+        let status = response.status().as_u16();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice::<Value>(&body).unwrap())
+    };
+
+    std::fs::write(&path, "[catalog\nbroken").unwrap();
+    let (status, error) = reload().await;
+    assert_eq!(status, 400, "{error}");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid gateway configuration")
+    );
+    assert_eq!(
+        status_of(&server, "gpt-4.1").await,
+        200,
+        "the old catalog still serves"
+    );
+
+    std::fs::write(&path, retiring_gpt_4_1()).unwrap();
+    let (status, reloaded) = reload().await;
+    assert_eq!(status, 200, "{reloaded}");
+    assert_eq!(status_of(&server, "gpt-4.1").await, 410);
+    let _ = std::fs::remove_file(&path);
+}
+
+async fn status_of(server: &TestServer, model: &str) -> u16 {
+    status(server.addr(), DEMO, model).await.0
+}

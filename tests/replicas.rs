@@ -36,7 +36,7 @@ const BROKE: &str = "sk-llmaai-broke-0123456789abcdef0123456789abcd";
 /// One gateway replica.
 struct Replica {
     server: TestServer,
-    handles: stack::Handles,
+    handles: Arc<stack::Handles>,
 }
 
 /// Where the replicas' Redis is.
@@ -66,6 +66,7 @@ async fn replicas(config: &config::Config, upstream: &MockUpstream, n: usize) ->
             .await
             .unwrap();
         let server = TestServer::start(gateway).await;
+        let handles = Arc::new(handles);
         replicas.push(Replica { server, handles });
     }
     replicas
@@ -453,4 +454,101 @@ fn a_crashed_replicas_reservations_flow_back_when_they_expire() {
             crashed.elapsed()
         );
     });
+}
+
+/// `method path` on the admin API with the demo admin key.
+async fn admin_call(addr: SocketAddr, method: &str, path: &str, body: Value) -> (u16, Value) {
+    let request = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "admin")
+        .header(
+            "authorization",
+            "Bearer adm-demo-0123456789abcdef0123456789abcdef",
+        )
+        .body(Full::new(Bytes::from(body.to_string())))
+        .unwrap();
+    let response = tollgate_testkit::send(addr, request).await.unwrap();
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+/// Polls `complete(addr, key)` until it answers `status`, at most 1 s; how long it took.
+async fn answers_within_a_second(addr: SocketAddr, key: &str, status: u16) -> Duration {
+    let since = Instant::now();
+    loop {
+        let (got, _, body) = complete(addr, key).await;
+        if got == status {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(1),
+            "still {got} after 1 s: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_and_money_managed_through_the_admin_api_hold_on_every_replica() {
+    let redis = RedisServer::start().unwrap();
+    let config = config(&Target::Node(&redis), "");
+    let upstream = MockUpstream::start().await;
+    let replicas = replicas(&config, &upstream, 3).await;
+    let admin = stack::admin(&replicas[0].handles, &config, None)
+        .unwrap()
+        .unwrap();
+    let admin = TestServer::start(admin).await;
+
+    // A new key, issued through replica 0's admin API, works at once on every replica.
+    let new = json!({"id": "key_new", "account": "acct_broke", "requests_per_minute": 100});
+    let (status, created) = admin_call(admin.addr(), "POST", "/admin/keys", new).await;
+    assert_eq!(status, 201, "{created}");
+    let key = created["key"].as_str().unwrap().to_owned();
+    for replica in &replicas {
+        let took = answers_within_a_second(replica.server.addr(), &key, 402).await;
+        println!("a new key known after {took:?}");
+    }
+
+    // A top-up of the empty account: the very next request passes, on another replica.
+    let top_up = json!({"amount": 5_000_000});
+    let (status, _) = admin_call(
+        admin.addr(),
+        "POST",
+        "/admin/accounts/acct_broke/top-up",
+        top_up,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(complete(replicas[2].server.addr(), &key).await.0, 200);
+    let (status, account) =
+        admin_call(admin.addr(), "GET", "/admin/accounts/acct_broke", json!({})).await;
+    assert_eq!(status, 200);
+    assert!(
+        account["balance"].as_u64().unwrap() < 5_000_000,
+        "charged: {account}"
+    );
+
+    // Revoked through the admin API: refused everywhere within a second.
+    let (status, _) = admin_call(
+        admin.addr(),
+        "POST",
+        "/admin/keys/key_new/revoke",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    for replica in &replicas {
+        let took = answers_within_a_second(replica.server.addr(), &key, 401).await;
+        println!("revoked after {took:?}");
+    }
+    let (_, listed) = admin_call(admin.addr(), "GET", "/admin/keys", json!({})).await;
+    let new = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == "key_new")
+        .unwrap();
+    assert_eq!(new["revoked"], true);
 }

@@ -15,6 +15,7 @@ use tollgate::balance::{
 };
 use tollgate::core::BoxError;
 use tollgate::ratelimit::{Check, GovernorBackend, RateLimitBackend};
+use tollgate_admin::{AccountAdmin, AdminFuture, KeyAdmin};
 
 use tollgate_redis::{Redis, RedisConfig, RedisKeyStore, RedisLedger, RedisRateLimiter};
 
@@ -198,6 +199,31 @@ impl KeyStore for Keys {
         match self {
             Keys::Memory(keys) => Either::Left(keys.lookup(digest)),
             Keys::Redis(keys) => Either::Right(keys.lookup(digest)),
+        }
+    }
+}
+
+impl KeyAdmin for Keys {
+    fn records(&self) -> AdminFuture<'_, Vec<(KeyDigest, KeyRecord)>> {
+        match self {
+            Keys::Memory(keys) => KeyAdmin::records(keys),
+            Keys::Redis(keys) => KeyAdmin::records(keys),
+        }
+    }
+
+    fn store(&self, digest: KeyDigest, record: KeyRecord) -> AdminFuture<'_, ()> {
+        match self {
+            Keys::Memory(keys) => keys.store(digest, record),
+            Keys::Redis(keys) => keys.store(digest, record),
+        }
+    }
+}
+
+impl AccountAdmin for Balances {
+    fn held(&self, account: &str) -> AdminFuture<'_, Vec<Reservation>> {
+        match self {
+            Balances::Memory(ledger) => ledger.held(account),
+            Balances::Redis(ledger) => ledger.held(account),
         }
     }
 }

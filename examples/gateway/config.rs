@@ -40,6 +40,8 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     /// Limits, balances and keys in Redis, shared by every replica; in memory without it.
     pub redis: Option<RedisSettings>,
+    /// The admin API on a listener of its own; off without it.
+    pub admin: Option<AdminSettings>,
     pub catalog: CatalogFile,
 }
 
@@ -340,5 +342,37 @@ impl RedisSettings {
             .reservation_ttl_secs
             .unwrap_or(upstream.total_timeout_secs + 60);
         Duration::from_secs(secs.max(1))
+    }
+}
+
+/// `[admin]`: where the admin API listens and the keys it accepts.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    pub listen: String,
+    pub keys: Vec<AdminKeyEntry>,
+}
+
+/// One admin key: `key` (plaintext) or `sha256` (its digest), and the id calls are logged as.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminKeyEntry {
+    pub id: String,
+    pub key: Option<String>,
+    pub sha256: Option<String>,
+}
+
+impl AdminKeyEntry {
+    /// The key's digest.
+    pub fn digest(&self) -> Result<tollgate::auth::KeyDigest, String> {
+        match (&self.key, &self.sha256) {
+            (Some(key), None) => Ok(tollgate::auth::KeyDigest::of(key)),
+            (None, Some(hex)) => tollgate::auth::KeyDigest::from_hex(hex)
+                .ok_or_else(|| format!("admin key {}: sha256 is not 64 hex digits", self.id)),
+            _ => Err(format!(
+                "admin key {}: set exactly one of `key` and `sha256`",
+                self.id
+            )),
+        }
     }
 }

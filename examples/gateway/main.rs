@@ -15,10 +15,14 @@ mod backends;
 mod config;
 mod stack;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tollgate_testkit::MockUpstream;
+
+/// The demo admin key of the embedded configuration (`[[admin.keys]]` in gateway.toml).
+const DEMO_ADMIN_KEY: &str = "adm-demo-0123456789abcdef0123456789abcdef";
 
 struct Args {
     listen: Option<String>,
@@ -66,23 +70,15 @@ async fn main() {
 /// Reloads the catalog, keys and limits from `path` on every SIGHUP; a file with errors
 /// changes nothing and the gateway says why.
 #[cfg(unix)]
-async fn reload_on_hangup(path: String, handles: stack::Handles) {
+async fn reload_on_hangup(path: String, handles: Arc<stack::Handles>) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(hangups) => hangups,
         Err(error) => return eprintln!("gateway: no reload on SIGHUP: {error}"),
     };
     while hangups.recv().await.is_some() {
-        let text = std::fs::read_to_string(&path).map_err(|error| format!("{path}: {error}"));
-        let reloaded = match text.and_then(|text| config::Config::parse(&text)) {
-            Ok(config) => handles.reload(&config).await,
-            Err(error) => Err(error),
-        };
-        match reloaded {
-            Ok(reloaded) => println!(
-                "reloaded {path}: {} models, {} keys",
-                reloaded.models, reloaded.keys
-            ),
+        match handles.reload_file(&path).await {
+            Ok(summary) => println!("{summary}"),
             Err(error) => eprintln!(
                 "gateway: reload refused, the previous configuration still serves: {error}"
             ),
@@ -159,10 +155,34 @@ async fn run() -> Result<(), String> {
         );
     }
 
+    let handles = Arc::new(handles);
     #[cfg(unix)]
     if let Some(path) = args.config.clone() {
         println!("reload: kill -HUP {} re-reads {path}", std::process::id());
-        tokio::spawn(reload_on_hangup(path, handles));
+        tokio::spawn(reload_on_hangup(path, handles.clone()));
+    }
+    if let Some(admin) = stack::admin(&handles, &config, args.config.clone())? {
+        let listen = config
+            .admin
+            .as_ref()
+            .map_or("", |admin| admin.listen.as_str());
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|error| format!("admin: listen on {listen}: {error}"))?;
+        let admin_address = listener.local_addr().map_err(|error| error.to_string())?;
+        println!("admin API on http://{admin_address}/admin (see the README's \"Admin API\")");
+        if args.config.is_none() {
+            println!(
+                "try:\n  curl -s http://{admin_address}/admin/keys -H 'Authorization: Bearer {DEMO_ADMIN_KEY}'\n  curl -s -X POST http://{admin_address}/admin/accounts/acct_broke/top-up -H 'Authorization: Bearer {DEMO_ADMIN_KEY}' -d '{{\"amount\":1000000}}'"
+            );
+        }
+        let limits = config.server.limits()?;
+        tokio::spawn(tollgate_testkit::serve(
+            listener,
+            admin,
+            limits,
+            std::future::pending::<()>(),
+        ));
     }
 
     let shutdown = async {

@@ -4,6 +4,8 @@
 use std::convert::Infallible;
 
 use http::{Method, Request, Response};
+use std::sync::Arc;
+
 use tollgate::auth::BearerAuthLayer;
 use tollgate::auth::InMemoryKeyStore;
 use tollgate::balance::{BalanceGateLayer, TracingUsageSink};
@@ -14,6 +16,7 @@ use tollgate::guard::RequestGuardLayer;
 use tollgate::models::{ListModels, LiveCatalog, ModelCatalog, ModelResolutionLayer};
 use tollgate::ratelimit::RateLimitLayer;
 use tollgate::sse::SsePassthroughLayer;
+use tollgate_admin::AdminService;
 use tower::layer::layer_fn;
 use tower::steer::Steer;
 use tower::util::BoxCloneService;
@@ -45,6 +48,17 @@ pub struct Reloaded {
 }
 
 impl Handles {
+    /// Reads `path` and [`reload`](Handles::reload)s it; a summary, or why nothing changed.
+    pub async fn reload_file(&self, path: &str) -> Result<String, String> {
+        let text = std::fs::read_to_string(path).map_err(|error| format!("{path}: {error}"))?;
+        let config = Config::parse(&text)?;
+        let reloaded = self.reload(&config).await?;
+        Ok(format!(
+            "reloaded {path}: {} models, {} keys",
+            reloaded.models, reloaded.keys
+        ))
+    }
+
     /// Replaces the catalog, the keys and the limits with `config`'s, all validated first:
     /// a configuration with any error changes nothing and says why. Each swap is atomic, and
     /// requests in flight finish on what they started with. Balances are state, not
@@ -145,6 +159,34 @@ where
         limits: limits_layer,
     };
     Ok((BoxCloneService::new(gateway), handles))
+}
+
+/// The admin API over the gateway's keys and ledger, per `[admin]`; `reload_from` is the
+/// configuration file `POST /admin/reload` re-reads (none: the embedded default, nothing to
+/// reload).
+pub fn admin(
+    handles: &Arc<Handles>,
+    config: &Config,
+    reload_from: Option<String>,
+) -> Result<Option<AdminService<Keys, Balances>>, String> {
+    let Some(settings) = &config.admin else {
+        return Ok(None);
+    };
+    let mut admin = AdminService::new(handles.keys.clone(), handles.ledger.clone());
+    for entry in &settings.keys {
+        admin = admin.admin_key_digest(entry.id.as_str(), entry.digest()?);
+    }
+    if let Some(prefix) = &config.auth.required_prefix {
+        admin = admin.key_prefix(prefix.as_str());
+    }
+    if let Some(path) = reload_from {
+        let handles = handles.clone();
+        admin = admin.on_reload(move || {
+            let (handles, path) = (handles.clone(), path.clone());
+            async move { handles.reload_file(&path).await }
+        });
+    }
+    Ok(Some(admin))
 }
 
 /// `GET` or `HEAD` of `/v1/models[/{id}]` goes to the catalog's list (the routes layer let

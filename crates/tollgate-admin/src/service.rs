@@ -113,7 +113,13 @@ impl<K: KeyAdmin + Clone, L: AccountAdmin + Clone> AdminService<K, L> {
 
     /// Accepts `key` as an admin key, logged as `id`.
     pub fn admin_key(self, id: impl Into<Arc<str>>, key: &str) -> Self {
-        self.with(|shared| shared.admins.push((id.into(), KeyDigest::of(key))))
+        self.admin_key_digest(id, KeyDigest::of(key))
+    }
+
+    /// Accepts the admin key whose SHA-256 digest is `digest` (so the key itself need not be
+    /// in any file), logged as `id`.
+    pub fn admin_key_digest(self, id: impl Into<Arc<str>>, digest: KeyDigest) -> Self {
+        self.with(|shared| shared.admins.push((id.into(), digest)))
     }
 
     /// The prefix of the API keys it issues (`sk-` by default; the gateway's
