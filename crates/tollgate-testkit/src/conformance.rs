@@ -968,83 +968,95 @@ async fn cap_month_end_resets_exactly_once<C: CapStore>(store: &C, run: &str) {
     );
 }
 
+/// A walk of one cap over the calendar, hour by hour, and where it must be admitted.
+struct CalendarWalk {
+    vector: &'static str,
+    cap: SpendCap,
+    from: &'static str,
+    to: &'static str,
+    /// Boundaries: the walk also visits the millisecond before each.
+    edges: &'static [&'static str],
+    admitted: &'static [&'static str],
+}
+
 async fn cap_leap_days_and_year_ends<C: CapStore>(store: &C, run: &str) {
     let hour = Duration::from_secs(3_600);
     let daily = SpendCap::daily(1_000).expect("cap");
     let weekly = SpendCap::weekly(1_000).expect("cap");
-    let cases: [(&str, SpendCap, &str, &str, &[&str], &[&str]); 6] = [
-        (
-            "a leap day is a day",
-            daily,
-            "2028-02-28T00:00:00Z",
-            "2028-03-01T23:00:00Z",
-            &["2028-02-29T00:00:00Z", "2028-03-01T00:00:00Z"],
-            &[
+    let walks = [
+        CalendarWalk {
+            vector: "a leap day is a day",
+            cap: daily,
+            from: "2028-02-28T00:00:00Z",
+            to: "2028-03-01T23:00:00Z",
+            edges: &["2028-02-29T00:00:00Z", "2028-03-01T00:00:00Z"],
+            admitted: &[
                 "2028-02-28T00:00:00Z",
                 "2028-02-29T00:00:00Z",
                 "2028-03-01T00:00:00Z",
             ],
-        ),
-        (
-            "February of a leap year ends after the 29th",
-            monthly(1_000),
-            "2028-02-28T00:00:00Z",
-            "2028-03-01T23:00:00Z",
-            &["2028-03-01T00:00:00Z"],
-            &["2028-02-28T00:00:00Z", "2028-03-01T00:00:00Z"],
-        ),
-        (
-            "February of a common year ends after the 28th",
-            monthly(1_000),
-            "2027-02-27T00:00:00Z",
-            "2027-03-01T23:00:00Z",
-            &["2027-03-01T00:00:00Z"],
-            &["2027-02-27T00:00:00Z", "2027-03-01T00:00:00Z"],
-        ),
-        (
-            "a year end is a day's end",
-            daily,
-            "2026-12-31T00:00:00Z",
-            "2027-01-01T23:00:00Z",
-            &["2027-01-01T00:00:00Z"],
-            &["2026-12-31T00:00:00Z", "2027-01-01T00:00:00Z"],
-        ),
-        (
-            "an ISO week runs across a year end",
-            weekly,
-            "2026-12-27T00:00:00Z",
-            "2027-01-05T00:00:00Z",
-            &[
+        },
+        CalendarWalk {
+            vector: "February of a leap year ends after the 29th",
+            cap: monthly(1_000),
+            from: "2028-02-28T00:00:00Z",
+            to: "2028-03-01T23:00:00Z",
+            edges: &["2028-03-01T00:00:00Z"],
+            admitted: &["2028-02-28T00:00:00Z", "2028-03-01T00:00:00Z"],
+        },
+        CalendarWalk {
+            vector: "February of a common year ends after the 28th",
+            cap: monthly(1_000),
+            from: "2027-02-27T00:00:00Z",
+            to: "2027-03-01T23:00:00Z",
+            edges: &["2027-03-01T00:00:00Z"],
+            admitted: &["2027-02-27T00:00:00Z", "2027-03-01T00:00:00Z"],
+        },
+        CalendarWalk {
+            vector: "a year end is a day's end",
+            cap: daily,
+            from: "2026-12-31T00:00:00Z",
+            to: "2027-01-01T23:00:00Z",
+            edges: &["2027-01-01T00:00:00Z"],
+            admitted: &["2026-12-31T00:00:00Z", "2027-01-01T00:00:00Z"],
+        },
+        CalendarWalk {
+            vector: "an ISO week runs across a year end",
+            cap: weekly,
+            from: "2026-12-27T00:00:00Z",
+            to: "2027-01-05T00:00:00Z",
+            edges: &[
                 "2026-12-28T00:00:00Z",
                 "2027-01-01T00:00:00Z",
                 "2027-01-04T00:00:00Z",
             ],
-            &[
+            admitted: &[
                 "2026-12-27T00:00:00Z",
                 "2026-12-28T00:00:00Z",
                 "2027-01-04T00:00:00Z",
             ],
-        ),
-        (
-            "a week holding a leap day",
-            weekly,
-            "2028-02-27T00:00:00Z",
-            "2028-03-06T00:00:00Z",
-            &["2028-02-28T00:00:00Z", "2028-03-06T00:00:00Z"],
-            &[
+        },
+        CalendarWalk {
+            vector: "a week holding a leap day",
+            cap: weekly,
+            from: "2028-02-27T00:00:00Z",
+            to: "2028-03-06T00:00:00Z",
+            edges: &["2028-02-28T00:00:00Z", "2028-03-06T00:00:00Z"],
+            admitted: &[
                 "2028-02-27T00:00:00Z",
                 "2028-02-28T00:00:00Z",
                 "2028-03-06T00:00:00Z",
             ],
-        ),
+        },
     ];
-    for (n, (vector, cap, from, to, edges, expected)) in cases.into_iter().enumerate() {
+    for (n, walk) in walks.into_iter().enumerate() {
         let key = cap_key(run, &format!("calendar-{n}"));
-        let walk = instants(from, to, hour, edges);
+        let instants = instants(walk.from, walk.to, hour, walk.edges);
         assert_eq!(
-            admitted_walk(store, &key, cap, walk).await,
-            expected,
-            "{vector}: admitted at"
+            admitted_walk(store, &key, walk.cap, instants).await,
+            walk.admitted,
+            "{}: admitted at",
+            walk.vector
         );
     }
 }
