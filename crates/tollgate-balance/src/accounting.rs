@@ -135,10 +135,10 @@ pub(crate) enum Ending {
 /// how it ended, or (as if no usage came) when dropped.
 pub(crate) struct Accountant<L: Ledger, C: CapStore> {
     pub(crate) ledger: Arc<L>,
-    pub(crate) caps: Arc<C>,
     pub(crate) reservation: Option<Reservation>,
-    /// Held on the key's spend caps, when it has some.
-    pub(crate) cap_reservation: Option<CapReservation>,
+    /// What the key's spend caps hold, and where, when it has caps (a caller without them
+    /// costs no reference to the store).
+    pub(crate) caps: Option<(Arc<C>, CapReservation)>,
     pub(crate) prices: Prices,
     pub(crate) prompt_estimate: u64,
     pub(crate) policy: NoUsagePolicy,
@@ -212,11 +212,11 @@ impl<L: Ledger, C: CapStore> Accountant<L, C> {
             (sink, record)
         });
         let started = self.started;
-        let settle: Settling<L, C> = match self.cap_reservation.take() {
+        let settle: Settling<L, C> = match self.caps.take() {
             // The caps first: the ledger then takes no more than they counted, so a cap holds
             // even against an upstream that ignored `max_tokens`.
-            Some(cap_reservation) => Settling::Caps {
-                caps: self.caps.settle(cap_reservation, asked),
+            Some((caps, cap_reservation)) => Settling::Caps {
+                caps: caps.settle(cap_reservation, asked),
                 ledger: self.ledger.clone(),
                 reservation: Some(reservation),
                 asked,

@@ -1,6 +1,6 @@
 //! Spend caps per API key: the `CapStore` trait and the in-memory store.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::future::{Future, Ready, ready};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -247,8 +247,9 @@ struct KeyState {
     /// Rolling caps by period length (ms).
     rolling: HashMap<i64, Rolling>,
     open: HashMap<ReservationId, Open>,
-    /// Open reservations in the order they expire (the time to live is the same for all).
-    deadlines: VecDeque<(Instant, ReservationId)>,
+    /// No open reservation expires before this: until then a sweep has nothing to do. Not
+    /// moved when one settles, so it may be early, never late.
+    next_sweep: Option<Instant>,
     /// Reservations that expired unsettled, and when.
     expired: HashMap<ReservationId, Instant>,
 }
@@ -271,6 +272,7 @@ struct Open {
     caps: Arc<[SpendCap]>,
     amount: Micros,
     at: SystemTime,
+    deadline: Instant,
 }
 
 impl KeyState {
@@ -339,24 +341,26 @@ impl KeyState {
 
     /// Gives back reservations past their deadline.
     fn sweep(&mut self, now: Instant) {
-        let mut swept = false;
-        while let Some(&(deadline, id)) = self.deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.deadlines.pop_front();
+        if self.next_sweep.is_none_or(|due| due > now) {
+            return;
+        }
+        let expired: Vec<ReservationId> = self
+            .open
+            .iter()
+            .filter(|(_, open)| open.deadline <= now)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in expired {
             if let Some(open) = self.open.remove(&id) {
                 for cap in open.caps.iter() {
                     self.hold(cap, open.at, open.amount, false);
                 }
                 self.expired.insert(id, now);
-                swept = true;
             }
         }
-        if swept {
-            self.expired
-                .retain(|_, at| now.duration_since(*at) < EXPIRED_KEPT);
-        }
+        self.expired
+            .retain(|_, at| now.duration_since(*at) < EXPIRED_KEPT);
+        self.next_sweep = self.open.values().map(|open| open.deadline).min();
     }
 
     /// Forgets windows and slots that can no longer count at `at` and hold nothing (a late
@@ -367,8 +371,12 @@ impl KeyState {
             tally.held > 0 || window_end(*period, *start) > horizon
         });
         self.rolling.retain(|length, rolling| {
-            let slots = RollingSlots::new(Duration::from_millis(length.unsigned_abs()));
-            rolling.slots = rolling.slots.split_off(&slots.oldest(at));
+            let oldest = RollingSlots::new(Duration::from_millis(length.unsigned_abs())).oldest(at);
+            while let Some(first) = rolling.slots.first_entry()
+                && *first.key() < oldest
+            {
+                first.remove();
+            }
             rolling.held > 0 || !rolling.slots.is_empty()
         });
     }
@@ -517,13 +525,15 @@ impl InMemoryCapStore {
             for cap in caps.iter() {
                 state.hold(cap, at, amount, true);
             }
+            let deadline = now + ttl;
             let open = Open {
                 caps: caps.clone(),
                 amount,
                 at,
+                deadline,
             };
             state.open.insert(id, open);
-            state.deadlines.push_back((now + ttl, id));
+            state.next_sweep = Some(state.next_sweep.map_or(deadline, |due| due.min(deadline)));
             Ok(CapReservation {
                 id,
                 key_id: key_id.clone(),

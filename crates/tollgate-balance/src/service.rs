@@ -104,9 +104,8 @@ impl<B, L: Ledger, C: CapStore> Admission<B> for BalanceGateLayer<L, C> {
         let hold = Hold {
             accountant: Accountant {
                 ledger: config.ledger.clone(),
-                caps: config.caps.clone(),
                 reservation: None,
-                cap_reservation: None,
+                caps: None,
                 prices: model.prices,
                 prompt_estimate: estimate.prompt,
                 policy: config.policy,
@@ -155,7 +154,7 @@ impl<B, L: Ledger, C: CapStore> Admission<B> for BalanceGateLayer<L, C> {
             }
             (Ok(reservation), Some(Ok(cap_reservation))) => {
                 hold.accountant.reservation = Some(reservation);
-                hold.accountant.cap_reservation = Some(cap_reservation);
+                hold.accountant.caps = Some((config.caps.clone(), cap_reservation));
                 Verdict::Admit(Billing(Some(hold)))
             }
             // The balance decides first: waiting for a cap to reset is no use without credit.
