@@ -1,4 +1,5 @@
-//! `BalanceGateLayer`: a prepaid-balance gate that can never overspend.
+//! `BalanceGateLayer`: a prepaid-balance gate, with spend caps per API key, that can never
+//! overspend.
 //!
 //! - [`Ledger`]: `reserve` / `settle` / `release` / `balance` / `top_up` in integer
 //!   micro-units; [`InMemoryLedger`] is atomic per account, so concurrent requests can never
