@@ -1,14 +1,16 @@
 //! Settling a request to its real cost, and telling the usage sink about it.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use serde::Serialize;
 use tollgate_core::admission::poll_now;
 use tollgate_core::{Endpoint, Prices, Usage};
 
-use crate::{Ledger, Micros, Reservation};
+use crate::{CapReservation, CapStore, Ledger, LedgerError, Micros, Reservation, Settlement};
 
 /// What to charge when no usage arrives (the client went away mid-stream, or the upstream
 /// sent none).
@@ -68,8 +70,9 @@ pub struct UsageRecord {
     pub uncapped_cost: Micros,
     /// The ledger took less than `uncapped_cost`: the upstream used more than the reservation
     /// allowed for (it ignored `max_tokens`), and the charge stopped at the reservation plus
-    /// what the balance held, so the balance never goes negative. Also set when an estimated
-    /// charge stopped at the reservation, or a settlement failed.
+    /// what the balance held, so the balance never goes negative, or at what the key's spend
+    /// caps had room for, so no cap is exceeded. Also set when an estimated charge stopped at
+    /// the reservation, or a settlement failed.
     pub capped: bool,
     /// The response status.
     pub status: u16,
@@ -130,9 +133,12 @@ pub(crate) enum Ending {
 
 /// Everything needed to settle one request, whichever way it ends. Settles once: when told
 /// how it ended, or (as if no usage came) when dropped.
-pub(crate) struct Accountant<L: Ledger> {
+pub(crate) struct Accountant<L: Ledger, C: CapStore> {
     pub(crate) ledger: Arc<L>,
     pub(crate) reservation: Option<Reservation>,
+    /// What the key's spend caps hold, and where, when it has caps (a caller without them
+    /// costs no reference to the store).
+    pub(crate) caps: Option<(Arc<C>, CapReservation)>,
     pub(crate) prices: Prices,
     pub(crate) prompt_estimate: u64,
     pub(crate) policy: NoUsagePolicy,
@@ -152,7 +158,7 @@ pub(crate) struct RecordBase {
     pub(crate) status: u16,
 }
 
-impl<L: Ledger> Accountant<L> {
+impl<L: Ledger, C: CapStore> Accountant<L, C> {
     pub(crate) fn finish(&mut self, ending: Ending) {
         let Some(reservation) = self.reservation.take() else {
             return;
@@ -206,7 +212,17 @@ impl<L: Ledger> Accountant<L> {
             (sink, record)
         });
         let started = self.started;
-        let settle = self.ledger.settle(reservation, asked);
+        let settle: Settling<L, C> = match self.caps.take() {
+            // The caps first: the ledger then takes no more than they counted, so a cap holds
+            // even against an upstream that ignored `max_tokens`.
+            Some((caps, cap_reservation)) => Settling::Caps {
+                caps: caps.settle(cap_reservation, asked),
+                ledger: self.ledger.clone(),
+                reservation: Some(reservation),
+                asked,
+            },
+            None => Settling::Ledger(self.ledger.settle(reservation, asked)),
+        };
         run(settle, move |settled| {
             let charged = match settled {
                 Ok(settlement) => settlement.charged,
@@ -225,14 +241,60 @@ impl<L: Ledger> Accountant<L> {
     }
 }
 
-impl<L: Ledger> Drop for Accountant<L> {
+impl<L: Ledger, C: CapStore> Drop for Accountant<L, C> {
     fn drop(&mut self) {
         self.finish(Ending::NoUsage { output_bytes: 0 });
     }
 }
 
-/// Runs a ledger future: at once when it is ready (the in-memory ledger), else on a task.
-fn run<F>(mut future: F, done: impl FnOnce(F::Output) + Send + 'static)
+/// Settling a request: its spend caps, then its balance by what the caps counted.
+enum Settling<L: Ledger, C: CapStore> {
+    Caps {
+        caps: C::Settle,
+        ledger: Arc<L>,
+        reservation: Option<Reservation>,
+        asked: Micros,
+    },
+    Ledger(L::Settle),
+}
+
+impl<L: Ledger, C: CapStore> Future for Settling<L, C> {
+    type Output = Result<Settlement, LedgerError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        loop {
+            match this {
+                Settling::Ledger(settle) => return Pin::new(settle).poll(cx),
+                Settling::Caps {
+                    caps,
+                    ledger,
+                    reservation,
+                    asked,
+                } => {
+                    let charged = match ready!(Pin::new(caps).poll(cx)) {
+                        Ok(settled) => settled.charged.min(*asked),
+                        Err(error) => {
+                            // The cap's hold expires by itself; the balance is still charged.
+                            tracing::error!(error = %error, "settling a cap reservation failed");
+                            *asked
+                        }
+                    };
+                    let Some(reservation) = reservation.take() else {
+                        return Poll::Ready(Err(LedgerError::Unavailable(
+                            "settlement polled after completion".into(),
+                        )));
+                    };
+                    *this = Settling::Ledger(ledger.settle(reservation, charged));
+                }
+            }
+        }
+    }
+}
+
+/// Runs a ledger or cap store future: at once when it is ready (the in-memory stores), else
+/// on a task.
+pub(crate) fn run<F>(mut future: F, done: impl FnOnce(F::Output) + Send + 'static)
 where
     F: Future + Send + Unpin + 'static,
     F::Output: Send,

@@ -11,8 +11,8 @@ use pin_project_lite::pin_project;
 use tollgate_core::{BoxError, Usage};
 use tollgate_sse::{ChatStreamSummary, Event, SseBody, SseObserver, StreamEnd};
 
-use crate::Ledger;
 use crate::accounting::{Accountant, Ending};
+use crate::{CapStore, InMemoryCapStore, Ledger};
 
 /// The last bytes of a JSON response kept to find `usage`: it closes a chat completion.
 const TAIL: usize = 8 * 1024;
@@ -20,16 +20,16 @@ const TAIL: usize = 8 * 1024;
 pin_project! {
     /// A JSON response body, forwarded frame by frame, that settles the request from the
     /// `usage` at its end. Only its last few KiB are kept, never the whole response.
-    pub(crate) struct UsageBody<B, L: Ledger> {
+    pub(crate) struct UsageBody<B, L: Ledger, C: CapStore> {
         #[pin]
         inner: B,
         tail: Vec<u8>,
-        accountant: Option<Accountant<L>>,
+        accountant: Option<Accountant<L, C>>,
     }
 }
 
-impl<B, L: Ledger> UsageBody<B, L> {
-    pub(crate) fn new(inner: B, accountant: Accountant<L>) -> Self {
+impl<B, L: Ledger, C: CapStore> UsageBody<B, L, C> {
+    pub(crate) fn new(inner: B, accountant: Accountant<L, C>) -> Self {
         UsageBody {
             inner,
             tail: Vec::new(),
@@ -38,10 +38,11 @@ impl<B, L: Ledger> UsageBody<B, L> {
     }
 }
 
-impl<B, L> http_body::Body for UsageBody<B, L>
+impl<B, L, C> http_body::Body for UsageBody<B, L, C>
 where
     B: http_body::Body<Data = Bytes>,
     L: Ledger,
+    C: CapStore,
 {
     type Data = Bytes;
     type Error = B::Error;
@@ -117,12 +118,12 @@ fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
 }
 
 /// Watches an event stream for its usage chunk, then settles.
-pub(crate) struct UsageObserver<L: Ledger> {
+pub(crate) struct UsageObserver<L: Ledger, C: CapStore> {
     pub(crate) summary: ChatStreamSummary,
-    pub(crate) accountant: Accountant<L>,
+    pub(crate) accountant: Accountant<L, C>,
 }
 
-impl<L: Ledger> SseObserver for UsageObserver<L> {
+impl<L: Ledger, C: CapStore> SseObserver for UsageObserver<L, C> {
     fn on_event(&mut self, event: &Event<'_>) {
         self.summary.observe(event);
     }
@@ -162,30 +163,30 @@ mod tests {
 pin_project! {
     /// The response body of [`BalanceGate`](crate::BalanceGate): passed through, watched for
     /// usage (JSON or event stream), or a rendered 402.
-    pub struct BalanceBody<B, L: Ledger> {
+    pub struct BalanceBody<B, L: Ledger, C: CapStore = InMemoryCapStore> {
         #[pin]
-        kind: Kind<B, L>,
+        kind: Kind<B, L, C>,
     }
 }
 
 pin_project! {
     #[project = KindProj]
-    enum Kind<B, L: Ledger> {
+    enum Kind<B, L: Ledger, C: CapStore> {
         Passthrough { #[pin] body: B },
-        Json { #[pin] body: UsageBody<B, L> },
+        Json { #[pin] body: UsageBody<B, L, C> },
         Stream { #[pin] body: SseBody<B> },
         Rendered { body: Full<Bytes> },
     }
 }
 
-impl<B, L: Ledger> BalanceBody<B, L> {
+impl<B, L: Ledger, C: CapStore> BalanceBody<B, L, C> {
     pub(crate) fn passthrough(body: B) -> Self {
         BalanceBody {
             kind: Kind::Passthrough { body },
         }
     }
 
-    pub(crate) fn json(body: UsageBody<B, L>) -> Self {
+    pub(crate) fn json(body: UsageBody<B, L, C>) -> Self {
         BalanceBody {
             kind: Kind::Json { body },
         }
@@ -204,7 +205,7 @@ impl<B, L: Ledger> BalanceBody<B, L> {
     }
 }
 
-impl<B, L: Ledger> fmt::Debug for BalanceBody<B, L> {
+impl<B, L: Ledger, C: CapStore> fmt::Debug for BalanceBody<B, L, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self.kind {
             Kind::Passthrough { .. } => "BalanceBody::Passthrough",
@@ -215,11 +216,12 @@ impl<B, L: Ledger> fmt::Debug for BalanceBody<B, L> {
     }
 }
 
-impl<B, L> http_body::Body for BalanceBody<B, L>
+impl<B, L, C> http_body::Body for BalanceBody<B, L, C>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<BoxError>,
     L: Ledger,
+    C: CapStore,
 {
     type Data = Bytes;
     type Error = B::Error;

@@ -1,9 +1,11 @@
 use std::fmt;
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::Response;
 use http::header::{HeaderName, HeaderValue};
 use tollgate_core::admission::Respond;
+use tollgate_core::spend::{CapPeriod, rfc3339};
 use tollgate_core::{
     BoxError, Endpoint, ErrorKind, GatewayError, ModelInfo, X_MODEL, is_event_stream,
 };
@@ -11,7 +13,7 @@ use tollgate_sse::{ChatStreamSummary, SseBody, SseObserver, SseObservers};
 
 use crate::accounting::{Accountant, Ending};
 use crate::body::{BalanceBody, UsageBody, UsageObserver};
-use crate::{Ledger, LedgerError, Micros};
+use crate::{CapError, CapExceededStatus, CapStore, Ledger, LedgerError, Micros};
 
 /// The response header with the account's unreserved balance once this request's reservation
 /// (its worst case) is held, in micro-units: set on the response head, before the request is
@@ -21,8 +23,8 @@ pub const X_BALANCE_UNRESERVED: HeaderName =
     HeaderName::from_static("x-tollgate-balance-unreserved");
 
 /// A request on its way: how to settle it, and what to add to its response.
-pub struct Hold<L: Ledger> {
-    pub(crate) accountant: Accountant<L>,
+pub struct Hold<L: Ledger, C: CapStore> {
+    pub(crate) accountant: Accountant<L, C>,
     pub(crate) balance_header: bool,
     pub(crate) observers: Option<SseObservers>,
     /// The routed endpoint: a stream this gate wraps itself reports a failure in its shape.
@@ -31,30 +33,31 @@ pub struct Hold<L: Ledger> {
 
 /// The balance gate's hold on a request it admitted: the reservation to settle as the
 /// response ends (or to release when nothing is served).
-pub struct Billing<L: Ledger>(pub(crate) Option<Hold<L>>);
+pub struct Billing<L: Ledger, C: CapStore>(pub(crate) Option<Hold<L, C>>);
 
-impl<L: Ledger> fmt::Debug for Billing<L> {
+impl<L: Ledger, C: CapStore> fmt::Debug for Billing<L, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_tuple("Billing").field(&self.0.is_some()).finish()
     }
 }
 
-impl<B, L> Respond<B> for Billing<L>
+impl<B, L, C> Respond<B> for Billing<L, C>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
     L: Ledger,
+    C: CapStore,
 {
-    type Body = BalanceBody<B, L>;
+    type Body = BalanceBody<B, L, C>;
 
-    fn admitted(self, response: Response<B>) -> Response<BalanceBody<B, L>> {
+    fn admitted(self, response: Response<B>) -> Response<BalanceBody<B, L, C>> {
         match self.0 {
             Some(hold) => settle_on(response, hold),
             None => response.map(BalanceBody::passthrough),
         }
     }
 
-    fn rejected(self, error: GatewayError) -> Response<BalanceBody<B, L>> {
+    fn rejected(self, error: GatewayError) -> Response<BalanceBody<B, L, C>> {
         error.into_response().map(BalanceBody::rendered)
     }
 
@@ -96,6 +99,68 @@ pub(crate) fn reject(error: LedgerError) -> GatewayError {
     }
 }
 
+/// The 402 (or 429, as the operator chose) for a spend cap without room, or the 503 when the
+/// cap store is down.
+pub(crate) fn reject_cap(
+    error: CapError,
+    status: CapExceededStatus,
+    now: SystemTime,
+) -> GatewayError {
+    let exceeded = match error {
+        CapError::Exceeded(exceeded) => exceeded,
+        CapError::Unavailable(error) => {
+            tracing::error!(error = %error, "spend caps unavailable");
+            return GatewayError::state_unavailable(
+                "Spend caps could not be checked right now. Retry after a short delay.",
+            );
+        }
+    };
+    let cap = exceeded.cap;
+    let period = match cap.period() {
+        CapPeriod::Day => "daily".to_owned(),
+        CapPeriod::Week => "weekly".to_owned(),
+        CapPeriod::Month => "monthly".to_owned(),
+        rolling => rolling.to_string(),
+    };
+    let resets_at = rfc3339(exceeded.resets_at);
+    // A request dearer than the cap itself never fits: waiting for the reset is no use.
+    let never = exceeded.required > cap.limit();
+    let message = if never {
+        format!(
+            "This request may cost up to {}, more than this API key's {period} spend cap of {}. Lower max_tokens so the request costs less.",
+            money(exceeded.required),
+            money(cap.limit()),
+        )
+    } else {
+        format!(
+            "This request may cost up to {} and would exceed this API key's {period} spend cap of {} ({} spent, {} held by requests in progress). The cap resets at {resets_at}.",
+            money(exceeded.required),
+            money(cap.limit()),
+            money(exceeded.spent),
+            money(exceeded.reserved),
+        )
+    };
+    let kind = match status {
+        CapExceededStatus::PaymentRequired => ErrorKind::InsufficientBalance,
+        CapExceededStatus::TooManyRequests => ErrorKind::RateLimitExceeded,
+    };
+    let error = GatewayError::new(kind, message)
+        .code("budget_exceeded")
+        .detail("period", cap.period().name())
+        .detail("cap", cap.limit())
+        .detail("spent", exceeded.spent)
+        .detail("reserved", exceeded.reserved)
+        .detail("required", exceeded.required)
+        .detail("resets_at", resets_at);
+    match status {
+        _ if never => error.should_retry(false),
+        CapExceededStatus::TooManyRequests => {
+            error.retry_after(exceeded.resets_at.duration_since(now).unwrap_or_default())
+        }
+        CapExceededStatus::PaymentRequired => error,
+    }
+}
+
 /// Micro-units as a decimal amount: 12,500 → `0.0125`.
 fn money(micros: Micros) -> String {
     let whole = micros / 1_000_000;
@@ -109,11 +174,15 @@ fn money(micros: Micros) -> String {
 }
 
 /// Arranges for the request to settle as its response ends.
-fn settle_on<B, L>(response: Response<B>, mut pending: Hold<L>) -> Response<BalanceBody<B, L>>
+fn settle_on<B, L, C>(
+    response: Response<B>,
+    mut pending: Hold<L, C>,
+) -> Response<BalanceBody<B, L, C>>
 where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
     L: Ledger,
+    C: CapStore,
 {
     let (mut parts, body) = response.into_parts();
     let accountant = &mut pending.accountant;

@@ -1,8 +1,12 @@
-//! `BalanceGateLayer`: a prepaid-balance gate that can never overspend.
+//! `BalanceGateLayer`: a prepaid-balance gate, with spend caps per API key, that can never
+//! overspend.
 //!
 //! - [`Ledger`]: `reserve` / `settle` / `release` / `balance` / `top_up` in integer
 //!   micro-units; [`InMemoryLedger`] is atomic per account, so concurrent requests can never
 //!   reserve more than the balance, and a top-up is available to the very next request.
+//! - [`CapStore`]: spend caps per API key (per UTC day, ISO week, month, or rolling period),
+//!   reserve / settle / release like the ledger; [`InMemoryCapStore`] keeps all caps of a key
+//!   under one lock, so a request holds on all of them or none.
 //! - [`BalanceGateLayer`]: reserve before, settle after (below).
 //! - [`UsageSink`]: one [`UsageRecord`] per finished request; [`TracingUsageSink`] writes JSON
 //!   lines to a tracing target.
@@ -30,6 +34,16 @@
 //!   the stack, else by wrapping the stream itself). An error response, or an upstream that
 //!   fails mid-stream, releases the reservation. No usage (client gone mid-stream) → the
 //!   [`NoUsagePolicy`], `ChargeObserved` by default.
+//! - Spend caps: a [`Principal`](tollgate_core::Principal) with
+//!   [spend caps](tollgate_core::Principal::with_spend_caps) also reserves the estimate on each
+//!   of them ([`CapStore`], in the window of the [cap clock](BalanceGateLayer::cap_clock)),
+//!   at the same time as on the balance; if either refuses, what the other reserved goes back.
+//!   A cap without room → 402 `insufficient_balance` with code `budget_exceeded` and details
+//!   `{period, cap, spent, reserved, required, resets_at}` (`resets_at` in RFC 3339, UTC), or
+//!   429 `rate_limit_exceeded` with `Retry-After` until the reset
+//!   ([`CapExceededStatus::TooManyRequests`]). A request dearer than the cap itself is told so,
+//!   not to retry. When both refuse, the balance's 402 wins (a reset does not add credit).
+//!   Settling charges the caps first and the balance no more than they counted.
 //! - Spend never exceeds what the account holds: an upstream that reports more than was
 //!   reserved (it ignored `max_tokens`) is charged at most the reservation plus the balance
 //!   left, the balance stops at zero, and the record says `capped`.
@@ -74,6 +88,7 @@
 
 mod accounting;
 mod body;
+mod caps;
 mod future;
 mod layer;
 mod ledger;
@@ -81,8 +96,12 @@ mod service;
 
 pub use accounting::{NoUsagePolicy, TracingUsageSink, UsageRecord, UsageSink, UsageSource};
 pub use body::BalanceBody;
+pub use caps::{
+    CapError, CapExceeded, CapReservation, CapSettlement, CapStore, CapUsage, InMemoryCapStore,
+    RollingSlots,
+};
 pub use future::X_BALANCE_UNRESERVED;
-pub use layer::BalanceGateLayer;
+pub use layer::{BalanceGateLayer, CapExceededStatus};
 pub use ledger::{
     DEFAULT_RESERVATION_TTL, InMemoryLedger, InvalidReservationId, Ledger, LedgerError, Micros,
     Reservation, ReservationId, Settlement,

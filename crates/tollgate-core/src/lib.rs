@@ -6,7 +6,8 @@
 //! - [`ChatRequest`]: the light view of a chat/completions body, parsed once per request and
 //!   memoized in the request extensions by [`buffer_chat_request`], which reads the body under a
 //!   byte limit.
-//! - [`Principal`]: the authenticated caller, and [`Rate`], a quota.
+//! - [`Principal`]: the authenticated caller, [`Rate`], a quota, and [`SpendCap`], the most
+//!   a key may spend per day, week, month or rolling period.
 //! - [`ModelInfo`]: the model the catalog resolved (id, context window, max output,
 //!   [`Prices`], [`Lifecycle`]).
 //! - [`Usage`]: token usage as OpenAI reports it, cached prompt and reasoning tokens included.
@@ -46,6 +47,7 @@ pub mod model;
 mod paths;
 mod principal;
 pub mod request_id;
+pub mod spend;
 mod usage;
 
 pub use body::{Body, BoxError, ResponseBody};
@@ -63,4 +65,5 @@ pub use model::{
 pub use paths::{Paths, is_event_stream};
 pub use principal::{InvalidRate, Principal, Rate};
 pub use request_id::request_id;
+pub use spend::{CapPeriod, CapWindow, InvalidSpendCap, SpendCap};
 pub use usage::Usage;

@@ -4,6 +4,8 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::spend::SpendCap;
+
 /// A quota: `amount` units per `period`, with an optional burst (the most that can be spent at
 /// once; defaults to `amount`).
 ///
@@ -85,18 +87,20 @@ impl std::fmt::Display for InvalidRate {
 impl std::error::Error for InvalidRate {}
 
 /// The authenticated caller: a key id that is safe to log, the account it bills, the models it
-/// may use and its own rate limits. Cheap to clone.
+/// may use, its own rate limits and its spend caps. Cheap to clone.
 ///
 /// ```
-/// use tollgate_core::{Principal, Rate};
+/// use tollgate_core::{Principal, Rate, SpendCap};
 ///
 /// let principal = Principal::new("key_demo", "acct_demo")
 ///     .with_allowed_models(["gpt-5.4", "openai/gpt-5.4-mini"])
-///     .with_request_quota(Rate::per_minute(60)?);
+///     .with_request_quota(Rate::per_minute(60)?)
+///     .with_spend_caps([SpendCap::monthly(50_000_000)?]);
 /// assert!(principal.allows_model("gpt-5.4"));
 /// assert!(!principal.allows_model("claude-sonnet-4-6"));
 /// assert_eq!(principal.request_quota(), Some(Rate::per_minute(60)?));
-/// # Ok::<(), tollgate_core::InvalidRate>(())
+/// assert_eq!(principal.spend_caps(), [SpendCap::monthly(50_000_000)?]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Principal {
@@ -105,6 +109,8 @@ pub struct Principal {
     allowed_models: Option<Arc<[Arc<str>]>>,
     request_quota: Option<Rate>,
     token_quota: Option<Rate>,
+    // `None` rather than an empty slice: a principal without caps allocates nothing for them.
+    spend_caps: Option<Arc<[SpendCap]>>,
 }
 
 impl Principal {
@@ -116,6 +122,7 @@ impl Principal {
             allowed_models: None,
             request_quota: None,
             token_quota: None,
+            spend_caps: None,
         }
     }
 
@@ -138,6 +145,44 @@ impl Principal {
     /// With its own token quota, overriding the rate-limit layer's default.
     pub fn with_token_quota(mut self, rate: Rate) -> Self {
         self.token_quota = Some(rate);
+        self
+    }
+
+    /// With these spend caps (replacing any set before): every one must have room for a
+    /// request's worst case for the balance layer to admit it. One cap per period: a period
+    /// given twice keeps its lowest limit (two caps on one period would count one spend twice).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tollgate_core::{Principal, SpendCap};
+    ///
+    /// let principal = Principal::new("key_1", "acct_1").with_spend_caps([
+    ///     SpendCap::daily(2_000_000)?,
+    ///     SpendCap::monthly(30_000_000)?,
+    ///     SpendCap::daily(1_000_000)?,
+    ///     SpendCap::rolling(500_000, Duration::from_secs(3_600))?,
+    /// ]);
+    /// assert_eq!(
+    ///     principal.spend_caps(),
+    ///     [
+    ///         SpendCap::daily(1_000_000)?,
+    ///         SpendCap::monthly(30_000_000)?,
+    ///         SpendCap::rolling(500_000, Duration::from_secs(3_600))?,
+    ///     ]
+    /// );
+    /// assert!(Principal::new("key_2", "acct_1").spend_caps().is_empty());
+    /// # Ok::<(), tollgate_core::InvalidSpendCap>(())
+    /// ```
+    pub fn with_spend_caps(mut self, caps: impl IntoIterator<Item = SpendCap>) -> Self {
+        let mut kept: Vec<SpendCap> = Vec::new();
+        for cap in caps {
+            match kept.iter_mut().find(|k| k.period() == cap.period()) {
+                Some(same) if cap.limit() < same.limit() => *same = cap,
+                Some(_) => {}
+                None => kept.push(cap),
+            }
+        }
+        self.spend_caps = (!kept.is_empty()).then(|| Arc::from(kept));
         self
     }
 
@@ -181,5 +226,16 @@ impl Principal {
     /// This caller's token quota, if it overrides the default.
     pub fn token_quota(&self) -> Option<Rate> {
         self.token_quota
+    }
+
+    /// This caller's spend caps; empty when it has none.
+    pub fn spend_caps(&self) -> &[SpendCap] {
+        self.spend_caps.as_deref().unwrap_or_default()
+    }
+
+    /// This caller's spend caps as a shared slice, to clone without allocating; `None` when it
+    /// has none.
+    pub fn spend_caps_shared(&self) -> Option<&Arc<[SpendCap]>> {
+        self.spend_caps.as_ref()
     }
 }

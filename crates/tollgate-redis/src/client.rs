@@ -112,7 +112,7 @@ impl RedisConfig {
     }
 }
 
-/// A connection to Redis shared by the three backends: one multiplexed connection (per
+/// A connection to Redis shared by the backends: one multiplexed connection (per
 /// cluster node, for a cluster) that pipelines every concurrent call, reconnects by itself,
 /// and is cheap to clone.
 ///

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tollgate_auth::{KeyDigest, KeyRecord, KeyStore};
-use tollgate_balance::{Ledger, LedgerError, ReservationId};
-use tollgate_core::{Principal, Rate};
+use tollgate_balance::{CapError, CapStore, Ledger, LedgerError, ReservationId};
+use tollgate_core::{Principal, Rate, SpendCap};
 use tollgate_ratelimit::{Check, Decision, RateLimitBackend, RuleKey, Scope};
 use tollgate_redis::{OnFailure, Redis, RedisConfig};
 use tollgate_testkit::conformance;
@@ -31,6 +31,7 @@ async fn a_single_node_conforms() {
     let redis = connect(server.url()).await;
     conformance::rate_limit_backend(&redis.rate_limiter()).await;
     conformance::ledger(&redis.ledger().reservation_ttl(TTL), TTL).await;
+    conformance::caps(&redis.cap_store().reservation_ttl(TTL), TTL).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -40,6 +41,7 @@ async fn a_three_master_cluster_conforms() {
     let redis = Redis::connect(config).await.expect("a cluster connection");
     conformance::rate_limit_backend(&redis.rate_limiter()).await;
     conformance::ledger(&redis.ledger().reservation_ttl(TTL), TTL).await;
+    conformance::caps(&redis.cap_store().reservation_ttl(TTL), TTL).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,6 +163,57 @@ async fn a_dead_redis_fails_closed_or_open_without_waiting_and_recovers_within_a
     // The request admitted while Redis was down pays for what it used once it is back.
     let settled = open_ledger.settle(unbacked, 7).await.unwrap();
     assert_eq!((settled.charged, settled.balance), (7, 993));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spend_caps_fail_closed_or_open_and_count_what_ran_unchecked() {
+    let mut server = RedisServer::start().unwrap();
+    let redis = connect(server.url()).await;
+    let closed = redis.cap_store();
+    let open = redis.cap_store().on_failure(OnFailure::Open);
+    let key: Arc<str> = Arc::from("key_down");
+    let caps: Arc<[SpendCap]> = Arc::from([SpendCap::monthly(1_000).unwrap()]);
+    let at = std::time::SystemTime::now();
+    let before = closed
+        .reserve(ReservationId::new(), &key, &caps, 100, at)
+        .await
+        .unwrap();
+    closed.settle(before, 100).await.unwrap();
+
+    server.kill();
+    assert!(matches!(
+        closed
+            .reserve(ReservationId::new(), &key, &caps, 10, at)
+            .await,
+        Err(CapError::Unavailable(_))
+    ));
+    let unbacked = open
+        .reserve(ReservationId::new(), &key, &caps, 10, at)
+        .await
+        .expect("fail open holds nothing and admits");
+    assert_eq!(unbacked.amount, 0);
+    assert!(
+        redis.failed_open() >= 1,
+        "the unchecked admission is counted"
+    );
+
+    server.restart().unwrap();
+    let back = Instant::now();
+    let spent = loop {
+        if let Ok(usage) = closed.usage(&key, &caps, at).await {
+            break usage[0].spent;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(1),
+            "not recovered within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    // The request let through while Redis was down counts what it spent once it is back.
+    let settled = open.settle(unbacked, 7).await.unwrap();
+    assert_eq!(settled.charged, 7);
+    let usage = closed.usage(&key, &caps, at).await.unwrap();
+    assert_eq!((usage[0].spent, usage[0].reserved), (spent + 7, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

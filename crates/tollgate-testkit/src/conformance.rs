@@ -6,9 +6,12 @@
 //! shared or persistent backend needs no cleanup), and panics with the vector's name and what
 //! differed. Time is the backend's real clock, so durations are compared within a tolerance.
 //!
+//! Spend caps are the exception: their windows follow the instant the caller passes, so the
+//! cap vectors move it across month ends, leap days and year ends exactly.
+//!
 //! ```
 //! use std::time::Duration;
-//! use tollgate_balance::InMemoryLedger;
+//! use tollgate_balance::{InMemoryCapStore, InMemoryLedger};
 //! use tollgate_ratelimit::GovernorBackend;
 //! use tollgate_testkit::conformance;
 //!
@@ -16,15 +19,19 @@
 //! conformance::rate_limit_backend(&GovernorBackend::new()).await;
 //! let ttl = Duration::from_millis(200);
 //! conformance::ledger(&InMemoryLedger::with_reservation_ttl(ttl), ttl).await;
+//! conformance::caps(&InMemoryCapStore::with_reservation_ttl(ttl), ttl).await;
 //! # });
 //! ```
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use tollgate_balance::{Ledger, LedgerError, ReservationId};
-use tollgate_core::Rate;
+use tollgate_balance::{
+    CapError, CapExceeded, CapReservation, CapStore, CapUsage, Ledger, LedgerError, ReservationId,
+};
+use tollgate_core::spend::{from_unix_millis, rfc3339};
+use tollgate_core::{Rate, SpendCap};
 use tollgate_ratelimit::{Check, Decision, QuotaState, RateLimitBackend, RuleKey, Scope};
 
 /// How far a reported duration may be from the expected one: the vectors run on the
@@ -540,5 +547,635 @@ async fn no_overspending_under_concurrency<L: Ledger>(ledger: &L, run: &str) {
         balance,
         1_000 - 45,
         "{vector}: the start minus what was settled"
+    );
+}
+
+/// Runs every spend-cap vector against `store`, whose reservations expire after `ttl` (keep it
+/// short, 100 ms to 1 s: the expiry vector waits for it): reserve / settle / release
+/// arithmetic, settlements cut to a cap's room, all or nothing across a key's caps (and which
+/// refusal is reported), idempotency, expiry, a settlement after its window ended, a month end
+/// that resets exactly once, leap days and year ends for days, weeks and months, rolling
+/// periods never exceeded over any trailing period, independent keys, and 1,000 concurrent
+/// reservations against a cap for 10.
+pub async fn caps<C: CapStore>(store: &C, ttl: Duration) {
+    let run = unique("key");
+    cap_arithmetic(store, &run).await;
+    cap_settle_above_the_reservation(store, &run).await;
+    cap_all_or_nothing(store, &run).await;
+    cap_idempotent(store, &run).await;
+    cap_expiry(store, &run, ttl).await;
+    cap_settle_after_the_window(store, &run).await;
+    cap_month_end_resets_exactly_once(store, &run).await;
+    cap_leap_days_and_year_ends(store, &run).await;
+    cap_rolling(store, &run).await;
+    cap_keys_are_independent(store, &run).await;
+    cap_exact_under_concurrency(store, &run).await;
+}
+
+/// The instant `text` (`YYYY-MM-DDTHH:MM:SS[.mmm]Z`) names, for vectors that read as dates.
+fn utc(text: &str) -> SystemTime {
+    let field = |range: std::ops::Range<usize>| -> i64 {
+        text.get(range)
+            .and_then(|digits| digits.parse().ok())
+            .unwrap_or_else(|| panic!("{text} is not YYYY-MM-DDTHH:MM:SS[.mmm]Z"))
+    };
+    let (year, month, day) = (field(0..4), field(5..7), field(8..10));
+    let seconds = field(11..13) * 3_600 + field(14..16) * 60 + field(17..19);
+    let millis = if text.len() > 20 { field(20..23) } else { 0 };
+    // Days since 1970-01-01 (H. Hinnant's days_from_civil).
+    let shifted = if month <= 2 { year - 1 } else { year };
+    let era = shifted.div_euclid(400);
+    let year_of_era = shifted.rem_euclid(400);
+    let day_of_year = (153 * (if month > 2 { month - 3 } else { month + 9 }) + 2) / 5 + day - 1;
+    let days = era * 146_097 + year_of_era * 365 + year_of_era / 4 - year_of_era / 100
+        + day_of_year
+        - 719_468;
+    from_unix_millis((days * 86_400 + seconds) * 1_000 + millis)
+}
+
+fn cap_key(run: &str, name: &str) -> Arc<str> {
+    Arc::from(format!("{run}-{name}"))
+}
+
+fn cap_list(caps: &[SpendCap]) -> Arc<[SpendCap]> {
+    Arc::from(caps)
+}
+
+fn monthly(limit: u64) -> SpendCap {
+    SpendCap::monthly(limit).expect("a valid test cap")
+}
+
+async fn reserve_cap<C: CapStore>(
+    vector: &str,
+    store: &C,
+    key: &Arc<str>,
+    caps: &Arc<[SpendCap]>,
+    amount: u64,
+    at: SystemTime,
+) -> CapReservation {
+    match store
+        .reserve(ReservationId::new(), key, caps, amount, at)
+        .await
+    {
+        Ok(reservation) => reservation,
+        other => panic!(
+            "{vector}: expected {amount} to fit at {}, got {other:?}",
+            rfc3339(at)
+        ),
+    }
+}
+
+async fn cap_refusal<C: CapStore>(
+    vector: &str,
+    store: &C,
+    key: &Arc<str>,
+    caps: &Arc<[SpendCap]>,
+    amount: u64,
+    at: SystemTime,
+) -> CapExceeded {
+    match store
+        .reserve(ReservationId::new(), key, caps, amount, at)
+        .await
+    {
+        Err(CapError::Exceeded(exceeded)) => exceeded,
+        other => panic!(
+            "{vector}: expected {amount} not to fit at {}, got {other:?}",
+            rfc3339(at)
+        ),
+    }
+}
+
+async fn cap_usage<C: CapStore>(
+    store: &C,
+    key: &str,
+    caps: &[SpendCap],
+    at: SystemTime,
+) -> Vec<CapUsage> {
+    store.usage(key, caps, at).await.expect("usage")
+}
+
+/// (spent, reserved) of each cap.
+async fn spent_and_reserved<C: CapStore>(
+    store: &C,
+    key: &str,
+    caps: &[SpendCap],
+    at: SystemTime,
+) -> Vec<(u64, u64)> {
+    cap_usage(store, key, caps, at)
+        .await
+        .iter()
+        .map(|usage| (usage.spent, usage.reserved))
+        .collect()
+}
+
+async fn cap_arithmetic<C: CapStore>(store: &C, run: &str) {
+    let vector = "cap reserve, settle, release";
+    let key = cap_key(run, "arithmetic");
+    let caps = cap_list(&[monthly(1_000)]);
+    let at = utc("2026-06-15T12:00:00Z");
+    let fresh = cap_usage(store, &key, &caps, at).await;
+    assert_eq!(
+        (
+            fresh[0].spent,
+            fresh[0].reserved,
+            rfc3339(fresh[0].resets_at)
+        ),
+        (0, 0, "2026-07-01T00:00:00Z".to_owned()),
+        "{vector}: an unknown key has spent nothing"
+    );
+    let first = reserve_cap(vector, store, &key, &caps, 600, at).await;
+    assert_eq!(
+        (first.amount, first.at, &*first.key_id, &*first.caps),
+        (600, at, &*key, &*caps),
+        "{vector}: the reservation"
+    );
+    let refused = cap_refusal(vector, store, &key, &caps, 600, at).await;
+    assert_eq!(
+        (
+            refused.cap,
+            refused.spent,
+            refused.reserved,
+            refused.required
+        ),
+        (monthly(1_000), 0, 600, 600),
+        "{vector}: 600 held leaves no room for 600"
+    );
+    assert_eq!(
+        rfc3339(refused.resets_at),
+        "2026-07-01T00:00:00Z",
+        "{vector}: resets at the month's end"
+    );
+    let second = reserve_cap(vector, store, &key, &caps, 300, at).await;
+    let settled = store.settle(first, 250).await.expect("settle");
+    assert_eq!(settled.charged, 250, "{vector}: settle 250 of 600");
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, at).await,
+        [(250, 300)],
+        "{vector}: after the settlement"
+    );
+    let released = store.release(second).await.expect("release");
+    assert_eq!(released.charged, 0, "{vector}: a release charges nothing");
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, at).await,
+        [(250, 0)],
+        "{vector}: after the release"
+    );
+    let rest = reserve_cap(vector, store, &key, &caps, 750, at).await;
+    let refused = cap_refusal(vector, store, &key, &caps, 1, at).await;
+    assert_eq!(
+        (refused.spent, refused.reserved),
+        (250, 750),
+        "{vector}: a full cap refuses one more"
+    );
+    let free = reserve_cap(vector, store, &key, &caps, 0, at).await;
+    store.release(free).await.expect("release");
+    store.settle(rest, 750).await.expect("settle");
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, at).await,
+        [(1_000, 0)],
+        "{vector}: spent to the cap"
+    );
+}
+
+async fn cap_settle_above_the_reservation<C: CapStore>(store: &C, run: &str) {
+    let vector = "cap settlement above the reservation";
+    let key = cap_key(run, "above");
+    let caps = cap_list(&[monthly(1_000)]);
+    let at = utc("2026-06-15T12:00:00Z");
+    let greedy = reserve_cap(vector, store, &key, &caps, 100, at).await;
+    let other = reserve_cap(vector, store, &key, &caps, 500, at).await;
+    // The upstream ignored max_tokens: the cap counts no more than its room, the other
+    // request's hold included.
+    let settled = store.settle(greedy, 900).await.expect("settle");
+    assert_eq!(settled.charged, 500, "{vector}: cut to the room");
+    let settled = store.settle(other, 500).await.expect("settle");
+    assert_eq!(settled.charged, 500, "{vector}: the other request");
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, at).await,
+        [(1_000, 0)],
+        "{vector}: never past the cap"
+    );
+}
+
+async fn cap_all_or_nothing<C: CapStore>(store: &C, run: &str) {
+    let vector = "caps all or nothing";
+    let key = cap_key(run, "all");
+    let daily = SpendCap::daily(500).expect("cap");
+    let caps = cap_list(&[daily, monthly(10_000)]);
+    let at = utc("2026-06-15T12:00:00Z");
+    reserve_cap(vector, store, &key, &caps, 400, at).await;
+    let refused = cap_refusal(vector, store, &key, &caps, 200, at).await;
+    assert_eq!(
+        (refused.cap, rfc3339(refused.resets_at)),
+        (daily, "2026-06-16T00:00:00Z".to_owned()),
+        "{vector}: the daily cap refuses"
+    );
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, at).await,
+        [(0, 400), (0, 400)],
+        "{vector}: the refused request held nothing on the monthly cap"
+    );
+    let tomorrow = utc("2026-06-16T00:00:00Z");
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, tomorrow).await,
+        [(0, 0), (0, 400)],
+        "{vector}: the next day's window is another"
+    );
+    // When several caps refuse, the one that resets last is reported.
+    let key = cap_key(run, "binding");
+    let caps = cap_list(&[SpendCap::daily(100).expect("cap"), monthly(100)]);
+    let refused = cap_refusal(vector, store, &key, &caps, 150, at).await;
+    assert_eq!(
+        (refused.cap, rfc3339(refused.resets_at)),
+        (monthly(100), "2026-07-01T00:00:00Z".to_owned()),
+        "{vector}: the binding refusal"
+    );
+}
+
+async fn cap_idempotent<C: CapStore>(store: &C, run: &str) {
+    let vector = "caps idempotent";
+    let key = cap_key(run, "idempotent");
+    let caps = cap_list(&[monthly(1_000), SpendCap::daily(1_000).expect("cap")]);
+    let at = utc("2026-06-15T12:00:00Z");
+    let id = ReservationId::new();
+    let first = store.reserve(id, &key, &caps, 400, at).await.expect("400");
+    // A retry, even one whose clock moved on, stands as the first.
+    let later = at + Duration::from_secs(60);
+    let retried = store
+        .reserve(id, &key, &caps, 400, later)
+        .await
+        .expect("the retry");
+    assert_eq!(retried, first, "{vector}: the same reservation");
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, at).await,
+        [(0, 400), (0, 400)],
+        "{vector}: held once"
+    );
+    let settled = store.settle(first.clone(), 100).await.expect("settle");
+    assert_eq!(settled.charged, 100, "{vector}: settled");
+    let again = store.settle(first.clone(), 100).await.expect("again");
+    assert_eq!(again.charged, 0, "{vector}: a second settlement");
+    let late = store.release(first).await.expect("release");
+    assert_eq!(late.charged, 0, "{vector}: a late release");
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, at).await,
+        [(100, 0), (100, 0)],
+        "{vector}: charged once"
+    );
+}
+
+async fn cap_expiry<C: CapStore>(store: &C, run: &str, ttl: Duration) {
+    let vector = "cap expiry";
+    let key = cap_key(run, "expiry");
+    let caps = cap_list(&[monthly(1_000)]);
+    let at = utc("2026-06-15T12:00:00Z");
+    let crashed = reserve_cap(vector, store, &key, &caps, 700, at).await;
+    let running = reserve_cap(vector, store, &key, &caps, 200, at).await;
+    let deadline = tokio::time::Instant::now() + ttl * 2 + TOLERANCE;
+    loop {
+        tokio::time::sleep(ttl / 4).await;
+        if spent_and_reserved(store, &key, &caps, at).await == [(0, 0)] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{vector}: expired reservations still hold after twice the time to live"
+        );
+    }
+    // The request that outlived its reservation still counts what it used.
+    let settled = store.settle(running, 150).await.expect("a late settlement");
+    assert_eq!(settled.charged, 150, "{vector}: a late settlement");
+    let released = store.release(crashed).await.expect("a late release");
+    assert_eq!(released.charged, 0, "{vector}: a late release");
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, at).await,
+        [(150, 0)],
+        "{vector}: at the end"
+    );
+    let never = CapReservation {
+        id: ReservationId::new(),
+        key_id: key.clone(),
+        caps: caps.clone(),
+        amount: 10,
+        at,
+    };
+    let settled = store.settle(never, 10).await.expect("unknown id");
+    assert_eq!(
+        settled.charged, 0,
+        "{vector}: an id the store never saw charges nothing"
+    );
+}
+
+async fn cap_settle_after_the_window<C: CapStore>(store: &C, run: &str) {
+    let vector = "a settlement after its window ended";
+    let key = cap_key(run, "late");
+    let caps = cap_list(&[monthly(1_000)]);
+    let january = utc("2027-01-31T23:59:59.999Z");
+    let february = utc("2027-02-01T00:00:00Z");
+    let reservation = reserve_cap(vector, store, &key, &caps, 300, january).await;
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, february).await,
+        [(0, 0)],
+        "{vector}: February holds nothing for January's request"
+    );
+    let settled = store.settle(reservation, 200).await.expect("settle");
+    assert_eq!(settled.charged, 200, "{vector}: charged");
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, january).await,
+        [(200, 0)],
+        "{vector}: charged to January"
+    );
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, february).await,
+        [(0, 0)],
+        "{vector}: February untouched"
+    );
+    reserve_cap(vector, store, &key, &caps, 1_000, february).await;
+}
+
+/// The instants of `at` at which the whole of `cap` could be reserved, each spent in full:
+/// one per window the walk enters, so the resets are the instants after the first.
+async fn admitted_walk<C: CapStore>(
+    store: &C,
+    key: &Arc<str>,
+    cap: SpendCap,
+    instants: impl IntoIterator<Item = SystemTime>,
+) -> Vec<String> {
+    let caps = cap_list(&[cap]);
+    let mut admitted = Vec::new();
+    for at in instants {
+        match store
+            .reserve(ReservationId::new(), key, &caps, cap.limit(), at)
+            .await
+        {
+            Ok(reservation) => {
+                let settled = store
+                    .settle(reservation, cap.limit())
+                    .await
+                    .expect("settle");
+                assert_eq!(settled.charged, cap.limit(), "spent in full");
+                admitted.push(rfc3339(at));
+            }
+            Err(CapError::Exceeded(_)) => {}
+            Err(error) => panic!("the walk at {}: {error}", rfc3339(at)),
+        }
+    }
+    admitted
+}
+
+/// From `from` to `to` included, every `step`, and the millisecond before each of `edges`.
+fn instants(from: &str, to: &str, step: Duration, edges: &[&str]) -> Vec<SystemTime> {
+    let (from, to) = (utc(from), utc(to));
+    let mut instants: Vec<SystemTime> =
+        std::iter::successors(Some(from), |at| Some(*at + step).filter(|next| *next <= to))
+            .collect();
+    instants.extend(
+        edges
+            .iter()
+            .map(|edge| utc(edge) - Duration::from_millis(1)),
+    );
+    instants.sort();
+    instants
+}
+
+async fn cap_month_end_resets_exactly_once<C: CapStore>(store: &C, run: &str) {
+    let vector = "a month end resets exactly once";
+    let key = cap_key(run, "month-end");
+    let hour = Duration::from_secs(3_600);
+    let walk = instants(
+        "2026-12-25T00:00:00Z",
+        "2027-01-07T23:00:00Z",
+        hour,
+        &["2027-01-01T00:00:00Z"],
+    );
+    assert_eq!(
+        admitted_walk(store, &key, monthly(1_000), walk).await,
+        ["2026-12-25T00:00:00Z", "2027-01-01T00:00:00Z"],
+        "{vector}: admitted at"
+    );
+    // To the second around the boundary.
+    let key = cap_key(run, "month-end-seconds");
+    let walk = instants(
+        "2027-01-31T23:59:00Z",
+        "2027-02-01T00:01:00Z",
+        Duration::from_secs(1),
+        &["2027-02-01T00:00:00Z"],
+    );
+    assert_eq!(
+        admitted_walk(store, &key, monthly(1_000), walk).await,
+        ["2027-01-31T23:59:00Z", "2027-02-01T00:00:00Z"],
+        "{vector}: admitted at"
+    );
+}
+
+/// A walk of one cap over the calendar, hour by hour, and where it must be admitted.
+struct CalendarWalk {
+    vector: &'static str,
+    cap: SpendCap,
+    from: &'static str,
+    to: &'static str,
+    /// Boundaries: the walk also visits the millisecond before each.
+    edges: &'static [&'static str],
+    admitted: &'static [&'static str],
+}
+
+async fn cap_leap_days_and_year_ends<C: CapStore>(store: &C, run: &str) {
+    let hour = Duration::from_secs(3_600);
+    let daily = SpendCap::daily(1_000).expect("cap");
+    let weekly = SpendCap::weekly(1_000).expect("cap");
+    let walks = [
+        CalendarWalk {
+            vector: "a leap day is a day",
+            cap: daily,
+            from: "2028-02-28T00:00:00Z",
+            to: "2028-03-01T23:00:00Z",
+            edges: &["2028-02-29T00:00:00Z", "2028-03-01T00:00:00Z"],
+            admitted: &[
+                "2028-02-28T00:00:00Z",
+                "2028-02-29T00:00:00Z",
+                "2028-03-01T00:00:00Z",
+            ],
+        },
+        CalendarWalk {
+            vector: "February of a leap year ends after the 29th",
+            cap: monthly(1_000),
+            from: "2028-02-28T00:00:00Z",
+            to: "2028-03-01T23:00:00Z",
+            edges: &["2028-03-01T00:00:00Z"],
+            admitted: &["2028-02-28T00:00:00Z", "2028-03-01T00:00:00Z"],
+        },
+        CalendarWalk {
+            vector: "February of a common year ends after the 28th",
+            cap: monthly(1_000),
+            from: "2027-02-27T00:00:00Z",
+            to: "2027-03-01T23:00:00Z",
+            edges: &["2027-03-01T00:00:00Z"],
+            admitted: &["2027-02-27T00:00:00Z", "2027-03-01T00:00:00Z"],
+        },
+        CalendarWalk {
+            vector: "a year end is a day's end",
+            cap: daily,
+            from: "2026-12-31T00:00:00Z",
+            to: "2027-01-01T23:00:00Z",
+            edges: &["2027-01-01T00:00:00Z"],
+            admitted: &["2026-12-31T00:00:00Z", "2027-01-01T00:00:00Z"],
+        },
+        CalendarWalk {
+            vector: "an ISO week runs across a year end",
+            cap: weekly,
+            from: "2026-12-27T00:00:00Z",
+            to: "2027-01-05T00:00:00Z",
+            edges: &[
+                "2026-12-28T00:00:00Z",
+                "2027-01-01T00:00:00Z",
+                "2027-01-04T00:00:00Z",
+            ],
+            admitted: &[
+                "2026-12-27T00:00:00Z",
+                "2026-12-28T00:00:00Z",
+                "2027-01-04T00:00:00Z",
+            ],
+        },
+        CalendarWalk {
+            vector: "a week holding a leap day",
+            cap: weekly,
+            from: "2028-02-27T00:00:00Z",
+            to: "2028-03-06T00:00:00Z",
+            edges: &["2028-02-28T00:00:00Z", "2028-03-06T00:00:00Z"],
+            admitted: &[
+                "2028-02-27T00:00:00Z",
+                "2028-02-28T00:00:00Z",
+                "2028-03-06T00:00:00Z",
+            ],
+        },
+    ];
+    for (n, walk) in walks.into_iter().enumerate() {
+        let key = cap_key(run, &format!("calendar-{n}"));
+        let instants = instants(walk.from, walk.to, hour, walk.edges);
+        assert_eq!(
+            admitted_walk(store, &key, walk.cap, instants).await,
+            walk.admitted,
+            "{}: admitted at",
+            walk.vector
+        );
+    }
+}
+
+async fn cap_rolling<C: CapStore>(store: &C, run: &str) {
+    let vector = "a rolling hour";
+    let key = cap_key(run, "rolling");
+    let hour = Duration::from_secs(3_600);
+    let cap = SpendCap::rolling(1_000, hour).expect("cap");
+    let caps = cap_list(&[cap]);
+    let start = utc("2026-06-15T12:00:30Z");
+    let spent = reserve_cap(vector, store, &key, &caps, 600, start).await;
+    store.settle(spent, 600).await.expect("settle");
+    let refused = cap_refusal(vector, store, &key, &caps, 600, start + hour / 2).await;
+    assert_eq!(
+        (refused.cap, refused.spent, refused.reserved),
+        (cap, 600, 0),
+        "{vector}: the refusal"
+    );
+    // Counted in one-minute slots: spent in the 12:00 slot counts until 13:01.
+    assert_eq!(
+        rfc3339(refused.resets_at),
+        "2026-06-15T13:01:00Z",
+        "{vector}: resets when the spend leaves the period"
+    );
+    cap_refusal(
+        vector,
+        store,
+        &key,
+        &caps,
+        600,
+        utc("2026-06-15T13:00:59.999Z"),
+    )
+    .await;
+    let usage = cap_usage(store, &key, &caps, start + hour / 2).await;
+    assert_eq!(
+        (usage[0].spent, rfc3339(usage[0].resets_at)),
+        (600, "2026-06-15T13:01:00Z".to_owned()),
+        "{vector}: usage"
+    );
+    let later = reserve_cap(vector, store, &key, &caps, 600, utc("2026-06-15T13:01:00Z")).await;
+    store.release(later).await.expect("release");
+
+    // Walked minute by minute for three hours, admitting 300 whenever it fits: no trailing
+    // hour ever holds more than the cap.
+    let vector = "a rolling hour is never exceeded";
+    let key = cap_key(run, "rolling-walk");
+    let walk = instants(
+        "2026-06-15T00:00:00Z",
+        "2026-06-15T03:00:00Z",
+        Duration::from_secs(60),
+        &[],
+    );
+    let mut admitted = Vec::new();
+    for at in walk {
+        if let Ok(reservation) = store
+            .reserve(ReservationId::new(), &key, &caps, 300, at)
+            .await
+        {
+            store.settle(reservation, 300).await.expect("settle");
+            admitted.push(at);
+        }
+    }
+    for at in &admitted {
+        let in_the_hour = admitted
+            .iter()
+            .filter(|other| *other <= at && at.duration_since(**other).is_ok_and(|d| d < hour))
+            .count();
+        assert!(
+            in_the_hour * 300 <= 1_000,
+            "{vector}: {in_the_hour} admitted in the hour to {}",
+            rfc3339(*at)
+        );
+    }
+    // Three fit at once, then three more each time the first of them has left the hour.
+    assert_eq!(admitted.len(), 9, "{vector}: admitted");
+}
+
+async fn cap_keys_are_independent<C: CapStore>(store: &C, run: &str) {
+    let vector = "cap keys are independent";
+    let caps = cap_list(&[monthly(100)]);
+    let at = utc("2026-06-15T12:00:00Z");
+    let alice = cap_key(run, "alice");
+    let bob = cap_key(run, "bob");
+    reserve_cap(vector, store, &alice, &caps, 100, at).await;
+    reserve_cap(vector, store, &bob, &caps, 100, at).await;
+    cap_refusal(vector, store, &alice, &caps, 1, at).await;
+}
+
+async fn cap_exact_under_concurrency<C: CapStore>(store: &C, run: &str) {
+    let vector = "1,000 concurrent reservations against a cap for 10";
+    let key = cap_key(run, "concurrent");
+    let caps = cap_list(&[monthly(1_000), SpendCap::daily(1_000_000).expect("cap")]);
+    let at = utc("2026-06-30T23:59:59.999Z");
+    let results = concurrently(1_000, || {
+        store.reserve(ReservationId::new(), &key, &caps, 100, at)
+    })
+    .await;
+    let mut reservations = Vec::new();
+    for result in results {
+        match result {
+            Ok(reservation) => reservations.push(reservation),
+            Err(CapError::Exceeded(_)) => {}
+            Err(error) => panic!("{vector}: {error}"),
+        }
+    }
+    assert_eq!(reservations.len(), 10, "{vector}: reserved");
+    let mut charged = 0;
+    for (n, reservation) in reservations.into_iter().enumerate() {
+        charged += store
+            .settle(reservation, n as u64)
+            .await
+            .expect("settle")
+            .charged;
+    }
+    assert_eq!(charged, 45, "{vector}: charged");
+    assert_eq!(
+        spent_and_reserved(store, &key, &caps, at).await,
+        [(45, 0), (45, 0)],
+        "{vector}: spent"
     );
 }

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use tollgate_balance::InMemoryLedger;
+use tollgate_balance::{InMemoryCapStore, InMemoryLedger};
 use tollgate_ratelimit::GovernorBackend;
 use tollgate_testkit::conformance;
 
@@ -15,4 +15,10 @@ async fn the_governor_backend_conforms() {
 async fn the_in_memory_ledger_conforms() {
     let ttl = Duration::from_millis(200);
     conformance::ledger(&InMemoryLedger::with_reservation_ttl(ttl), ttl).await;
+}
+
+#[tokio::test]
+async fn the_in_memory_cap_store_conforms() {
+    let ttl = Duration::from_millis(200);
+    conformance::caps(&InMemoryCapStore::with_reservation_ttl(ttl), ttl).await;
 }
