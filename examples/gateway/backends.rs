@@ -7,24 +7,30 @@
 
 use std::future::Ready;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use futures_util::future::Either;
 use tollgate::auth::{InMemoryKeyStore, KeyDigest, KeyRecord, KeyStore};
 use tollgate::balance::{
-    InMemoryLedger, Ledger, LedgerError, Micros, Reservation, ReservationId, Settlement,
+    CapReservation, CapStore, InMemoryCapStore, InMemoryLedger, Ledger, LedgerError, Micros,
+    Reservation, ReservationId, Settlement,
 };
 use tollgate::core::BoxError;
+use tollgate::core::SpendCap;
 use tollgate::ratelimit::{Check, GovernorBackend, RateLimitBackend};
 use tollgate_admin::{AccountAdmin, AdminFuture, KeyAdmin};
 
-use tollgate_redis::{Redis, RedisConfig, RedisKeyStore, RedisLedger, RedisRateLimiter};
+use tollgate_redis::{
+    Redis, RedisCapStore, RedisConfig, RedisKeyStore, RedisLedger, RedisRateLimiter,
+};
 
 use crate::config::{Config, RedisSettings};
 
-/// Where limits, balances and keys live.
+/// Where limits, balances, spend caps and keys live.
 pub struct Backends {
     pub limits: Limits,
     pub ledger: Balances,
+    pub caps: Caps,
     pub keys: Keys,
 }
 
@@ -44,6 +50,7 @@ impl Backends {
                 Ok(Backends {
                     limits: Limits::Memory(GovernorBackend::new()),
                     ledger: Balances::Memory(ledger),
+                    caps: Caps::Memory(InMemoryCapStore::new()),
                     keys: Keys::Memory(keys),
                 })
             }
@@ -68,10 +75,15 @@ async fn redis_backends(
     let redis = Redis::connect(connection)
         .await
         .map_err(|e| format!("redis: {e}"))?;
+    let ttl = settings.reservation_ttl(&config.upstream);
     let ledger = redis
         .ledger()
         .on_failure(settings.balance_on_failure.into())
-        .reservation_ttl(settings.reservation_ttl(&config.upstream));
+        .reservation_ttl(ttl);
+    let caps = redis
+        .cap_store()
+        .on_failure(settings.balance_on_failure.into())
+        .reservation_ttl(ttl);
     for account in &config.accounts {
         let opened = ledger.open_account(&account.id, account.balance).await;
         opened.map_err(|e| format!("redis: account {}: {e}", account.id))?;
@@ -92,6 +104,7 @@ async fn redis_backends(
     Ok(Backends {
         limits: Limits::Redis(limits),
         ledger: Balances::Redis(ledger),
+        caps: Caps::Redis(caps),
         keys: Keys::Redis(keys),
     })
 }
@@ -108,6 +121,13 @@ pub enum Limits {
 pub enum Balances {
     Memory(Arc<InMemoryLedger>),
     Redis(RedisLedger),
+}
+
+/// The spend caps' store.
+#[derive(Clone)]
+pub enum Caps {
+    Memory(InMemoryCapStore),
+    Redis(RedisCapStore),
 }
 
 /// The key store.
@@ -224,6 +244,49 @@ impl AccountAdmin for Balances {
         match self {
             Balances::Memory(ledger) => ledger.held(account),
             Balances::Redis(ledger) => ledger.held(account),
+        }
+    }
+}
+
+impl CapStore for Caps {
+    type Reserve =
+        Either<<InMemoryCapStore as CapStore>::Reserve, <RedisCapStore as CapStore>::Reserve>;
+    type Settle =
+        Either<<InMemoryCapStore as CapStore>::Settle, <RedisCapStore as CapStore>::Settle>;
+    type Usage = Either<<InMemoryCapStore as CapStore>::Usage, <RedisCapStore as CapStore>::Usage>;
+
+    fn reserve(
+        &self,
+        id: ReservationId,
+        key_id: &Arc<str>,
+        caps: &Arc<[SpendCap]>,
+        amount: Micros,
+        at: SystemTime,
+    ) -> Self::Reserve {
+        match self {
+            Caps::Memory(store) => Either::Left(store.reserve(id, key_id, caps, amount, at)),
+            Caps::Redis(store) => Either::Right(store.reserve(id, key_id, caps, amount, at)),
+        }
+    }
+
+    fn settle(&self, reservation: CapReservation, actual: Micros) -> Self::Settle {
+        match self {
+            Caps::Memory(store) => Either::Left(store.settle(reservation, actual)),
+            Caps::Redis(store) => Either::Right(store.settle(reservation, actual)),
+        }
+    }
+
+    fn release(&self, reservation: CapReservation) -> Self::Settle {
+        match self {
+            Caps::Memory(store) => Either::Left(store.release(reservation)),
+            Caps::Redis(store) => Either::Right(store.release(reservation)),
+        }
+    }
+
+    fn usage(&self, key_id: &str, caps: &[SpendCap], at: SystemTime) -> Self::Usage {
+        match self {
+            Caps::Memory(store) => Either::Left(store.usage(key_id, caps, at)),
+            Caps::Redis(store) => Either::Right(store.usage(key_id, caps, at)),
         }
     }
 }

@@ -116,6 +116,7 @@ where
     let Backends {
         limits,
         ledger,
+        caps,
         keys,
     } = Backends::from_config(config).await?;
     let mut auth = BearerAuthLayer::new(keys.clone());
@@ -148,6 +149,7 @@ where
         .layer(SsePassthroughLayer::new().inject_usage(true))
         .layer(
             BalanceGateLayer::new(ledger.clone())
+                .spend_caps(caps)
                 .balance_header(true)
                 .usage_sink(TracingUsageSink),
         )

@@ -15,7 +15,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tollgate_auth::{KeyDigest, KeyRecord};
-use tollgate_core::{BoxError, ErrorKind, GatewayError, Principal, Rate};
+use tollgate_core::{BoxError, ErrorKind, GatewayError, Principal, Rate, SpendCap};
 use tower_service::Service;
 
 use crate::store::{AccountAdmin, KeyAdmin};
@@ -39,8 +39,8 @@ type Reload = Arc<dyn Fn() -> ReloadFuture + Send + Sync>;
 /// | call | does |
 /// |---|---|
 /// | `GET /admin/keys` | every key: id, account, models, limits, revoked (never a secret) |
-/// | `POST /admin/keys` `{"id","account","models"?,"requests_per_minute"?,"tokens_per_minute"?}` | issues a key: `201`, the plaintext `key` returned this once (only its digest is stored) |
-/// | `PATCH /admin/keys/{id}` `{"models"?,"requests_per_minute"?,"tokens_per_minute"?}` | changes a key's models and limits (`null` removes one) |
+/// | `POST /admin/keys` `{"id","account","models"?,"requests_per_minute"?,"tokens_per_minute"?,"spend_caps"?}` | issues a key: `201`, the plaintext `key` returned this once (only its digest is stored) |
+/// | `PATCH /admin/keys/{id}` `{"models"?,"requests_per_minute"?,"tokens_per_minute"?,"spend_caps"?}` | changes a key's models, limits and spend caps (`"5000000/month"`; `null` removes one) |
 /// | `POST /admin/keys/{id}/revoke` | revokes a key, on every replica at once |
 /// | `GET /admin/accounts/{id}` | the balance and the open reservations |
 /// | `POST /admin/accounts/{id}/top-up` `{"amount"}` | adds micro-units, available to the very next request |
@@ -254,7 +254,8 @@ impl<K: KeyAdmin, L: AccountAdmin> Shared<K, L> {
             new.models,
             new.requests_per_minute,
             new.tokens_per_minute,
-        )?;
+        )?
+        .with_spend_caps(spend_caps(new.spend_caps.unwrap_or_default())?);
         let key = self.new_key().map_err(|error| {
             tracing::error!(error = %error, "no randomness for a new key");
             GatewayError::internal()
@@ -289,9 +290,13 @@ impl<K: KeyAdmin, L: AccountAdmin> Shared<K, L> {
         let tokens = change
             .tokens_per_minute
             .unwrap_or_else(|| per_minute(principal.token_quota()));
+        let caps = match change.spend_caps {
+            Some(caps) => spend_caps(caps.unwrap_or_default())?,
+            None => principal.spend_caps().to_vec(),
+        };
         let fresh = Principal::new(principal.key_id(), principal.account_id());
         let mut changed = record.clone();
-        changed.principal = limits(fresh, models, requests, tokens)?;
+        changed.principal = limits(fresh, models, requests, tokens)?.with_spend_caps(caps);
         self.keys
             .store(digest, changed.clone())
             .await
@@ -403,6 +408,8 @@ struct NewKey {
     requests_per_minute: Option<u64>,
     #[serde(default)]
     tokens_per_minute: Option<u64>,
+    #[serde(default)]
+    spend_caps: Option<Vec<String>>,
 }
 
 /// A field absent: unchanged; `null`: removed.
@@ -415,6 +422,8 @@ struct KeyChange {
     requests_per_minute: Option<Option<u64>>,
     #[serde(default, deserialize_with = "present")]
     tokens_per_minute: Option<Option<u64>>,
+    #[serde(default, deserialize_with = "present")]
+    spend_caps: Option<Option<Vec<String>>>,
 }
 
 /// A field that is present, `null` included.
@@ -458,6 +467,15 @@ fn limits(
     Ok(principal)
 }
 
+fn spend_caps(caps: Vec<String>) -> Result<Vec<SpendCap>, GatewayError> {
+    caps.iter()
+        .map(|cap| {
+            cap.parse()
+                .map_err(|error| invalid(format!("Spend cap {cap:?}: {error}."), "spend_caps"))
+        })
+        .collect()
+}
+
 /// A key as the admin API shows it: never its secret.
 fn key_json(record: &KeyRecord) -> Value {
     let principal = &record.principal;
@@ -482,6 +500,7 @@ fn key_json(record: &KeyRecord) -> Value {
         "models": models,
         "requests_per_minute": quota(principal.request_quota()),
         "tokens_per_minute": quota(principal.token_quota()),
+        "spend_caps": principal.spend_caps().iter().map(ToString::to_string).collect::<Vec<_>>(),
         "revoked": record.revoked,
     })
 }

@@ -75,7 +75,8 @@ async fn a_key_is_issued_listed_changed_and_revoked() {
         "never the secret: {listed}"
     );
 
-    let change = json!({"models": null, "tokens_per_minute": 1000});
+    let change =
+        json!({"models": null, "tokens_per_minute": 1000, "spend_caps": ["5000000/month"]});
     let (status, _, changed) = call(
         &service,
         Method::PATCH,
@@ -88,6 +89,20 @@ async fn a_key_is_issued_listed_changed_and_revoked() {
     assert_eq!(changed["models"], Value::Null, "every model now");
     assert_eq!(changed["requests_per_minute"], 60, "unchanged");
     assert_eq!(changed["tokens_per_minute"], 1000);
+    assert_eq!(changed["spend_caps"], json!(["5000000/month"]));
+    let bad_cap = json!({"spend_caps": ["lots/forever"]});
+    let (status, _, error) = call(
+        &service,
+        Method::PATCH,
+        "/admin/keys/key_alice",
+        Some(ADMIN),
+        Some(bad_cap),
+    )
+    .await;
+    assert_eq!(
+        (status, error["error"]["param"].clone()),
+        (400, json!("spend_caps"))
+    );
 
     let (status, _, revoked) = call(
         &service,

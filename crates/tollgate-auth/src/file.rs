@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::fmt;
 
 use serde::Deserialize;
-use tollgate_core::{Principal, Rate};
+use tollgate_core::{Principal, Rate, SpendCap};
 
 use crate::{ApiKey, InMemoryKeyStore, KeyDigest};
 
@@ -64,6 +64,10 @@ pub struct KeyEntry {
     /// Its own token quota, overriding the default per-key one.
     #[serde(default)]
     pub tokens_per_minute: Option<u64>,
+    /// Spend caps in micro-units per period: `"5000000/month"`, `"250000/day"`, `"…/week"`
+    /// (calendar periods in UTC), or `"1000000/86400000"` (rolling, in milliseconds).
+    #[serde(default)]
+    pub spend_caps: Option<Vec<String>>,
 }
 
 impl KeyEntry {
@@ -96,6 +100,16 @@ impl KeyEntry {
         if let Some(per_minute) = self.tokens_per_minute {
             principal = principal.with_token_quota(quota(per_minute, "tokens_per_minute")?);
         }
+        if let Some(caps) = &self.spend_caps {
+            let caps = caps
+                .iter()
+                .map(|cap| {
+                    cap.parse()
+                        .map_err(|error| format!("spend_caps: {cap:?}: {error}"))
+                })
+                .collect::<Result<Vec<SpendCap>, String>>()?;
+            principal = principal.with_spend_caps(caps);
+        }
         Ok(principal)
     }
 }
@@ -118,7 +132,7 @@ impl std::error::Error for KeyFileError {}
 impl InMemoryKeyStore {
     /// A store holding the file's keys. Every entry is checked first and every problem
     /// reported: exactly one of `key` and `sha256`, a well-formed digest, the required prefix
-    /// on plaintext keys, non-zero quotas, no id or key listed twice.
+    /// on plaintext keys, non-zero quotas, well-formed spend caps, no id or key listed twice.
     ///
     /// ```
     /// use tollgate_auth::{ApiKey, InMemoryKeyStore, KeyEntry, KeyFile};
@@ -131,6 +145,7 @@ impl InMemoryKeyStore {
     ///     models: None,
     ///     requests_per_minute: Some(0),
     ///     tokens_per_minute: None,
+    ///     spend_caps: Some(vec!["5000000/month".into()]),
     /// };
     /// let file = KeyFile { required_prefix: Some("sk-llmaai-".into()), keys: vec![entry] };
     /// let error = InMemoryKeyStore::from_file(&file).unwrap_err();

@@ -13,7 +13,7 @@ use futures_util::future::Either;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{ProtocolVersion, PushInfo, PushKind, Script, Value};
 use tollgate_auth::{KeyDigest, KeyRecord, KeyStore};
-use tollgate_core::{BoxError, Principal, Rate};
+use tollgate_core::{BoxError, Principal, Rate, SpendCap};
 
 use crate::client::{OnFailure, Redis};
 
@@ -115,6 +115,7 @@ impl Cache {
 /// | `account` | the account it bills |
 /// | `models` | the models it may use, comma-separated; absent: all |
 /// | `request_quota`, `token_quota` | its own limits, `amount/period_ms[/burst]` (`60/60000`) |
+/// | `spend_caps` | its spend caps, comma-separated: `5000000/month,250000/day` (micro-units) |
 /// | `revoked` | `1` when revoked |
 /// | `expires_at` | when it stops working, in Unix seconds |
 ///
@@ -277,6 +278,11 @@ impl RedisKeyStore {
         }
         if let Some(rate) = record.principal.token_quota() {
             fields.push(("token_quota", quota_text(rate)));
+        }
+        let caps = record.principal.spend_caps();
+        if !caps.is_empty() {
+            let caps: Vec<String> = caps.iter().map(ToString::to_string).collect();
+            fields.push(("spend_caps", caps.join(",")));
         }
         if record.revoked {
             fields.push(("revoked", "1".to_owned()));
@@ -470,6 +476,13 @@ fn parse_record(fields: &HashMap<String, String>) -> Result<Option<KeyRecord>, B
     if let Some(quota) = fields.get("token_quota") {
         principal = principal.with_token_quota(parse_quota(quota)?);
     }
+    if let Some(caps) = fields.get("spend_caps") {
+        let caps = caps
+            .split(',')
+            .map(|cap| cap.trim().parse::<SpendCap>())
+            .collect::<Result<Vec<_>, _>>()?;
+        principal = principal.with_spend_caps(caps);
+    }
     let mut record = KeyRecord::new(principal);
     if fields.get("revoked").is_some_and(|value| value == "1") {
         record = record.revoked();
@@ -506,6 +519,7 @@ mod tests {
             ("account", "acct_1"),
             ("models", "gpt-5.4, gpt-5.4-mini"),
             ("request_quota", "60/60000"),
+            ("spend_caps", "5000000/month, 250000/day"),
             ("revoked", "1"),
             ("expires_at", "2000000000"),
         ]
@@ -520,6 +534,7 @@ mod tests {
             record.principal.request_quota(),
             Some(Rate::per_minute(60).unwrap())
         );
+        assert_eq!(record.principal.spend_caps().len(), 2);
         assert!(record.revoked);
         assert!(!record.is_expired(UNIX_EPOCH + Duration::from_secs(1_999_999_999)));
         assert!(parse_record(&HashMap::new()).unwrap().is_none());
