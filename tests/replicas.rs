@@ -552,3 +552,50 @@ async fn keys_and_money_managed_through_the_admin_api_hold_on_every_replica() {
         .unwrap();
     assert_eq!(new["revoked"], true);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_monthly_cap_for_ten_admits_at_most_ten_of_a_thousand_across_replicas() {
+    // One request's worst case, from a broke account's 402 on an in-memory stack.
+    let upstream = MockUpstream::builder()
+        .first_byte_delay(Duration::from_millis(1_500))
+        .start()
+        .await;
+    let plain = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
+    let probe = replicas(&plain, &upstream, 1).await;
+    let (status, _, refused) = complete(probe[0].server.addr(), BROKE).await;
+    assert_eq!(status, 402);
+    let worst = refused["error"]["details"]["required"].as_u64().unwrap();
+
+    let redis = RedisServer::start().unwrap();
+    let mut config = config(&Target::Node(&redis), "");
+    config.limits.requests_per_minute = Some(1_000_000);
+    config.limits.model_requests_per_minute = Some(1_000_000);
+    let demo = config
+        .auth
+        .keys
+        .iter_mut()
+        .find(|k| k.id == "key_demo")
+        .unwrap();
+    demo.spend_caps = Some(vec![format!("{}/month", 10 * worst)]);
+    let replicas = replicas(&config, &upstream, 3).await;
+
+    let results = spread(&replicas, 1_000).await;
+    let served = statuses(&results, 200);
+    assert!(served <= 10, "{served} admitted on a monthly cap for 10");
+    assert!(
+        served >= 5,
+        "only {served} admitted on a monthly cap for 10"
+    );
+    let (_, _, refusal) = results
+        .iter()
+        .find(|(status, _, _)| *status == 402)
+        .unwrap();
+    assert_eq!(refusal["error"]["code"], "budget_exceeded", "{refusal}");
+    assert_eq!(refusal["error"]["details"]["period"], "month");
+    assert_eq!(
+        statuses(&results, 402),
+        1_000 - served,
+        "every other request is refused"
+    );
+    println!("{served} of 1,000 admitted on a monthly cap for 10 worst cases");
+}
