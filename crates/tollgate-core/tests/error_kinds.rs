@@ -7,7 +7,7 @@ use tollgate_core::{ErrorKind, GatewayError};
 
 #[test]
 fn every_kind_has_its_status_type_retryability_and_golden_json() {
-    let table: [(ErrorKind, u16, &str, bool); 17] = [
+    let table: [(ErrorKind, u16, &str, bool); 18] = [
         (
             ErrorKind::InvalidRequest,
             400,
@@ -30,6 +30,7 @@ fn every_kind_has_its_status_type_retryability_and_golden_json() {
         (ErrorKind::Forbidden, 403, "forbidden", false),
         (ErrorKind::ModelNotFound, 404, "model_not_found", false),
         (ErrorKind::UnknownRoute, 404, "unknown_route", false),
+        (ErrorKind::NotFound, 404, "not_found", false),
         (
             ErrorKind::MethodNotAllowed,
             405,

@@ -4,7 +4,7 @@ use tollgate_core::BodyLimit;
 
 use crate::LiveCatalog;
 
-/// Validates the `model` of every request against a [`ModelCatalog`] and resolves it.
+/// Validates the `model` of every request against a [`ModelCatalog`](crate::ModelCatalog) and resolves it.
 ///
 /// What it checks and answers is described once, in the [crate documentation](crate). Give
 /// it a [`LiveCatalog`] to replace the catalog while serving.
@@ -34,7 +34,7 @@ pub(crate) struct Shared {
 }
 
 impl ModelResolutionLayer {
-    /// Validates models against `catalog` (a [`ModelCatalog`], or a [`LiveCatalog`] to replace
+    /// Validates models against `catalog` (a [`ModelCatalog`](crate::ModelCatalog), or a [`LiveCatalog`] to replace
     /// it while serving), reading bodies under [`BodyLimit::default`].
     pub fn new(catalog: impl Into<LiveCatalog>) -> Self {
         ModelResolutionLayer {
