@@ -13,6 +13,7 @@
 //! | `balance` | `tollgate-balance` | `BalanceGateLayer`, `Ledger`: prepaid balance that never overspends (402), settled from usage |
 //! | `error` | `tollgate-error` | `ErrorEnvelopeLayer`: one JSON error envelope for every failure |
 //! | `guard` | `tollgate-guard` | `RequestGuardLayer`: body size (413), read timeout (408), validation (400), context window |
+//! | `metrics` | `tollgate-metrics` | `MetricsLayer`: durations, tokens, cost, outcomes and what is in flight, in OpenTelemetry's GenAI names, through the `metrics` facade; trace context carried to the provider |
 //! | `models` | `tollgate-models` | `ModelResolutionLayer`, `ModelCatalog`, `ListModels`: slugs, aliases, deprecation, retirement |
 //! | `ratelimit` | `tollgate-ratelimit` | `RateLimitLayer`: GCRA limits per key and model on governor, `X-RateLimit-*` headers (429) |
 //! | `redis` | `tollgate-redis` | `RedisRateLimiter`, `RedisLedger`, `RedisKeyStore`: limits, balances and keys shared by every replica |
@@ -71,6 +72,9 @@ pub use tollgate_error as error;
 
 #[cfg(feature = "guard")]
 pub use tollgate_guard as guard;
+
+#[cfg(feature = "metrics")]
+pub use tollgate_metrics as metrics;
 
 #[cfg(feature = "models")]
 pub use tollgate_models as models;

@@ -3,7 +3,7 @@ use tower_layer::Layer;
 
 use http::Request;
 use tollgate_core::admission::{Admission, AdmissionFuture, Carry, Start, Verdict};
-use tollgate_core::{BoxError, GatewayError};
+use tollgate_core::{BoxError, GatewayError, Telemetry};
 
 use crate::credentials::Failure;
 use crate::{BearerAuthLayer, KeyDigest, KeyRecord, KeyStore};
@@ -69,6 +69,9 @@ impl<B, K: KeyStore> Admission<B> for BearerAuthLayer<K> {
             return Verdict::Reject(Failure::Expired.into_error(&self.sources), ());
         }
         tracing::Span::current().record("key_id", record.principal.key_id());
+        if let Some(telemetry) = request.extensions().get::<Telemetry>() {
+            telemetry.set_principal(&record.principal);
+        }
         request.extensions_mut().insert(record.principal);
         Verdict::Admit(())
     }

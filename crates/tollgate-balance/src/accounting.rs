@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use tollgate_core::admission::poll_now;
-use tollgate_core::{Endpoint, Prices, Usage};
+use tollgate_core::{Endpoint, Prices, Telemetry, Usage};
 
 use crate::{CapReservation, CapStore, Ledger, LedgerError, Micros, Reservation, Settlement};
 
@@ -145,6 +145,8 @@ pub(crate) struct Accountant<L: Ledger, C: CapStore> {
     pub(crate) sink: Option<Arc<dyn UsageSink>>,
     pub(crate) record: RecordBase,
     pub(crate) started: Instant,
+    /// The request's telemetry, when something measures it: told the headroom and the cost.
+    pub(crate) telemetry: Option<Telemetry>,
 }
 
 /// What the usage record says besides the charge; turned into strings only when a sink wants
@@ -159,6 +161,13 @@ pub(crate) struct RecordBase {
 }
 
 impl<L: Ledger, C: CapStore> Accountant<L, C> {
+    /// The ledger reserved the request's worst case.
+    pub(crate) fn admitted(&self, reservation: &Reservation) {
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.set_balance_unreserved(reservation.remaining);
+        }
+    }
+
     pub(crate) fn finish(&mut self, ending: Ending) {
         let Some(reservation) = self.reservation.take() else {
             return;
@@ -178,6 +187,11 @@ impl<L: Ledger, C: CapStore> Accountant<L, C> {
             (UsageSource::Estimated, NoUsagePolicy::ChargeObserved)
             | (UsageSource::Observed, _) => self.prices.usage_cost(&usage),
         };
+        if let Some(telemetry) = &self.telemetry
+            && source != UsageSource::None
+        {
+            telemetry.set_usage(usage, owed);
+        }
         // An estimate is a guess, so it never charges past what was set aside; reported usage
         // is asked for in full, and the ledger stops it at the reservation plus the balance.
         let asked = match source {

@@ -7,7 +7,7 @@ use tower_layer::Layer;
 use http::Request;
 use tollgate_core::admission::{Admission, AdmissionFuture, Carry, Start, Verdict};
 use tollgate_core::request_id::X_REQUEST_ID;
-use tollgate_core::{Endpoint, ModelInfo, Principal, TokenEstimate};
+use tollgate_core::{Endpoint, ModelInfo, Principal, Telemetry, TokenEstimate};
 use tollgate_sse::SseObservers;
 
 use crate::accounting::{Accountant, RecordBase, run};
@@ -119,6 +119,7 @@ impl<B, L: Ledger, C: CapStore> Admission<B> for BalanceGateLayer<L, C> {
                     status: 0,
                 },
                 started: Instant::now(),
+                telemetry: extensions.get::<Telemetry>().cloned(),
             },
             balance_header: config.balance_header,
             observers: extensions.get::<SseObservers>().cloned(),
@@ -149,10 +150,12 @@ impl<B, L: Ledger, C: CapStore> Admission<B> for BalanceGateLayer<L, C> {
         let config = &self.config;
         match (reserved, capped) {
             (Ok(reservation), None) => {
+                hold.accountant.admitted(&reservation);
                 hold.accountant.reservation = Some(reservation);
                 Verdict::Admit(Billing(Some(hold)))
             }
             (Ok(reservation), Some(Ok(cap_reservation))) => {
+                hold.accountant.admitted(&reservation);
                 hold.accountant.reservation = Some(reservation);
                 hold.accountant.caps = Some((config.caps.clone(), cap_reservation));
                 Verdict::Admit(Billing(Some(hold)))

@@ -12,6 +12,8 @@
 //!   [`Prices`], [`Lifecycle`]).
 //! - [`Usage`]: token usage as OpenAI reports it, cached prompt and reasoning tokens included.
 //! - [`request_id()`]: the id tower-http's request-id layer set.
+//! - [`Telemetry`]: what the layers learn about one request, for a metrics layer to report,
+//!   and its W3C [`TraceContext`].
 //! - [`Body`] and [`ResponseBody`]: body types shared by the layers.
 //!
 //! Layers talk to each other only through these types in the request and response extensions.
@@ -48,6 +50,8 @@ mod paths;
 mod principal;
 pub mod request_id;
 pub mod spend;
+mod telemetry;
+pub mod trace_context;
 mod usage;
 
 pub use body::{Body, BoxError, ResponseBody};
@@ -66,4 +70,6 @@ pub use paths::{Paths, is_event_stream};
 pub use principal::{InvalidRate, Principal, Rate};
 pub use request_id::request_id;
 pub use spend::{CapPeriod, CapWindow, InvalidSpendCap, SpendCap};
+pub use telemetry::Telemetry;
+pub use trace_context::{SpanId, TraceContext, TraceId};
 pub use usage::Usage;

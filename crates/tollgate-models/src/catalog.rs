@@ -326,6 +326,13 @@ impl ModelCatalog {
         self.inner.docs_url.as_deref()
     }
 
+    /// The model a name (an id or an alias, exactly as written) stands for, without looking
+    /// for a suggestion when none does.
+    pub(crate) fn named(&self, requested: &str) -> Option<&Model> {
+        let &(index, _) = self.inner.names.get(requested)?;
+        Some(&self.inner.models[index])
+    }
+
     /// Resolves a requested name (an id or an alias, exactly as written).
     pub fn resolve(&self, requested: &str) -> Resolution<'_> {
         match self.inner.names.get(requested) {

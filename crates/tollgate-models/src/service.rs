@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 use tollgate_core::admission::{Admission, AdmissionFuture, Respond, Start, Verdict};
 use tollgate_core::{
-    BodyArrived, BoxError, Fallbacks, GatewayError, Principal, ReadBody, ResponseBody,
+    BodyArrived, BoxError, Fallbacks, GatewayError, Principal, ReadBody, ResponseBody, Telemetry,
 };
 
 use crate::decide::decide;
@@ -61,11 +61,23 @@ where
         let endpoint = request.uri().path();
         let principal = request.extensions().get::<Principal>();
         let snapshot = self.shared.catalog.snapshot();
+        let telemetry = request.extensions().get::<Telemetry>();
         let admitted = match decide(&snapshot.catalog, &chat, endpoint, principal) {
             Ok(admitted) => admitted,
-            Err(error) => return Verdict::Reject(error, ModelHeaders(None)),
+            Err(error) => {
+                // A refused model the catalog knows (retired, not allowed) is a bounded label.
+                if let Some(telemetry) = telemetry
+                    && let Some(model) = chat.model().and_then(|m| snapshot.catalog.named(m))
+                {
+                    telemetry.set_requested_model(model.info.id.clone());
+                }
+                return Verdict::Reject(error, ModelHeaders(None));
+            }
         };
         let model = admitted.model;
+        if let Some(telemetry) = telemetry {
+            telemetry.set_requested_model(model.info.id.clone());
+        }
         if admitted.via_alias
             && let Some(rewritten) = chat.with_model(model.id())
         {

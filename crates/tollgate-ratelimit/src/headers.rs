@@ -129,6 +129,8 @@ pub(crate) struct RateHeaders {
     basic: Option<[HeaderValue; 3]>,
     /// OpenAI's and the IETF draft's, when enabled.
     extra: Option<Box<HeaderMap>>,
+    /// What `basic` says is remaining, as a number (for the request's telemetry).
+    pub(crate) remaining: Option<u64>,
 }
 
 impl RateHeaders {
@@ -144,6 +146,7 @@ impl RateHeaders {
                 ]
             }),
             extra: None,
+            remaining: top.map(|top| top.remaining),
         }
     }
 
@@ -168,6 +171,7 @@ impl RateHeaders {
                 number(ceil_secs(top.reset)),
             ]),
             extra,
+            remaining: Some(top.remaining),
         }
     }
 

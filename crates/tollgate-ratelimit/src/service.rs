@@ -4,7 +4,7 @@ use tower_layer::Layer;
 use http::Request;
 use smallvec::SmallVec;
 use tollgate_core::admission::{Admission, AdmissionFuture, Carry, Start, Verdict};
-use tollgate_core::{BoxError, ChatRequest, ModelInfo, Principal, Rate, TokenEstimate};
+use tollgate_core::{BoxError, ChatRequest, ModelInfo, Principal, Rate, Telemetry, TokenEstimate};
 
 use crate::backend::{Check, Decision, RuleKey, Scope};
 use crate::future::{Planned, RateTicket, decide};
@@ -61,12 +61,18 @@ impl<B, Bk: RateLimitBackend> Admission<B> for RateLimitLayer<Bk> {
         (result, planned): (Result<Decision, BoxError>, Planned),
         request: &mut Request<B>,
     ) -> Verdict<RateTicket<Bk>> {
-        match decide(
+        let decided = decide(
             &planned,
             result,
             request.extensions(),
             &self.rules.load().limit_values,
-        ) {
+        );
+        if let (Some(remaining), Some(telemetry)) =
+            (decided.0.remaining, request.extensions().get::<Telemetry>())
+        {
+            telemetry.set_rate_limit_remaining(remaining);
+        }
+        match decided {
             (headers, None) => Verdict::Admit(RateTicket {
                 headers,
                 charged: Some((self.backend.clone(), planned.checks)),

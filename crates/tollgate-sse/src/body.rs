@@ -11,7 +11,7 @@ use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
-use tollgate_core::{BoxError, Endpoint, ErrorKind, GatewayError};
+use tollgate_core::{BoxError, Endpoint, ErrorKind, GatewayError, Telemetry};
 
 use crate::observer::is_usage_only;
 use crate::{Event, SseObserver, SseParser, StreamEnd};
@@ -69,6 +69,7 @@ pub(crate) struct Stream<B> {
     responses: bool,
     /// The `sequence_number` of the last event, in a Responses API stream.
     last_sequence: Option<u64>,
+    telemetry: Option<Telemetry>,
 }
 
 type DrainFn<B> = fn(Pin<Box<B>>, Option<SseParser>, Vec<Box<dyn SseObserver>>);
@@ -115,6 +116,7 @@ impl<B> SseBody<B> {
                     drain: None,
                     responses: false,
                     last_sequence: None,
+                    telemetry: None,
                 },
             },
         }
@@ -138,6 +140,24 @@ impl<B> SseBody<B> {
             if stream.responses && stream.parser.is_none() {
                 stream.parser = Some(SseParser::new());
             }
+        }
+        self
+    }
+
+    /// Tells `telemetry` how the stream failed, if it fails mid-stream (the status, 200, went
+    /// out with the head).
+    ///
+    /// ```
+    /// use tollgate_core::{Body, Telemetry};
+    /// use tollgate_sse::SseBody;
+    ///
+    /// let body = SseBody::stream(Body::empty(), Vec::new(), None, false, None)
+    ///     .with_telemetry(Telemetry::new());
+    /// # let _ = body;
+    /// ```
+    pub fn with_telemetry(mut self, telemetry: Telemetry) -> Self {
+        if let Kind::Stream { stream } = &mut self.kind {
+            stream.telemetry = Some(telemetry);
         }
         self
     }
@@ -355,6 +375,9 @@ where
                 "The upstream provider failed in the middle of the stream. The response is incomplete; send the request again.",
             ),
         };
+        if let Some(telemetry) = &self.telemetry {
+            telemetry.set_stream_error(error.kind);
+        }
         let mut event = BytesMut::new();
         if !self.client_at_boundary() {
             event.extend_from_slice(b"\n\n");

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use http::header::{CACHE_CONTROL, CONTENT_LENGTH};
 use http::{HeaderName, HeaderValue, Response};
 use tollgate_core::admission::Respond;
-use tollgate_core::{BoxError, Endpoint, GatewayError, is_event_stream};
+use tollgate_core::{BoxError, Endpoint, GatewayError, Telemetry, is_event_stream};
 
 use crate::layer::Config;
 use crate::{SseBody, SseObservers};
@@ -19,6 +19,7 @@ pub struct StreamPlan {
     pub(crate) request_id: Option<HeaderValue>,
     pub(crate) strip_usage: bool,
     pub(crate) endpoint: Option<Endpoint>,
+    pub(crate) telemetry: Option<Telemetry>,
 }
 
 impl StreamPlan {
@@ -30,6 +31,7 @@ impl StreamPlan {
             request_id: None,
             strip_usage: false,
             endpoint: None,
+            telemetry: None,
         }
     }
 }
@@ -67,6 +69,9 @@ where
         }
         if let Some(endpoint) = self.endpoint {
             body = body.with_endpoint(endpoint);
+        }
+        if let Some(telemetry) = self.telemetry {
+            body = body.with_telemetry(telemetry);
         }
         Response::from_parts(parts, body)
     }

@@ -2,7 +2,9 @@ use bytes::Bytes;
 use http::Request;
 use tollgate_core::admission::{Admission, AdmissionFuture, Start, Verdict};
 use tollgate_core::request_id::X_REQUEST_ID;
-use tollgate_core::{BodyArrived, BoxError, ChatRequest, Endpoint, GatewayError, ReadBody};
+use tollgate_core::{
+    BodyArrived, BoxError, ChatRequest, Endpoint, GatewayError, ReadBody, Telemetry,
+};
 use tower_layer::Layer;
 
 use crate::future::StreamPlan;
@@ -82,6 +84,7 @@ impl SsePassthroughLayer {
             request_id: request.headers().get(X_REQUEST_ID).cloned(),
             strip_usage,
             endpoint: endpoint_of(request),
+            telemetry: request.extensions().get::<Telemetry>().cloned(),
         }
     }
 

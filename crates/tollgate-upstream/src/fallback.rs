@@ -2,18 +2,34 @@
 //! retries, through each of its fallbacks in turn.
 
 use bytes::Bytes;
-use http::header::HeaderValue;
-use http::{Request, Response};
+use http::header::{HeaderMap, HeaderValue};
+use http::{Method, Request, Response, Uri};
 use tokio::time::Instant;
 use tollgate_core::body::{BodyError, collect_limited};
+use tollgate_core::trace_context::{TRACEPARENT, TRACESTATE};
 use tollgate_core::{
-    BoxError, ChatRequest, Fallbacks, GatewayError, ModelInfo, ResponseBody, X_MODEL,
+    BoxError, ChatRequest, Fallbacks, GatewayError, ModelInfo, ResponseBody, Telemetry, X_MODEL,
 };
 
 use crate::body::UpstreamBody;
 use crate::errors;
 use crate::exchange::Failure;
 use crate::service::Shared;
+
+/// The request as it goes to the provider.
+struct Outgoing<'a> {
+    method: &'a Method,
+    uri: &'a Uri,
+    headers: &'a HeaderMap,
+    body: Bytes,
+}
+
+/// The models that may serve a request, in order, and its parsed body (to splice the model).
+struct Candidates {
+    model: Option<ModelInfo>,
+    fallbacks: Option<Fallbacks>,
+    memo: Option<ChatRequest>,
+}
 
 impl Shared {
     /// Reads the request once, then sends it to its model and, while each fails retryably,
@@ -35,6 +51,7 @@ impl Shared {
             .map(ChatRequest::without_fallbacks);
         let model = request.extensions().get::<ModelInfo>().cloned();
         let fallbacks = request.extensions().get::<Fallbacks>().cloned();
+        let telemetry = request.extensions().get::<Telemetry>().cloned();
         let (parts, body) = request.into_parts();
         let body = match &memo {
             // Every layer before read the body through the memo: it is the body.
@@ -44,9 +61,57 @@ impl Shared {
                 .await
                 .map_err(|error| GatewayError::from(&error))?,
         };
-        let headers = self.headers.for_request(&parts.headers);
+        let mut headers = self.headers.for_request(&parts.headers);
+        if let Some(trace) = telemetry.as_ref().and_then(Telemetry::trace) {
+            headers.insert(TRACEPARENT, trace.traceparent());
+            if let Some(state) = trace.tracestate() {
+                headers.insert(TRACESTATE, state.clone());
+            }
+        }
         let uri = self.uri_for(&parts.uri)?;
+        let waiting = std::time::Instant::now();
+        let outcome = self
+            .through_fallbacks(
+                Outgoing {
+                    method: &parts.method,
+                    uri: &uri,
+                    headers: &headers,
+                    body,
+                },
+                Candidates {
+                    model,
+                    fallbacks,
+                    memo,
+                },
+                telemetry.as_ref(),
+                deadline,
+            )
+            .await;
+        if let Some(telemetry) = &telemetry {
+            telemetry.add_upstream_time(waiting.elapsed());
+        }
+        outcome
+    }
 
+    /// The model and then each fallback in turn, while each fails retryably.
+    async fn through_fallbacks(
+        &self,
+        outgoing: Outgoing<'_>,
+        candidates: Candidates,
+        telemetry: Option<&Telemetry>,
+        deadline: Instant,
+    ) -> Result<Response<ResponseBody<UpstreamBody>>, GatewayError> {
+        let Outgoing {
+            method,
+            uri,
+            headers,
+            body,
+        } = outgoing;
+        let Candidates {
+            model,
+            fallbacks,
+            memo,
+        } = candidates;
         let fallbacks = fallbacks
             .as_ref()
             .map(|f| f.0.as_slice())
@@ -64,8 +129,13 @@ impl Shared {
                 },
                 _ => break,
             };
+            if index > 0
+                && let Some(telemetry) = telemetry
+            {
+                telemetry.add_fallback();
+            }
             match self
-                .send_with_retries(&parts.method, &uri, &headers, body, deadline)
+                .send_with_retries(method, uri, headers, body, deadline, telemetry)
                 .await
             {
                 Ok(mut response) => {

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use http::header::HeaderMap;
 use http::{Method, Response, Uri};
 use tokio::time::Instant;
-use tollgate_core::ResponseBody;
+use tollgate_core::{ResponseBody, Telemetry};
 use tower::retry::budget::{Budget, TpsBudget};
 
 use crate::body::UpstreamBody;
@@ -220,10 +220,14 @@ impl Shared {
         headers: &HeaderMap,
         body: Bytes,
         deadline: Instant,
+        telemetry: Option<&Telemetry>,
     ) -> Result<Response<ResponseBody<UpstreamBody>>, Failure> {
         self.budget.deposit();
         let mut attempt = 0;
         loop {
+            if let Some(telemetry) = telemetry {
+                telemetry.add_attempt();
+            }
             let outcome = self
                 .exchange(method, uri, headers, body.clone(), deadline)
                 .await;
@@ -246,6 +250,9 @@ impl Shared {
                 || !self.budget.withdraw()
             {
                 return Err(Failure::Retryable(error, retry_after));
+            }
+            if let Some(telemetry) = telemetry {
+                telemetry.add_retry();
             }
             tokio::time::sleep(wait).await;
         }

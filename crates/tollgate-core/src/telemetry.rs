@@ -1,0 +1,182 @@
+//! What the layers of a stack learn about one request, for whoever measures it.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::{ErrorKind, Principal, TraceContext, Usage};
+
+/// One request's telemetry, shared by the layers that serve it: a metrics layer puts one in
+/// the request extensions, and the layers below write what only they know (who called, which
+/// model was asked for, the usage and its cost, upstream attempts, a stream that failed, the
+/// headroom left). Clones share the same record; every write is a relaxed atomic or a
+/// set-once cell, so a layer pays nothing when no one measures (no `Telemetry` in the
+/// extensions) and next to nothing when someone does.
+///
+/// ```
+/// use std::time::Duration;
+/// use tollgate_core::{Telemetry, Usage};
+///
+/// let telemetry = Telemetry::new();
+/// // What the layers below record...
+/// telemetry.set_requested_model("gpt-5.4");
+/// telemetry.add_attempt();
+/// telemetry.add_upstream_time(Duration::from_millis(120));
+/// telemetry.set_usage(Usage::new(30, 18), 2_400);
+/// // ...the metrics layer reads once the response is done.
+/// assert_eq!(telemetry.requested_model().as_deref(), Some("gpt-5.4"));
+/// assert_eq!(telemetry.usage(), Some((Usage::new(30, 18), 2_400)));
+/// assert_eq!(telemetry.attempts(), 1);
+/// assert_eq!(telemetry.upstream_time(), Duration::from_millis(120));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Telemetry {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    trace: Option<TraceContext>,
+    principal: OnceLock<Principal>,
+    requested_model: OnceLock<Arc<str>>,
+    usage: OnceLock<(Usage, u64)>,
+    stream_error: OnceLock<ErrorKind>,
+    attempts: AtomicU32,
+    retries: AtomicU32,
+    fallbacks: AtomicU32,
+    upstream_nanos: AtomicU64,
+    rate_limit_remaining: OnceLock<u64>,
+    balance_unreserved: OnceLock<u64>,
+}
+
+impl Telemetry {
+    /// An empty record.
+    pub fn new() -> Self {
+        Telemetry::default()
+    }
+
+    /// An empty record of a request in this trace.
+    pub fn with_trace(trace: TraceContext) -> Self {
+        Telemetry {
+            shared: Arc::new(Shared {
+                trace: Some(trace),
+                ..Shared::default()
+            }),
+        }
+    }
+
+    /// The request's trace, which the upstream client propagates (`traceparent`).
+    pub fn trace(&self) -> Option<&TraceContext> {
+        self.shared.trace.as_ref()
+    }
+
+    /// The authenticated caller (the auth layer records it).
+    pub fn set_principal(&self, principal: &Principal) {
+        let _ = self.shared.principal.set(principal.clone());
+    }
+
+    /// The caller, once authenticated.
+    pub fn principal(&self) -> Option<&Principal> {
+        self.shared.principal.get()
+    }
+
+    /// The catalog's canonical id of the model the request asked for (the model layer records
+    /// it, also for a model it refuses, as long as the catalog knows it: an unknown name would
+    /// make every label set a client can invent).
+    pub fn set_requested_model(&self, model: impl Into<Arc<str>>) {
+        let _ = self.shared.requested_model.set(model.into());
+    }
+
+    /// The model asked for, as the catalog names it.
+    pub fn requested_model(&self) -> Option<Arc<str>> {
+        self.shared.requested_model.get().cloned()
+    }
+
+    /// The usage the upstream reported (or the billing estimate of it) and what it cost at the
+    /// serving model's prices, in micro-units (the balance gate records it when it settles).
+    pub fn set_usage(&self, usage: Usage, cost: u64) {
+        let _ = self.shared.usage.set((usage, cost));
+    }
+
+    /// Usage and cost, once known.
+    pub fn usage(&self) -> Option<(Usage, u64)> {
+        self.shared.usage.get().copied()
+    }
+
+    /// A stream that started well and then failed: the kind of its terminal error event (the
+    /// response status, 200, cannot say so).
+    pub fn set_stream_error(&self, kind: ErrorKind) {
+        let _ = self.shared.stream_error.set(kind);
+    }
+
+    /// How a failed stream failed.
+    pub fn stream_error(&self) -> Option<ErrorKind> {
+        self.shared.stream_error.get().copied()
+    }
+
+    /// One more request sent to the provider.
+    pub fn add_attempt(&self) {
+        self.shared.attempts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests sent to the provider, retries and fallbacks included.
+    pub fn attempts(&self) -> u32 {
+        self.shared.attempts.load(Ordering::Relaxed)
+    }
+
+    /// One more retry of the same model.
+    pub fn add_retry(&self) {
+        self.shared.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Retries of the same model.
+    pub fn retries(&self) -> u32 {
+        self.shared.retries.load(Ordering::Relaxed)
+    }
+
+    /// One more fallback model tried.
+    pub fn add_fallback(&self) {
+        self.shared.fallbacks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Fallback models tried.
+    pub fn fallbacks(&self) -> u32 {
+        self.shared.fallbacks.load(Ordering::Relaxed)
+    }
+
+    /// Time spent waiting on the provider (exchanges and the back-off between them) until the
+    /// response head.
+    pub fn add_upstream_time(&self, waited: Duration) {
+        let nanos = u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX);
+        self.shared
+            .upstream_nanos
+            .fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// All the time spent waiting on the provider.
+    pub fn upstream_time(&self) -> Duration {
+        Duration::from_nanos(self.shared.upstream_nanos.load(Ordering::Relaxed))
+    }
+
+    /// The requests the caller's tightest rate limit has left (the rate-limit layer records
+    /// what its `X-RateLimit-Remaining` says).
+    pub fn set_rate_limit_remaining(&self, remaining: u64) {
+        let _ = self.shared.rate_limit_remaining.set(remaining);
+    }
+
+    /// The tightest rate limit's remaining requests, when a rate limit applied.
+    pub fn rate_limit_remaining(&self) -> Option<u64> {
+        self.shared.rate_limit_remaining.get().copied()
+    }
+
+    /// The account's balance not held by reservations once this request's reservation is held,
+    /// in micro-units (the balance gate records it).
+    pub fn set_balance_unreserved(&self, unreserved: u64) {
+        let _ = self.shared.balance_unreserved.set(unreserved);
+    }
+
+    /// The account's unreserved balance, when the balance gate admitted the request.
+    pub fn balance_unreserved(&self) -> Option<u64> {
+        self.shared.balance_unreserved.get().copied()
+    }
+}

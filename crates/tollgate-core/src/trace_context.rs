@@ -1,0 +1,281 @@
+//! W3C Trace Context (`traceparent`, `tracestate`): a client's trace continued through the
+//! gateway and on to the provider.
+
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use http::HeaderMap;
+use http::header::{HeaderName, HeaderValue};
+
+/// The `traceparent` header.
+pub const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+/// The `tracestate` header.
+pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// The longest `tracestate` carried on: W3C lets a vendor truncate past 512 characters, and a
+/// longer one is dropped rather than cut mid-entry.
+const MAX_TRACESTATE: usize = 512;
+
+/// The gateway's place in a distributed trace: the trace it belongs to, the client's span that
+/// called it (when the client sent a valid `traceparent`), and the gateway's own span, which
+/// becomes the parent of the request to the provider.
+///
+/// ```
+/// use http::HeaderMap;
+/// use tollgate_core::TraceContext;
+///
+/// let mut headers = HeaderMap::new();
+/// headers.insert(
+///     "traceparent",
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap(),
+/// );
+/// let context = TraceContext::continue_from(&headers);
+/// assert_eq!(context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+/// assert_eq!(context.parent_span_id().unwrap().to_string(), "00f067aa0ba902b7");
+/// assert!(context.sampled());
+/// // The provider sees the same trace, with the gateway's span as its parent.
+/// let upstream = context.traceparent();
+/// let upstream = upstream.to_str().unwrap();
+/// assert!(upstream.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+/// assert!(upstream.ends_with("-01"));
+/// assert_ne!(&upstream[36..52], "00f067aa0ba902b7");
+///
+/// // Without a (valid) traceparent, a new trace starts.
+/// let fresh = TraceContext::continue_from(&HeaderMap::new());
+/// assert!(fresh.parent_span_id().is_none());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TraceContext {
+    trace_id: TraceId,
+    parent_span_id: Option<SpanId>,
+    span_id: SpanId,
+    flags: u8,
+    tracestate: Option<HeaderValue>,
+}
+
+/// A W3C trace id: 16 bytes, never all zero, written as 32 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TraceId(pub [u8; 16]);
+
+/// A W3C span (parent) id: 8 bytes, never all zero, written as 16 lowercase hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SpanId(pub [u8; 8]);
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+    }
+}
+
+impl TraceContext {
+    /// Continues the trace of a request with `headers`: its `traceparent` when valid (any
+    /// version but `ff`, lowercase hex, ids not all zero), with its `tracestate`; otherwise a
+    /// new trace, sampled. The gateway's span id is new either way.
+    pub fn continue_from(headers: &HeaderMap) -> TraceContext {
+        let parent = headers
+            .get(TRACEPARENT)
+            .and_then(|value| parse_traceparent(value.as_bytes()));
+        match parent {
+            Some((trace_id, parent_span_id, flags)) => TraceContext {
+                trace_id,
+                parent_span_id: Some(parent_span_id),
+                span_id: SpanId(nonzero_u64().to_be_bytes()),
+                flags,
+                tracestate: headers
+                    .get(TRACESTATE)
+                    .filter(|state| state.len() <= MAX_TRACESTATE)
+                    .cloned(),
+            },
+            None => TraceContext::start(),
+        }
+    }
+
+    /// A new trace, sampled, with no parent.
+    pub fn start() -> TraceContext {
+        let high = nonzero_u64();
+        let low = random_u64();
+        let mut trace_id = [0; 16];
+        trace_id[..8].copy_from_slice(&high.to_be_bytes());
+        trace_id[8..].copy_from_slice(&low.to_be_bytes());
+        TraceContext {
+            trace_id: TraceId(trace_id),
+            parent_span_id: None,
+            span_id: SpanId(nonzero_u64().to_be_bytes()),
+            flags: 0x01,
+            tracestate: None,
+        }
+    }
+
+    /// The trace this request belongs to.
+    pub fn trace_id(&self) -> TraceId {
+        self.trace_id
+    }
+
+    /// The client's span, when the client sent a valid `traceparent`.
+    pub fn parent_span_id(&self) -> Option<SpanId> {
+        self.parent_span_id
+    }
+
+    /// The gateway's span: the parent of the request to the provider.
+    pub fn span_id(&self) -> SpanId {
+        self.span_id
+    }
+
+    /// The caller's sampling decision (`trace-flags` bit 0); a new trace is sampled.
+    pub fn sampled(&self) -> bool {
+        self.flags & 0x01 == 0x01
+    }
+
+    /// The `traceparent` for the request to the provider: this trace, the gateway's span as
+    /// the parent, the caller's flags, version `00`.
+    pub fn traceparent(&self) -> HeaderValue {
+        let value = format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags);
+        // Only hex digits and dashes: always a valid header value.
+        HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(""))
+    }
+
+    /// The caller's `tracestate`, carried on unchanged (the gateway adds no entry of its own).
+    pub fn tracestate(&self) -> Option<&HeaderValue> {
+        self.tracestate.as_ref()
+    }
+}
+
+/// `version-traceid-parentid-flags`, per W3C Trace Context level 1: a future version may add
+/// fields after a `-`, version `ff` is invalid, and all-zero ids are invalid.
+fn parse_traceparent(value: &[u8]) -> Option<(TraceId, SpanId, u8)> {
+    if value.len() < 55 || (value.len() > 55 && value[55] != b'-') {
+        return None;
+    }
+    let version = hex_byte(&value[0..2])?;
+    if version == 0xff || (version == 0 && value.len() != 55) {
+        return None;
+    }
+    if value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
+        return None;
+    }
+    let mut trace_id = [0; 16];
+    for (index, byte) in trace_id.iter_mut().enumerate() {
+        *byte = hex_byte(&value[3 + 2 * index..5 + 2 * index])?;
+    }
+    let mut span_id = [0; 8];
+    for (index, byte) in span_id.iter_mut().enumerate() {
+        *byte = hex_byte(&value[36 + 2 * index..38 + 2 * index])?;
+    }
+    let flags = hex_byte(&value[53..55])?;
+    if trace_id == [0; 16] || span_id == [0; 8] {
+        return None;
+    }
+    Some((TraceId(trace_id), SpanId(span_id), flags))
+}
+
+/// Two lowercase hex digits (W3C forbids uppercase).
+fn hex_byte(digits: &[u8]) -> Option<u8> {
+    let digit = |d: u8| match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        _ => None,
+    };
+    Some(digit(digits[0])? << 4 | digit(digits[1])?)
+}
+
+/// 64 bits that look random: a per-process secret seed (from the operating system, once)
+/// plus a counter, through SplitMix64's finalizer. No system call per id; ids need to be
+/// unique and evenly spread, not unguessable.
+fn random_u64() -> u64 {
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| {
+        std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+    });
+    let mut z = seed.wrapping_add(
+        COUNTER
+            .fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+fn nonzero_u64() -> u64 {
+    loop {
+        let value = random_u64();
+        if value != 0 {
+            return value;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_parent(value: &str) -> TraceContext {
+        let mut headers = HeaderMap::new();
+        headers.insert(TRACEPARENT, HeaderValue::from_str(value).unwrap());
+        headers.insert(TRACESTATE, HeaderValue::from_static("congo=t61rcWkgMzE"));
+        TraceContext::continue_from(&headers)
+    }
+
+    #[test]
+    fn invalid_parents_start_a_new_trace() {
+        for invalid in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+            "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+        ] {
+            let context = with_parent(invalid);
+            assert_eq!(context.parent_span_id(), None, "{invalid}");
+            assert_eq!(context.tracestate(), None, "{invalid}");
+            assert!(context.sampled());
+        }
+    }
+
+    #[test]
+    fn a_later_version_with_more_fields_is_continued() {
+        let context = with_parent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-future");
+        assert_eq!(
+            context.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert!(!context.sampled());
+        assert_eq!(context.tracestate().unwrap(), "congo=t61rcWkgMzE");
+        let upstream = context.traceparent();
+        assert!(upstream.to_str().unwrap().starts_with("00-4bf92f35"));
+        assert!(upstream.to_str().unwrap().ends_with("-00"));
+    }
+
+    #[test]
+    fn new_ids_differ_and_are_well_formed() {
+        let ids: std::collections::HashSet<String> = (0..1000)
+            .map(|_| {
+                TraceContext::start()
+                    .traceparent()
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert_eq!(ids.len(), 1000);
+        for id in &ids {
+            let parsed = parse_traceparent(id.as_bytes());
+            assert!(parsed.is_some(), "{id}");
+        }
+    }
+}
