@@ -100,6 +100,39 @@ pub struct UsageRecord {
 pub trait UsageSink: Send + Sync + 'static {
     /// A request finished.
     fn record(&self, record: UsageRecord);
+
+    /// Makes what was recorded durable, as far as the sink can (writes out buffers, syncs
+    /// files); nothing by default.
+    ///
+    /// [`NonBlockingUsageSink`](crate::NonBlockingUsageSink)'s thread calls it on the sink it
+    /// runs when the queue has been idle for a while and before it exits. The gate itself never
+    /// calls it, so a sink may block here.
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use tollgate_balance::{UsageRecord, UsageSink};
+    ///
+    /// /// Keeps records in memory until flushed, then prints them.
+    /// #[derive(Default)]
+    /// struct Batch(Mutex<Vec<UsageRecord>>);
+    ///
+    /// impl UsageSink for Batch {
+    ///     fn record(&self, record: UsageRecord) {
+    ///         self.0.lock().unwrap().push(record);
+    ///     }
+    ///
+    ///     fn flush(&self) {
+    ///         for record in self.0.lock().unwrap().drain(..) {
+    ///             println!("{}", serde_json::to_string(&record).unwrap());
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// let batch = Batch::default();
+    /// batch.flush();
+    /// assert!(batch.0.lock().unwrap().is_empty());
+    /// ```
+    fn flush(&self) {}
 }
 
 /// Writes each record as one JSON line at INFO on the `tollgate::usage` tracing target.

@@ -10,6 +10,10 @@
 //! - [`BalanceGateLayer`]: reserve before, settle after (below).
 //! - [`UsageSink`]: one [`UsageRecord`] per finished request; [`TracingUsageSink`] writes JSON
 //!   lines to a tracing target.
+//! - [`JsonLinesFile`]: usage records as JSON lines in files that survive a restart, rotated by
+//!   size and age, fsynced by an [`Fsync`] policy; run behind a [`NonBlockingUsageSink`], a
+//!   bounded queue and a thread of its own, so a slow disk never slows a request (a full queue
+//!   drops records and counts them).
 //!
 //! # What `BalanceGateLayer` does
 //!
@@ -93,6 +97,7 @@ mod future;
 mod layer;
 mod ledger;
 mod service;
+mod sink;
 
 pub use accounting::{NoUsagePolicy, TracingUsageSink, UsageRecord, UsageSink, UsageSource};
 pub use body::BalanceBody;
@@ -107,3 +112,6 @@ pub use ledger::{
     Reservation, ReservationId, Settlement,
 };
 pub use service::{BalanceGate, ResponseFuture};
+pub use sink::{
+    Fsync, JsonLinesFile, JsonLinesFileBuilder, NonBlockingUsageSink, NonBlockingUsageSinkBuilder,
+};
