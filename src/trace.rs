@@ -52,8 +52,11 @@ pub fn layer() -> GatewayTraceLayer {
         .on_failure(())
 }
 
-/// Makes an info-level `request` span with `method`, `path`, `request_id` and an empty
-/// `key_id` (recorded by the auth layer once it knows the caller).
+/// Makes an info-level `request` span with `method`, `path`, `request_id` and empty fields the
+/// layers inside record: `key_id` (the auth layer, once it knows the caller), and `trace_id`,
+/// `endpoint`, `account`, `request_model`, `response_model`, `input_tokens`, `output_tokens`,
+/// `cost` and `error_type` (the metrics layer, the last ones once the response is done, for
+/// a span exporter).
 ///
 /// ```
 /// use tower_http::trace::TraceLayer;
@@ -78,6 +81,15 @@ impl<B> MakeSpan<B> for RequestSpan {
             path = ?request.uri().path(),
             request_id = ?request_id,
             key_id = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            endpoint = tracing::field::Empty,
+            account = tracing::field::Empty,
+            request_model = tracing::field::Empty,
+            response_model = tracing::field::Empty,
+            input_tokens = tracing::field::Empty,
+            output_tokens = tracing::field::Empty,
+            cost = tracing::field::Empty,
+            error_type = tracing::field::Empty,
         )
     }
 }

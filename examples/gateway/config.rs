@@ -42,6 +42,10 @@ pub struct Config {
     pub redis: Option<RedisSettings>,
     /// The admin API on a listener of its own; off without it.
     pub admin: Option<AdminSettings>,
+    #[serde(default)]
+    pub metrics: MetricsSettings,
+    /// Usage records as JSON-lines files; in the log only without it.
+    pub usage: Option<UsageSettings>,
     pub catalog: CatalogFile,
 }
 
@@ -374,5 +378,85 @@ impl AdminKeyEntry {
                 self.id
             )),
         }
+    }
+}
+
+/// `[metrics]`: what the Prometheus scrape (`/metrics` on the admin listener) labels.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// A series per API key (and the rate-limit headroom gauge): mind the cardinality.
+    pub key_labels: bool,
+    /// A series per account (and the unreserved-balance gauge).
+    pub account_labels: bool,
+}
+
+/// `[usage]`: one JSON line per finished request in `dir`, rotated by size and age, written by
+/// a thread of its own behind a bounded queue (a full queue drops and counts, it never slows
+/// a request).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsageSettings {
+    pub dir: String,
+    #[serde(default = "default_max_mb")]
+    pub max_mb: u64,
+    /// 0: rotate by size only.
+    #[serde(default = "default_rotate_every_secs")]
+    pub rotate_every_secs: u64,
+    /// `interval` (every `fsync_interval_ms`), `every_record` or `never` (the OS decides).
+    #[serde(default = "default_fsync")]
+    pub fsync: String,
+    #[serde(default = "default_fsync_interval_ms")]
+    pub fsync_interval_ms: u64,
+    #[serde(default = "default_queue")]
+    pub queue: usize,
+}
+
+fn default_max_mb() -> u64 {
+    64
+}
+
+fn default_rotate_every_secs() -> u64 {
+    3600
+}
+
+fn default_fsync() -> String {
+    "interval".into()
+}
+
+fn default_fsync_interval_ms() -> u64 {
+    1000
+}
+
+fn default_queue() -> usize {
+    8192
+}
+
+impl UsageSettings {
+    /// Opens the file sink (its writer thread starts now).
+    pub fn sink(
+        &self,
+    ) -> Result<tollgate::balance::NonBlockingUsageSink<tollgate::balance::JsonLinesFile>, String>
+    {
+        use tollgate::balance::{Fsync, JsonLinesFile};
+        let fsync = match self.fsync.as_str() {
+            "interval" => Fsync::Interval(Duration::from_millis(self.fsync_interval_ms.max(1))),
+            "every_record" => Fsync::EveryRecord,
+            "never" => Fsync::Never,
+            other => {
+                return Err(format!(
+                    "[usage] fsync = {other:?}: use interval, every_record or never"
+                ));
+            }
+        };
+        let rotate_every =
+            (self.rotate_every_secs > 0).then(|| Duration::from_secs(self.rotate_every_secs));
+        let file = JsonLinesFile::builder(&self.dir)
+            .max_bytes(self.max_mb.max(1) * 1024 * 1024)
+            .rotate_every(rotate_every)
+            .fsync(fsync)
+            .open()
+            .map_err(|error| format!("[usage] {}: {error}", self.dir))?;
+        Ok(file.non_blocking(self.queue.max(1)))
     }
 }

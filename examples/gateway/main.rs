@@ -161,7 +161,7 @@ async fn run() -> Result<(), String> {
         println!("reload: kill -HUP {} re-reads {path}", std::process::id());
         tokio::spawn(reload_on_hangup(path, handles.clone()));
     }
-    if let Some(admin) = stack::admin(&handles, &config, args.config.clone())? {
+    if let Some(admin) = stack::admin_listener(&handles, &config, args.config.clone())? {
         let listen = config
             .admin
             .as_ref()
@@ -171,6 +171,7 @@ async fn run() -> Result<(), String> {
             .map_err(|error| format!("admin: listen on {listen}: {error}"))?;
         let admin_address = listener.local_addr().map_err(|error| error.to_string())?;
         println!("admin API on http://{admin_address}/admin (see the README's \"Admin API\")");
+        println!("metrics on http://{admin_address}/metrics (Prometheus text)");
         if args.config.is_none() {
             println!(
                 "try:\n  curl -s http://{admin_address}/admin/keys -H 'Authorization: Bearer {DEMO_ADMIN_KEY}'\n  curl -s -X POST http://{admin_address}/admin/accounts/acct_broke/top-up -H 'Authorization: Bearer {DEMO_ADMIN_KEY}' -d '{{\"amount\":1000000}}'"

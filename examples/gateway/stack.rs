@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use tollgate::auth::BearerAuthLayer;
 use tollgate::auth::InMemoryKeyStore;
-use tollgate::balance::{BalanceGateLayer, TracingUsageSink};
+use tollgate::balance::{BalanceGateLayer, JsonLinesFile, NonBlockingUsageSink, TracingUsageSink};
 use tollgate::core::request_id::strip_unsafe_request_id;
 use tollgate::core::{Body, BoxError};
 use tollgate::error::{ErrorEnvelopeLayer, panic_response};
 use tollgate::guard::RequestGuardLayer;
+use tollgate::metrics::MetricsLayer;
+use tollgate::metrics::prometheus::{Scrape, gen_ai_buckets};
 use tollgate::models::{ListModels, LiveCatalog, ModelCatalog, ModelResolutionLayer};
 use tollgate::ratelimit::RateLimitLayer;
 use tollgate::sse::SsePassthroughLayer;
@@ -30,13 +32,60 @@ use crate::config::Config;
 /// The gateway service: `Request<Body>` in, `Response<Body>` out, never an error.
 pub type Gateway = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
 
-/// What the running gateway shares with whoever started it: its state, and what a reload
-/// replaces.
+/// What the running gateway shares with whoever started it: its state, what a reload
+/// replaces, and what it measures.
 pub struct Handles {
     pub ledger: Balances,
     pub keys: Keys,
     pub catalog: LiveCatalog,
     limits: RateLimitLayer<Limits>,
+    pub metrics: Metrics,
+}
+
+/// The gateway's metrics: its own Prometheus recorder (so that several gateways in one
+/// process, as in the tests, each have theirs), and the usage file sink's counters.
+#[derive(Clone)]
+pub struct Metrics {
+    scrape: Scrape,
+    pub usage: Option<NonBlockingUsageSink<JsonLinesFile>>,
+    usage_dropped: metrics::Counter,
+}
+
+impl Metrics {
+    fn new(config: &Config) -> Result<(Metrics, MetricsLayer), String> {
+        use metrics::Recorder;
+        let recorder = gen_ai_buckets(metrics_exporter_prometheus::PrometheusBuilder::new())
+            .map_err(|error| error.to_string())?
+            .build_recorder();
+        let scrape = Scrape::new(recorder.handle());
+        scrape.spawn_upkeep(std::time::Duration::from_secs(5));
+        let dropped = metrics::Key::from_static_name("tollgate.usage.records.dropped");
+        let metadata = metrics::Metadata::new(module_path!(), metrics::Level::INFO, None);
+        let usage_dropped = recorder.register_counter(&dropped, &metadata);
+        let usage = config
+            .usage
+            .as_ref()
+            .map(|usage| usage.sink())
+            .transpose()?;
+        let layer = MetricsLayer::new()
+            .recorder(recorder)
+            .key_labels(config.metrics.key_labels)
+            .account_labels(config.metrics.account_labels);
+        let metrics = Metrics {
+            scrape,
+            usage,
+            usage_dropped,
+        };
+        Ok((metrics, layer))
+    }
+
+    /// `GET /metrics`: the Prometheus text, with the usage records dropped so far.
+    fn scrape(&self) -> Scrape {
+        if let Some(usage) = &self.usage {
+            self.usage_dropped.absolute(usage.dropped());
+        }
+        self.scrape.clone()
+    }
 }
 
 /// What a reload replaced.
@@ -125,6 +174,14 @@ where
     }
     let body_limit = config.guard.body_limit();
     let limits_layer = config.limits.layer(limits)?;
+    let (metrics, metrics_layer) = Metrics::new(config)?;
+    let balance = BalanceGateLayer::new(ledger.clone())
+        .spend_caps(caps)
+        .balance_header(true);
+    let balance = match &metrics.usage {
+        Some(file) => balance.usage_sink(file.clone()),
+        None => balance.usage_sink(TracingUsageSink),
+    };
 
     let gateway = ServiceBuilder::new()
         .map_response(|response: Response<_>| response.map(Body::new))
@@ -133,6 +190,7 @@ where
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(tollgate::trace::layer())
+        .layer(metrics_layer)
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(auth)
         .layer(config.routes.layer()?)
@@ -147,25 +205,47 @@ where
         )
         .layer(limits_layer.clone())
         .layer(SsePassthroughLayer::new().inject_usage(true))
-        .layer(
-            BalanceGateLayer::new(ledger.clone())
-                .spend_caps(caps)
-                .balance_header(true)
-                .usage_sink(TracingUsageSink),
-        )
+        .layer(balance)
         .service(upstream);
     let handles = Handles {
         ledger,
         keys,
         catalog,
         limits: limits_layer,
+        metrics,
     };
     Ok((BoxCloneService::new(gateway), handles))
 }
 
-/// The admin API over the gateway's keys and ledger, per `[admin]`; `reload_from` is the
-/// configuration file `POST /admin/reload` re-reads (none: the embedded default, nothing to
-/// reload).
+/// The admin listener's service: `GET /metrics` (the Prometheus scrape, unauthenticated like
+/// most scrape targets: keep the listener private), everything else to the admin API.
+pub type AdminListener = BoxCloneService<Request<Body>, Response<Body>, Infallible>;
+
+/// The admin listener per `[admin]`: the metrics and the admin API over the gateway's keys and
+/// ledger; `reload_from` is the configuration file `POST /admin/reload` re-reads (none: the
+/// embedded default, nothing to reload).
+pub fn admin_listener(
+    handles: &Arc<Handles>,
+    config: &Config,
+    reload_from: Option<String>,
+) -> Result<Option<AdminListener>, String> {
+    let Some(admin) = admin(handles, config, reload_from)? else {
+        return Ok(None);
+    };
+    let metrics = handles.metrics.clone();
+    let scrape = tower::service_fn(move |request: Request<Body>| {
+        let scrape = metrics.scrape();
+        async move { scrape.oneshot(request).await }
+    });
+    let admin = ServiceExt::<Request<Body>>::map_response(admin, |r: Response<_>| r.map(Body::new));
+    let services = [BoxCloneService::new(scrape), BoxCloneService::new(admin)];
+    let listener = Steer::new(services, |request: &Request<Body>, _: &[_]| {
+        usize::from(request.uri().path() != "/metrics")
+    });
+    Ok(Some(BoxCloneService::new(listener)))
+}
+
+/// The admin API over the gateway's keys and ledger, per `[admin]`.
 pub fn admin(
     handles: &Arc<Handles>,
     config: &Config,

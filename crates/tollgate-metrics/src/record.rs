@@ -128,6 +128,9 @@ impl InFlight {
             Some(head) => {
                 let error = match (telemetry.stream_error(), self.end) {
                     (Some(kind), _) => kind.type_str(),
+                    // An error response is whole at its head (an outer layer may re-render it
+                    // and drop this body unread).
+                    (None, None) if !head.error.is_empty() => head.error,
                     (None, None) => "cancelled",
                     (None, Some(End::Failed)) if head.error.is_empty() => "provider_error",
                     (None, Some(_)) => head.error,
