@@ -424,3 +424,54 @@ async fn a_scripted_mix_shows_in_every_series_and_the_gauges_return_to_zero() {
     // The gateway's own time is measured apart from the provider's.
     assert_eq!(total(&text, "tollgate_server_overhead_count", &[]), 20.0);
 }
+
+#[tokio::test]
+async fn usage_records_reach_the_file_and_match_what_was_charged() {
+    let dir = std::env::temp_dir().join(format!("tollgate-usage-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let upstream = MockUpstream::start().await;
+    let mut config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
+    config.usage = Some(
+        config::Config::parse(&format!(
+            "{}\n[usage]\ndir = {:?}\n",
+            config::DEFAULT_CONFIG,
+            dir.display().to_string()
+        ))
+        .unwrap()
+        .usage
+        .unwrap(),
+    );
+    let (gateway, handles) = stack::build(&config, &upstream.url(), Some("sk-provider"))
+        .await
+        .unwrap();
+    let server = TestServer::start(gateway).await;
+    let before = handles.ledger.balance("acct_demo").await.unwrap();
+    for model in ["gpt-5.4-mini", "gpt-4.1", "gpt-5.4"] {
+        let (status, _) = send(
+            server.addr(),
+            "/v1/chat/completions",
+            Some(DEMO),
+            chat(model, false),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200);
+    }
+    let sink = handles.metrics.usage.clone().unwrap();
+    sink.flush_and_wait();
+    let text = std::fs::read_to_string(dir.join("usage.jsonl")).unwrap();
+    let records: Vec<Value> = text
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let models: Vec<&str> = records
+        .iter()
+        .map(|r| r["model"].as_str().unwrap())
+        .collect();
+    assert_eq!(models, ["gpt-5.4-mini", "gpt-4.1", "gpt-5.4"]);
+    let charged: u64 = records.iter().map(|r| r["cost"].as_u64().unwrap()).sum();
+    let after = handles.ledger.balance("acct_demo").await.unwrap();
+    assert_eq!(charged, before - after);
+    assert_eq!(sink.dropped(), 0);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

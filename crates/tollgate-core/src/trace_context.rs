@@ -65,13 +65,26 @@ pub struct SpanId(pub [u8; 8]);
 
 impl fmt::Display for TraceId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+        let mut hex = [0; 32];
+        write_hex(&mut hex, &self.0);
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
     }
 }
 
 impl fmt::Display for SpanId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.0.iter().try_for_each(|byte| write!(f, "{byte:02x}"))
+        let mut hex = [0; 16];
+        write_hex(&mut hex, &self.0);
+        f.write_str(std::str::from_utf8(&hex).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// `bytes` as lowercase hex digits into `out` (twice as long).
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = DIGITS[usize::from(byte >> 4)];
+        pair[1] = DIGITS[usize::from(byte & 0x0f)];
     }
 }
 
@@ -80,10 +93,10 @@ impl TraceContext {
     /// version but `ff`, lowercase hex, ids not all zero), with its `tracestate`; otherwise a
     /// new trace, sampled. The gateway's span id is new either way.
     pub fn continue_from(headers: &HeaderMap) -> TraceContext {
-        let parent = headers
-            .get(TRACEPARENT)
-            .and_then(|value| parse_traceparent(value.as_bytes()));
-        match parent {
+        let Some(parent) = headers.get(TRACEPARENT) else {
+            return TraceContext::start();
+        };
+        match parse_traceparent(parent.as_bytes()) {
             Some((trace_id, parent_span_id, flags)) => TraceContext {
                 trace_id,
                 parent_span_id: Some(parent_span_id),
@@ -137,9 +150,12 @@ impl TraceContext {
     /// The `traceparent` for the request to the provider: this trace, the gateway's span as
     /// the parent, the caller's flags, version `00`.
     pub fn traceparent(&self) -> HeaderValue {
-        let value = format!("00-{}-{}-{:02x}", self.trace_id, self.span_id, self.flags);
+        let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
+        write_hex(&mut value[3..35], &self.trace_id.0);
+        write_hex(&mut value[36..52], &self.span_id.0);
+        write_hex(&mut value[53..55], &[self.flags]);
         // Only hex digits and dashes: always a valid header value.
-        HeaderValue::from_str(&value).unwrap_or(HeaderValue::from_static(""))
+        HeaderValue::from_bytes(&value).unwrap_or(HeaderValue::from_static(""))
     }
 
     /// The caller's `tracestate`, carried on unchanged (the gateway adds no entry of its own).
@@ -161,14 +177,8 @@ fn parse_traceparent(value: &[u8]) -> Option<(TraceId, SpanId, u8)> {
     if value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
         return None;
     }
-    let mut trace_id = [0; 16];
-    for (index, byte) in trace_id.iter_mut().enumerate() {
-        *byte = hex_byte(&value[3 + 2 * index..5 + 2 * index])?;
-    }
-    let mut span_id = [0; 8];
-    for (index, byte) in span_id.iter_mut().enumerate() {
-        *byte = hex_byte(&value[36 + 2 * index..38 + 2 * index])?;
-    }
+    let trace_id: [u8; 16] = hex_bytes(&value[3..35])?;
+    let span_id: [u8; 8] = hex_bytes(&value[36..52])?;
     let flags = hex_byte(&value[53..55])?;
     if trace_id == [0; 16] || span_id == [0; 8] {
         return None;
@@ -178,13 +188,39 @@ fn parse_traceparent(value: &[u8]) -> Option<(TraceId, SpanId, u8)> {
 
 /// Two lowercase hex digits (W3C forbids uppercase).
 fn hex_byte(digits: &[u8]) -> Option<u8> {
-    let digit = |d: u8| match d {
-        b'0'..=b'9' => Some(d - b'0'),
-        b'a'..=b'f' => Some(d - b'a' + 10),
-        _ => None,
-    };
-    Some(digit(digits[0])? << 4 | digit(digits[1])?)
+    let high = HEX[usize::from(digits[0])];
+    let low = HEX[usize::from(digits[1])];
+    (high | low < 16).then_some(high << 4 | low)
 }
+
+/// `2 * N` lowercase hex digits.
+fn hex_bytes<const N: usize>(digits: &[u8]) -> Option<[u8; N]> {
+    let mut bytes = [0; N];
+    let mut invalid = 0;
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        let (high, low) = (HEX[usize::from(pair[0])], HEX[usize::from(pair[1])]);
+        invalid |= high | low;
+        *byte = high << 4 | low;
+    }
+    // Every value of the table is below 16 but for non-digits, which have the high bit.
+    (invalid < 16).then_some(bytes)
+}
+
+/// Each byte's value as a lowercase hex digit, or 0x80 when it is not one.
+const HEX: [u8; 256] = {
+    let mut table = [0x80; 256];
+    let mut digit = 0;
+    while digit < 10 {
+        table[b'0' as usize + digit] = digit as u8;
+        digit += 1;
+    }
+    let mut letter = 0;
+    while letter < 6 {
+        table[b'a' as usize + letter] = 10 + letter as u8;
+        letter += 1;
+    }
+    table
+};
 
 /// 64 bits that look random: a per-process secret seed (from the operating system, once)
 /// plus a counter, through SplitMix64's finalizer. No system call per id; ids need to be

@@ -45,19 +45,20 @@ thread_local! {
     static PRINCIPAL: Principal = Principal::new("key_1", "acct_1");
 }
 
-fn one<S>(service: &mut S)
+/// One request, with or without a client `traceparent` to continue.
+fn one<S>(service: &mut S, traced: bool)
 where
     S: Service<Request<Body>, Error = Infallible>,
     S::Response: IntoBody,
 {
-    let request = Request::post("/v1/chat/completions")
-        .header(
+    let mut request = Request::post("/v1/chat/completions");
+    if traced {
+        request = request.header(
             "traceparent",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
-        )
-        .body(Body::empty())
-        .unwrap();
-    let response = now(service.call(request)).unwrap();
+        );
+    }
+    let response = now(service.call(request.body(Body::empty()).unwrap())).unwrap();
     black_box(now(response.collect_body()));
 }
 
@@ -81,15 +82,19 @@ fn bench(c: &mut Criterion) {
     let handle = recorder.handle();
     let mut group = c.benchmark_group("metrics");
     let mut bare = service_fn(upstream);
-    group.bench_function("bare", |b| b.iter(|| one(&mut bare)));
+    for (name, traced) in [("bare", false), ("bare, traceparent", true)] {
+        group.bench_function(name, |b| b.iter(|| one(&mut bare, traced)));
+    }
     let mut measured = MetricsLayer::new()
         .recorder(recorder)
         .layer(service_fn(upstream));
-    group.bench_function("layer", |b| {
-        b.iter(|| one(&mut measured));
-        // Scrapes drain the histogram samples, as a real scraper would every few seconds.
-        handle.run_upkeep();
-    });
+    for (name, traced) in [("layer", false), ("layer, traceparent", true)] {
+        group.bench_function(name, |b| {
+            b.iter(|| one(&mut measured, traced));
+            // Scrapes drain the histogram samples, as a real scraper does every few seconds.
+            handle.run_upkeep();
+        });
+    }
     group.finish();
 }
 

@@ -9,7 +9,7 @@ use tollgate_core::{GatewayError, ModelInfo, Telemetry, is_event_stream};
 use tracing::Span;
 
 use crate::layer::Shared;
-use crate::series::{ModelKey, OutcomeKey, Route};
+use crate::series::{ModelKey, Route};
 
 /// How a response body ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -150,11 +150,9 @@ impl InFlight {
                 .filter(|_| shared.account_labels)
                 .map(|p| p.account_id_shared().clone()),
         };
-        let outcome = series.outcome(OutcomeKey {
-            models: models.clone(),
-            status,
-            error,
-        });
+        let registrar = &series.registrar;
+        let model = series.model(models);
+        let outcome = model.outcome(registrar, status, error);
         outcome.requests.increment(1);
         outcome.duration.record((now - self.started).as_secs_f64());
         if let Some(head) = &self.head {
@@ -167,53 +165,49 @@ impl InFlight {
 
         let usage = telemetry.usage();
         let attempts = telemetry.attempts();
-        if usage.is_some() || attempts > 0 || self.first_chunk.is_some() {
-            let registrar = &series.registrar;
-            let model = series.model(models);
-            if let Some((usage, cost)) = usage {
+        if let Some((usage, cost)) = usage {
+            model
+                .input_tokens(registrar)
+                .record(usage.prompt_tokens as f64);
+            model
+                .output_tokens(registrar)
+                .record(usage.completion_tokens as f64);
+            if usage.cached_tokens > 0 {
                 model
-                    .input_tokens(registrar)
-                    .record(usage.prompt_tokens as f64);
+                    .cached_tokens(registrar)
+                    .increment(usage.cached_tokens);
+            }
+            if usage.reasoning_tokens > 0 {
                 model
-                    .output_tokens(registrar)
-                    .record(usage.completion_tokens as f64);
-                if usage.cached_tokens > 0 {
-                    model
-                        .cached_tokens(registrar)
-                        .increment(usage.cached_tokens);
-                }
-                if usage.reasoning_tokens > 0 {
-                    model
-                        .reasoning_tokens(registrar)
-                        .increment(usage.reasoning_tokens);
-                }
-                model.cost(registrar).increment(cost);
+                    .reasoning_tokens(registrar)
+                    .increment(usage.reasoning_tokens);
             }
-            if self.streaming
-                && let Some(first) = self.first_chunk
-            {
+            model.cost(registrar).increment(cost);
+        }
+        if self.streaming
+            && let Some(first) = self.first_chunk
+        {
+            model
+                .time_to_first_token(registrar)
+                .record((first - self.started).as_secs_f64());
+            let after_first =
+                usage.map_or(0, |(usage, _)| usage.completion_tokens.saturating_sub(1));
+            if after_first > 0 && self.end == Some(End::Complete) && error.is_empty() {
                 model
-                    .time_to_first_token(registrar)
-                    .record((first - self.started).as_secs_f64());
-                let after_first =
-                    usage.map_or(0, |(usage, _)| usage.completion_tokens.saturating_sub(1));
-                if after_first > 0 && self.end == Some(End::Complete) && error.is_empty() {
-                    model
-                        .time_per_output_token(registrar)
-                        .record((now - first).as_secs_f64() / after_first as f64);
-                }
+                    .time_per_output_token(registrar)
+                    .record((now - first).as_secs_f64() / after_first as f64);
             }
-            if attempts > 0 {
-                model.attempts(registrar).increment(u64::from(attempts));
-            }
-            let retries = telemetry.retries();
-            if retries > 0 {
-                model.retries(registrar).increment(u64::from(retries));
-            }
-            let fallbacks = telemetry.fallbacks();
-            if fallbacks > 0 {
-                model.fallbacks(registrar).increment(u64::from(fallbacks));
-            }
+        }
+        if attempts > 0 {
+            model.attempts(registrar).increment(u64::from(attempts));
+        }
+        let retries = telemetry.retries();
+        if retries > 0 {
+            model.retries(registrar).increment(u64::from(retries));
+        }
+        let fallbacks = telemetry.fallbacks();
+        if fallbacks > 0 {
+            model.fallbacks(registrar).increment(u64::from(fallbacks));
         }
 
         if let Some(principal) = principal {

@@ -229,15 +229,32 @@ impl Registrar {
 static METADATA: metrics::Metadata<'static> =
     metrics::Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()));
 
-/// What distinguishes the series of one outcome.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct OutcomeKey {
-    pub(crate) models: ModelKey,
-    pub(crate) status: Option<u16>,
-    pub(crate) error: &'static str,
+/// What distinguishes the outcomes of one model pair. The error type is one of a few static
+/// strings, compared and hashed by address: the same text at two addresses makes two entries
+/// for the same series, which the recorder shares.
+#[derive(Clone, Copy, Debug)]
+struct OutcomeKey {
+    status: Option<u16>,
+    error: &'static str,
 }
 
-/// What distinguishes the series of one route, model pair and (opt-in) caller.
+impl PartialEq for OutcomeKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.status == other.status && std::ptr::eq(self.error, other.error)
+    }
+}
+
+impl Eq for OutcomeKey {}
+
+impl std::hash::Hash for OutcomeKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.status.hash(state);
+        std::ptr::hash(self.error, state);
+    }
+}
+
+/// What distinguishes the series of one route, model pair and (opt-in) caller: the one lookup
+/// per request.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) struct ModelKey {
     pub(crate) route: Route,
@@ -284,8 +301,8 @@ pub(crate) struct OutcomeSeries {
 }
 
 impl OutcomeSeries {
-    fn register(registrar: &Registrar, key: &OutcomeKey) -> Self {
-        let mut labels = key.models.labels();
+    fn register(registrar: &Registrar, models: &[Label], key: OutcomeKey) -> Self {
+        let mut labels = models.to_vec();
         let status = key.status.map_or(SharedString::const_str(""), |status| {
             status.to_string().into()
         });
@@ -303,6 +320,7 @@ impl OutcomeSeries {
 /// one (tokens of a rejected request, retries of a model that never needed one) is never shown.
 pub(crate) struct ModelSeries {
     labels: Vec<Label>,
+    outcomes: Map<OutcomeKey, OutcomeSeries>,
     input_tokens: OnceLock<Histogram>,
     output_tokens: OnceLock<Histogram>,
     cached_tokens: OnceLock<Counter>,
@@ -319,6 +337,7 @@ impl ModelSeries {
     fn new(key: &ModelKey) -> Self {
         ModelSeries {
             labels: key.labels(),
+            outcomes: Map::default(),
             input_tokens: OnceLock::new(),
             output_tokens: OnceLock::new(),
             cached_tokens: OnceLock::new(),
@@ -330,6 +349,23 @@ impl ModelSeries {
             retries: OnceLock::new(),
             fallbacks: OnceLock::new(),
         }
+    }
+
+    /// The series of one outcome of this model pair: `status` (none when the client left
+    /// before the head) and `error` (a static error type, or empty).
+    pub(crate) fn outcome(
+        &self,
+        registrar: &Registrar,
+        status: Option<u16>,
+        error: &'static str,
+    ) -> Arc<OutcomeSeries> {
+        let key = OutcomeKey { status, error };
+        let outcomes = self.outcomes.pin();
+        if let Some(series) = outcomes.get(&key) {
+            return series.clone();
+        }
+        let series = Arc::new(OutcomeSeries::register(registrar, &self.labels, key));
+        outcomes.get_or_insert(key, series).clone()
     }
 
     fn token_usage(&self, registrar: &Registrar, token_type: &'static str) -> Histogram {
@@ -403,7 +439,6 @@ pub(crate) struct Series {
     pub(crate) registrar: Registrar,
     described: OnceLock<()>,
     routes: [OnceLock<RouteSeries>; Route::COUNT],
-    outcomes: Map<OutcomeKey, OutcomeSeries>,
     models: Map<ModelKey, ModelSeries>,
     rate_limit_remaining: Map<Arc<str>, Gauge>,
     balance_unreserved: Map<Arc<str>, Gauge>,
@@ -415,7 +450,6 @@ impl Series {
             registrar,
             described: OnceLock::new(),
             routes: std::array::from_fn(|_| OnceLock::new()),
-            outcomes: Map::default(),
             models: Map::default(),
             rate_limit_remaining: Map::default(),
             balance_unreserved: Map::default(),
@@ -436,15 +470,6 @@ impl Series {
                 overhead: self.registrar.histogram(names::OVERHEAD, &labels),
             }
         })
-    }
-
-    pub(crate) fn outcome(&self, key: OutcomeKey) -> Arc<OutcomeSeries> {
-        let outcomes = self.outcomes.pin();
-        if let Some(series) = outcomes.get(&key) {
-            return series.clone();
-        }
-        let series = Arc::new(OutcomeSeries::register(&self.registrar, &key));
-        outcomes.get_or_insert(key, series).clone()
     }
 
     pub(crate) fn model(&self, key: ModelKey) -> Arc<ModelSeries> {
