@@ -142,6 +142,28 @@ impl TraceContext {
         self.span_id
     }
 
+    /// The same context with `span_id` as the gateway's span: the id a tracer gave the span it
+    /// exports for this request, so that the provider's spans hang under that span. An all-zero
+    /// id is invalid in W3C Trace Context and leaves the context unchanged.
+    ///
+    /// ```
+    /// use tollgate_core::{SpanId, TraceContext};
+    ///
+    /// let context = TraceContext::start().with_span_id(SpanId([0, 0, 0, 0, 0, 0, 0, 7]));
+    /// assert_eq!(context.span_id().to_string(), "0000000000000007");
+    /// let upstream = context.traceparent();
+    /// assert_eq!(&upstream.to_str().unwrap()[36..52], "0000000000000007");
+    ///
+    /// let unchanged = context.clone().with_span_id(SpanId([0; 8]));
+    /// assert_eq!(unchanged, context);
+    /// ```
+    pub fn with_span_id(mut self, span_id: SpanId) -> Self {
+        if span_id.0 != [0; 8] {
+            self.span_id = span_id;
+        }
+        self
+    }
+
     /// The caller's sampling decision (`trace-flags` bit 0); a new trace is sampled.
     pub fn sampled(&self) -> bool {
         self.flags & 0x01 == 0x01

@@ -71,8 +71,11 @@
 #![deny(unreachable_pub)]
 
 mod body;
+pub mod buckets;
 mod future;
 mod layer;
+#[cfg(feature = "otlp")]
+pub mod otlp;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod record;

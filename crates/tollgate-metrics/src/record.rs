@@ -48,10 +48,9 @@ impl InFlight {
         route: Route,
         telemetry: Telemetry,
         started: Instant,
+        span: Span,
     ) -> Self {
         shared.series.route(route).active_requests.increment(1.0);
-        // The request span of tollgate's trace layer, when the metrics layer is inside it.
-        let span = Span::current();
         if !span.is_disabled() {
             span.record("endpoint", route.path());
             if let Some(trace) = telemetry.trace() {

@@ -68,9 +68,18 @@ where
     fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
         let started = Instant::now();
         let route = Route::of(request.uri().path());
-        let telemetry = Telemetry::with_trace(TraceContext::continue_from(request.headers()));
+        // The request span of tollgate's trace layer, when the metrics layer is inside it.
+        let span = tracing::Span::current();
+        let trace = TraceContext::continue_from(request.headers());
+        // An exported request span continues the client's trace, and its id goes upstream.
+        #[cfg(feature = "otlp")]
+        let trace = match crate::otlp::continue_trace(&span, &trace) {
+            Some(span_id) => trace.with_span_id(span_id),
+            None => trace,
+        };
+        let telemetry = Telemetry::with_trace(trace);
         request.extensions_mut().insert(telemetry.clone());
-        let in_flight = InFlight::start(self.shared.clone(), route, telemetry, started);
+        let in_flight = InFlight::start(self.shared.clone(), route, telemetry, started, span);
         ResponseFuture {
             inner: self.inner.call(request),
             in_flight: Some(in_flight),
