@@ -2,8 +2,9 @@
 //!
 //! Stack the layers you need inside your own hyper or axum service. Each layer lives in its
 //! own crate and is re-exported here behind a feature of the same name; the default feature
-//! `layers` enables every layer and the upstream client, `full` adds the admin API, the Redis
-//! backends and the testkit:
+//! `layers` enables every layer (the metrics layer included) and the upstream client, `full`
+//! adds the admin API, the Prometheus exporter's `/metrics` service (`prometheus`), the Redis
+//! backends and the testkit; `otlp` (OpenTelemetry export of metrics and spans) is opt-in:
 //!
 //! | module | crate | what it does |
 //! |---|---|---|

@@ -475,3 +475,60 @@ async fn usage_records_reach_the_file_and_match_what_was_charged() {
     assert_eq!(sink.dropped(), 0);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn the_provider_sees_the_clients_trace_with_the_gateway_as_parent() {
+    let upstream = MockUpstream::start().await;
+    let config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
+    let (gateway, _handles) = stack::build(&config, &upstream.url(), Some("sk-provider"))
+        .await
+        .unwrap();
+    let server = TestServer::start(gateway).await;
+    let mut traced = request(
+        "/v1/chat/completions",
+        Some(DEMO),
+        chat("gpt-5.4-mini", false),
+        None,
+    );
+    let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    traced
+        .headers_mut()
+        .insert("traceparent", client.parse().unwrap());
+    traced
+        .headers_mut()
+        .insert("tracestate", "congo=t61rcWkgMzE".parse().unwrap());
+    let response = tollgate_testkit::send(server.addr(), traced).await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.into_body().collect().await.unwrap();
+    // Without one, a new trace starts, and still reaches the provider.
+    let (status, _) = send(
+        server.addr(),
+        "/v1/chat/completions",
+        Some(DEMO),
+        chat("gpt-5.4-mini", false),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let calls = upstream.calls();
+    let sent = calls[0].header("traceparent").unwrap();
+    assert!(
+        sent.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+        "{sent}"
+    );
+    assert!(sent.ends_with("-01"), "{sent}");
+    assert_ne!(
+        &sent[36..52],
+        "00f067aa0ba902b7",
+        "the gateway's span is the parent"
+    );
+    assert_eq!(calls[0].header("tracestate"), Some("congo=t61rcWkgMzE"));
+    let fresh = calls[1].header("traceparent").unwrap();
+    assert_eq!(fresh.len(), 55, "{fresh}");
+    assert!(
+        !fresh.contains("4bf92f3577b34da6a3ce929d0e0e4736"),
+        "{fresh}"
+    );
+    assert_eq!(calls[1].header("tracestate"), None);
+}

@@ -108,6 +108,7 @@ async fn run() -> Result<(), String> {
             let upstream = MockUpstream::builder()
                 .models(config.catalog.models.iter().map(|m| m.id.clone()))
                 .chunk_delay(Duration::from_millis(30))
+                .record_calls(false)
                 .start()
                 .await;
             let url = upstream.url();

@@ -4,7 +4,9 @@
 //! request of a kind, recording is an atomic operation on a handle, with no key built, hashed
 //! or looked up in the recorder's registry.
 
-use std::sync::{Arc, OnceLock};
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 
 use metrics::{Counter, Gauge, Histogram, Key, Label, Recorder, SharedString, Unit};
 use tollgate_core::Endpoint;
@@ -360,12 +362,9 @@ impl ModelSeries {
         error: &'static str,
     ) -> Arc<OutcomeSeries> {
         let key = OutcomeKey { status, error };
-        let outcomes = self.outcomes.pin();
-        if let Some(series) = outcomes.get(&key) {
-            return series.clone();
-        }
-        let series = Arc::new(OutcomeSeries::register(registrar, &self.labels, key));
-        outcomes.get_or_insert(key, series).clone()
+        self.outcomes.get_or_make(&key, || {
+            OutcomeSeries::register(registrar, &self.labels, key)
+        })
     }
 
     fn token_usage(&self, registrar: &Registrar, token_type: &'static str) -> Histogram {
@@ -432,7 +431,36 @@ pub(crate) struct RouteSeries {
     pub(crate) overhead: Histogram,
 }
 
-type Map<K, V> = papaya::HashMap<K, Arc<V>, foldhash::fast::RandomState>;
+/// Handles by label set: read on every request, written once per new label set, so a read
+/// lock (one uncontended atomic) in front of a plain map.
+struct Map<K, V>(RwLock<HashMap<K, Arc<V>, foldhash::fast::RandomState>>);
+
+impl<K, V> Default for Map<K, V> {
+    fn default() -> Self {
+        Map(RwLock::default())
+    }
+}
+
+impl<K: Eq + Hash, V> Map<K, V> {
+    /// The handles of `key`, made by `make` the first time.
+    fn get_or_make(&self, key: &K, make: impl FnOnce() -> V) -> Arc<V>
+    where
+        K: Clone,
+    {
+        if let Some(found) = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(key)
+        {
+            return found.clone();
+        }
+        let mut map = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        map.entry(key.clone())
+            .or_insert_with(|| Arc::new(make()))
+            .clone()
+    }
+}
 
 /// Every handle the layer registered, shared by its clones.
 pub(crate) struct Series {
@@ -473,12 +501,7 @@ impl Series {
     }
 
     pub(crate) fn model(&self, key: ModelKey) -> Arc<ModelSeries> {
-        let models = self.models.pin();
-        if let Some(series) = models.get(&key) {
-            return series.clone();
-        }
-        let series = Arc::new(ModelSeries::new(&key));
-        models.get_or_insert(key, series).clone()
+        self.models.get_or_make(&key, || ModelSeries::new(&key))
     }
 
     pub(crate) fn rate_limit_remaining(&self, key_id: &Arc<str>) -> Gauge {
@@ -506,12 +529,10 @@ impl Series {
         attribute: &'static str,
         who: &Arc<str>,
     ) -> Gauge {
-        let map = map.pin();
-        if let Some(gauge) = map.get(who) {
-            return Gauge::clone(gauge);
-        }
-        let labels = [Label::new(attribute, SharedString::from(who.clone()))];
-        let gauge = Arc::new(self.registrar.gauge(name, &labels));
-        Gauge::clone(map.get_or_insert(who.clone(), gauge))
+        let gauge = map.get_or_make(who, || {
+            let labels = [Label::new(attribute, SharedString::from(who.clone()))];
+            self.registrar.gauge(name, &labels)
+        });
+        Gauge::clone(&gauge)
     }
 }

@@ -126,6 +126,7 @@ pub struct MockUpstreamBuilder {
     reply: String,
     models: Vec<String>,
     rules: HashMap<String, ModelRule>,
+    record_calls: bool,
 }
 
 impl MockUpstream {
@@ -141,6 +142,7 @@ impl MockUpstream {
             reply: DEFAULT_REPLY.to_owned(),
             models: vec!["gpt-5.4".to_owned(), "gpt-5.4-mini".to_owned()],
             rules: HashMap::new(),
+            record_calls: true,
         }
     }
 
@@ -265,6 +267,21 @@ impl MockUpstreamBuilder {
         self
     }
 
+    /// Whether every call is kept for [`calls`](MockUpstream::calls) (the default). Off for a
+    /// long-running mock (a demo, a load test): then nothing grows with each request, and
+    /// `calls` stays empty.
+    ///
+    /// ```
+    /// # tokio_test::block_on(async {
+    /// let upstream = tollgate_testkit::MockUpstream::builder().record_calls(false).start().await;
+    /// assert!(upstream.calls().is_empty());
+    /// # });
+    /// ```
+    pub fn record_calls(mut self, record: bool) -> Self {
+        self.record_calls = record;
+        self
+    }
+
     /// Binds an ephemeral loopback port and starts serving on the current Tokio runtime.
     ///
     /// # Panics
@@ -280,6 +297,7 @@ impl MockUpstreamBuilder {
             models: self.models,
             rules: Mutex::new(self.rules),
             calls: Mutex::new(Vec::new()),
+            record_calls: self.record_calls,
             next_id: AtomicU64::new(1),
         });
         let task = tokio::spawn(server::serve(listener, state.clone()));

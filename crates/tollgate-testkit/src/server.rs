@@ -43,6 +43,7 @@ pub(crate) struct State {
     pub(crate) models: Vec<String>,
     pub(crate) rules: Mutex<HashMap<String, ModelRule>>,
     pub(crate) calls: Mutex<Vec<Call>>,
+    pub(crate) record_calls: bool,
     pub(crate) next_id: AtomicU64,
 }
 
@@ -109,7 +110,9 @@ async fn handle(
             .and_then(|request| request.model().map(str::to_owned)),
         progress: progress.clone(),
     };
-    if let Ok(mut calls) = state.calls.lock() {
+    if state.record_calls
+        && let Ok(mut calls) = state.calls.lock()
+    {
         calls.push(call.clone());
     }
     let guard = HangUpGuard(progress.clone());
