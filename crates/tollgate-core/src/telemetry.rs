@@ -34,7 +34,7 @@ pub struct Telemetry {
     shared: Arc<Shared>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     trace: Option<TraceContext>,
     principal: OnceLock<Principal>,
@@ -45,8 +45,29 @@ struct Shared {
     retries: AtomicU32,
     fallbacks: AtomicU32,
     upstream_nanos: AtomicU64,
-    rate_limit_remaining: OnceLock<u64>,
-    balance_unreserved: OnceLock<u64>,
+    // Headroom: `UNSET` until recorded (a plain atomic store: the set-once cells cost more).
+    rate_limit_remaining: AtomicU64,
+    balance_unreserved: AtomicU64,
+}
+
+const UNSET: u64 = u64::MAX;
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            trace: None,
+            principal: OnceLock::new(),
+            requested_model: OnceLock::new(),
+            usage: OnceLock::new(),
+            stream_error: OnceLock::new(),
+            attempts: AtomicU32::new(0),
+            retries: AtomicU32::new(0),
+            fallbacks: AtomicU32::new(0),
+            upstream_nanos: AtomicU64::new(0),
+            rate_limit_remaining: AtomicU64::new(UNSET),
+            balance_unreserved: AtomicU64::new(UNSET),
+        }
+    }
 }
 
 impl Telemetry {
@@ -161,22 +182,26 @@ impl Telemetry {
     /// The requests the caller's tightest rate limit has left (the rate-limit layer records
     /// what its `X-RateLimit-Remaining` says).
     pub fn set_rate_limit_remaining(&self, remaining: u64) {
-        let _ = self.shared.rate_limit_remaining.set(remaining);
+        self.shared
+            .rate_limit_remaining
+            .store(remaining.min(UNSET - 1), Ordering::Relaxed);
     }
 
     /// The tightest rate limit's remaining requests, when a rate limit applied.
     pub fn rate_limit_remaining(&self) -> Option<u64> {
-        self.shared.rate_limit_remaining.get().copied()
+        Some(self.shared.rate_limit_remaining.load(Ordering::Relaxed)).filter(|&n| n != UNSET)
     }
 
     /// The account's balance not held by reservations once this request's reservation is held,
     /// in micro-units (the balance gate records it).
     pub fn set_balance_unreserved(&self, unreserved: u64) {
-        let _ = self.shared.balance_unreserved.set(unreserved);
+        self.shared
+            .balance_unreserved
+            .store(unreserved.min(UNSET - 1), Ordering::Relaxed);
     }
 
     /// The account's unreserved balance, when the balance gate admitted the request.
     pub fn balance_unreserved(&self) -> Option<u64> {
-        self.shared.balance_unreserved.get().copied()
+        Some(self.shared.balance_unreserved.load(Ordering::Relaxed)).filter(|&n| n != UNSET)
     }
 }

@@ -1,6 +1,7 @@
-//! One request through `MetricsLayer` (into a Prometheus recorder, with the telemetry a full
-//! stack writes) and the same request straight to the same inner service, in one run: the
-//! difference is the layer's cost per request.
+//! One request through `MetricsLayer` (into tollgate's `TextRecorder`, and into
+//! metrics-exporter-prometheus's, with the telemetry a full stack writes) and the same request
+//! straight to the same inner service, in one run: the difference is the layer's cost per
+//! request.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -14,7 +15,7 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use tollgate_core::{Body, Principal, Telemetry, Usage};
-use tollgate_metrics::MetricsLayer;
+use tollgate_metrics::{MetricsLayer, TextRecorder};
 use tower::{Layer, Service, service_fn};
 
 const ANSWER: &str = r#"{"id":"chatcmpl-1","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hello!"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":3,"total_tokens":15}}"#;
@@ -76,25 +77,32 @@ impl<B: http_body::Body + Unpin> IntoBody for Response<B> {
 }
 
 fn bench(c: &mut Criterion) {
-    let recorder = tollgate_metrics::prometheus::gen_ai_buckets(PrometheusBuilder::new())
-        .unwrap()
-        .build_recorder();
-    let handle = recorder.handle();
     let mut group = c.benchmark_group("metrics");
     let mut bare = service_fn(upstream);
     for (name, traced) in [("bare", false), ("bare, traceparent", true)] {
         group.bench_function(name, |b| b.iter(|| one(&mut bare, traced)));
     }
+    let recorder = TextRecorder::new();
     let mut measured = MetricsLayer::new()
-        .recorder(recorder)
+        .recorder(recorder.clone())
         .layer(service_fn(upstream));
     for (name, traced) in [("layer", false), ("layer, traceparent", true)] {
-        group.bench_function(name, |b| {
-            b.iter(|| one(&mut measured, traced));
-            // Scrapes drain the histogram samples, as a real scraper does every few seconds.
-            handle.run_upkeep();
-        });
+        group.bench_function(name, |b| b.iter(|| one(&mut measured, traced)));
     }
+    black_box(recorder.render());
+    // The same through metrics-exporter-prometheus, whose histograms keep samples until drained.
+    let exporter = tollgate_metrics::prometheus::gen_ai_buckets(PrometheusBuilder::new())
+        .unwrap()
+        .build_recorder();
+    let handle = exporter.handle();
+    let mut measured = MetricsLayer::new()
+        .recorder(exporter)
+        .layer(service_fn(upstream));
+    group.bench_function("layer, metrics-exporter-prometheus", |b| {
+        b.iter(|| one(&mut measured, false));
+        // Scrapes drain the histogram samples, as a real scraper does every few seconds.
+        handle.run_upkeep();
+    });
     group.finish();
 }
 

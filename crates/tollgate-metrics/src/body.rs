@@ -14,12 +14,13 @@ pin_project! {
     pub struct MetricsBody<B> {
         #[pin]
         inner: B,
-        in_flight: Option<InFlight>,
+        // Boxed: the record is large, and the body (like the future) is moved several times.
+        in_flight: Option<Box<InFlight>>,
     }
 }
 
 impl<B> MetricsBody<B> {
-    pub(crate) fn new(inner: B, in_flight: InFlight) -> Self
+    pub(crate) fn new(inner: B, in_flight: Box<InFlight>) -> Self
     where
         B: Body,
     {

@@ -45,3 +45,8 @@ pub(crate) fn for_histogram(name: &str) -> Option<&'static [f64]> {
         _ => None,
     }
 }
+/// Boundaries for any other histogram of a [`TextRecorder`](crate::TextRecorder) without its
+/// own: seconds, from 1 ms to a minute.
+pub const DEFAULT_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 10.0, 60.0,
+];

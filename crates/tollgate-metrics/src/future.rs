@@ -15,7 +15,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         pub(crate) inner: F,
-        pub(crate) in_flight: Option<InFlight>,
+        pub(crate) in_flight: Option<Box<InFlight>>,
     }
 }
 

@@ -79,11 +79,15 @@ pub mod otlp;
 #[cfg(feature = "prometheus")]
 pub mod prometheus;
 mod record;
+mod scrape;
 mod series;
 mod service;
+mod text;
 
 pub use body::MetricsBody;
 pub use future::ResponseFuture;
 pub use layer::MetricsLayer;
+pub use scrape::Scrape;
 pub use series::{attributes, names};
 pub use service::Metrics;
+pub use text::TextRecorder;

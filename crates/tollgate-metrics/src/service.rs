@@ -79,7 +79,13 @@ where
         };
         let telemetry = Telemetry::with_trace(trace);
         request.extensions_mut().insert(telemetry.clone());
-        let in_flight = InFlight::start(self.shared.clone(), route, telemetry, started, span);
+        let in_flight = Box::new(InFlight::start(
+            self.shared.clone(),
+            route,
+            telemetry,
+            started,
+            span,
+        ));
         ResponseFuture {
             inner: self.inner.call(request),
             in_flight: Some(in_flight),
