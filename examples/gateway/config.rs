@@ -381,14 +381,28 @@ impl AdminKeyEntry {
     }
 }
 
-/// `[metrics]`: what the Prometheus scrape (`/metrics` on the admin listener) labels.
-#[derive(Debug, Default, Deserialize)]
+/// `[metrics]`: whether requests are measured, and what the Prometheus scrape (`/metrics` on
+/// the admin listener) labels.
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSettings {
+    /// The metrics layer in the stack (on by default); off, `/metrics` shows only the usage
+    /// sink's counters and no `traceparent` goes upstream.
+    pub enabled: bool,
     /// A series per API key (and the rate-limit headroom gauge): mind the cardinality.
     pub key_labels: bool,
     /// A series per account (and the unreserved-balance gauge).
     pub account_labels: bool,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            enabled: true,
+            key_labels: false,
+            account_labels: false,
+        }
+    }
 }
 
 /// `[usage]`: one JSON line per finished request in `dir`, rotated by size and age, written by

@@ -13,15 +13,15 @@ use tollgate::core::request_id::strip_unsafe_request_id;
 use tollgate::core::{Body, BoxError};
 use tollgate::error::{ErrorEnvelopeLayer, panic_response};
 use tollgate::guard::RequestGuardLayer;
-use tollgate::metrics::MetricsLayer;
-use tollgate::metrics::{Scrape, TextRecorder};
+use tollgate::metrics::{Metrics as Measure, MetricsBody, MetricsLayer, Scrape, TextRecorder};
 use tollgate::models::{ListModels, LiveCatalog, ModelCatalog, ModelResolutionLayer};
 use tollgate::ratelimit::RateLimitLayer;
 use tollgate::sse::SsePassthroughLayer;
 use tollgate_admin::AdminService;
+use tower::Layer;
 use tower::layer::layer_fn;
 use tower::steer::Steer;
-use tower::util::BoxCloneService;
+use tower::util::{BoxCloneService, MapResponse};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -173,6 +173,7 @@ where
     let body_limit = config.guard.body_limit();
     let limits_layer = config.limits.layer(limits)?;
     let (metrics, metrics_layer) = Metrics::new(config)?;
+    let metrics_layer = config.metrics.enabled.then_some(metrics_layer);
     let balance = BalanceGateLayer::new(ledger.clone())
         .spend_caps(caps)
         .balance_header(true);
@@ -188,7 +189,7 @@ where
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(tollgate::trace::layer())
-        .layer(metrics_layer)
+        .layer(layer_fn(|inner| measured(metrics_layer.as_ref(), inner)))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(auth)
         .layer(config.routes.layer()?)
@@ -213,6 +214,24 @@ where
         metrics,
     };
     Ok((BoxCloneService::new(gateway), handles))
+}
+
+/// The stack under the metrics layer, measured, or not with `[metrics] enabled = false`.
+type Measured<S, B> = tower::util::Either<
+    MapResponse<Measure<S>, fn(Response<MetricsBody<B>>) -> Response<EitherBody<B>>>,
+    MapResponse<S, fn(Response<B>) -> Response<EitherBody<B>>>,
+>;
+
+/// Both arms of [`Measured`] answer with this body.
+type EitherBody<B> = http_body_util::Either<MetricsBody<B>, B>;
+
+fn measured<S, B>(layer: Option<&MetricsLayer>, inner: S) -> Measured<S, B> {
+    match layer {
+        Some(layer) => tower::util::Either::Left(MapResponse::new(layer.layer(inner), |r| {
+            r.map(EitherBody::Left)
+        })),
+        None => tower::util::Either::Right(MapResponse::new(inner, |r| r.map(EitherBody::Right))),
+    }
 }
 
 /// The admin listener's service: `GET /metrics` (the Prometheus scrape, unauthenticated like
