@@ -28,6 +28,7 @@ use std::time::Duration;
 use http::{Request, Response};
 use tollgate_core::{GatewayError, X_MODEL};
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
+use tower_http::request_id::{MakeRequestId, RequestId};
 use tower_http::trace::{DefaultOnBodyChunk, DefaultOnEos, MakeSpan, OnResponse, TraceLayer};
 use tracing::Span;
 
@@ -180,5 +181,36 @@ mod tests {
         );
         let unquoted: String = line.split('"').step_by(2).collect();
         assert!(!unquoted.contains("key_id="), "{line}");
+    }
+}
+
+/// UUID v4 request ids for tower-http's `SetRequestIdLayer`, like its `MakeRequestUuid` but
+/// from [`new_request_id`](tollgate_core::request_id::new_request_id): no system call per
+/// request.
+///
+/// ```
+/// use http::{Request, Response};
+/// use tollgate::core::Body;
+/// use tollgate::trace::SeededRequestUuid;
+/// use tower::{ServiceBuilder, ServiceExt};
+/// use tower_http::request_id::SetRequestIdLayer;
+///
+/// # tokio_test::block_on(async {
+/// let service = ServiceBuilder::new()
+///     .layer(SetRequestIdLayer::x_request_id(SeededRequestUuid))
+///     .service_fn(|request: Request<Body>| async move {
+///         let id = request.headers()["x-request-id"].to_str().unwrap().to_owned();
+///         Ok::<_, std::convert::Infallible>(Response::new(id))
+///     });
+/// let response = service.oneshot(Request::new(Body::empty())).await.unwrap();
+/// assert_eq!(response.body().len(), 36);
+/// # });
+/// ```
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SeededRequestUuid;
+
+impl MakeRequestId for SeededRequestUuid {
+    fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
+        Some(RequestId::new(tollgate_core::request_id::new_request_id()))
     }
 }

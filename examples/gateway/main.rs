@@ -118,7 +118,6 @@ async fn run() -> Result<(), String> {
     };
     let upstream_key = std::env::var(&config.upstream.api_key_env).ok();
     let (gateway, handles) = stack::build(&config, &upstream_url, upstream_key.as_deref()).await?;
-    tollgate::guard::Encoding::O200kBase.warm_up();
 
     let listener = TcpListener::bind(&listen)
         .await

@@ -24,7 +24,7 @@ use tower::steer::Steer;
 use tower::util::{BoxCloneService, MapResponse};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::backends::{Backends, Balances, Keys, Limits};
 use crate::config::Config;
@@ -186,7 +186,9 @@ where
         .map_response(|response: Response<_>| response.map(Body::new))
         .layer(ErrorEnvelopeLayer::new())
         .map_request(strip_unsafe_request_id)
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(
+            tollgate::trace::SeededRequestUuid,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(tollgate::trace::layer())
         .layer(layer_fn(|inner| measured(metrics_layer.as_ref(), inner)))

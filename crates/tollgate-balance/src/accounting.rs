@@ -148,7 +148,10 @@ pub struct TracingUsageSink;
 
 impl UsageSink for TracingUsageSink {
     fn record(&self, record: UsageRecord) {
-        if let Ok(line) = serde_json::to_string(&record) {
+        // Serialized only for a subscriber that keeps it: the JSON is most of the cost.
+        if tracing::enabled!(target: "tollgate::usage", tracing::Level::INFO)
+            && let Ok(line) = serde_json::to_string(&record)
+        {
             tracing::info!(target: "tollgate::usage", "{line}");
         }
     }

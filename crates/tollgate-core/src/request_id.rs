@@ -1,12 +1,44 @@
 //! Reading the request id that tower-http's request-id layers set, and refusing a client's
 //! that could forge log fields or bloat records.
 
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request};
+
+use crate::trace_context::{random_u64, write_hex};
 
 /// The header tower-http's `SetRequestIdLayer::x_request_id` writes and
 /// `PropagateRequestIdLayer` copies to the response.
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A new request id: a UUID v4, hyphenated, drawn from the process's id generator (seeded
+/// once by the operating system), so without the system call per id that
+/// `uuid::Uuid::new_v4` makes. Unique within the process and spread across replicas; not a
+/// secret.
+///
+/// ```
+/// use tollgate_core::request_id::new_request_id;
+///
+/// let id = new_request_id();
+/// let text = id.to_str().unwrap();
+/// assert_eq!(text.len(), 36);
+/// assert_eq!(text.as_bytes()[14], b'4');
+/// assert_ne!(new_request_id(), id);
+/// ```
+pub fn new_request_id() -> HeaderValue {
+    let mut uuid = [0u8; 16];
+    uuid[..8].copy_from_slice(&random_u64().to_be_bytes());
+    uuid[8..].copy_from_slice(&random_u64().to_be_bytes());
+    uuid[6] = (uuid[6] & 0x0f) | 0x40; // version 4
+    uuid[8] = (uuid[8] & 0x3f) | 0x80; // the RFC 9562 variant
+    let mut text = *b"00000000-0000-0000-0000-000000000000";
+    write_hex(&mut text[0..8], &uuid[0..4]);
+    write_hex(&mut text[9..13], &uuid[4..6]);
+    write_hex(&mut text[14..18], &uuid[6..8]);
+    write_hex(&mut text[19..23], &uuid[8..10]);
+    write_hex(&mut text[24..36], &uuid[10..16]);
+    // Only hex digits and dashes: always a valid header value.
+    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static(""))
+}
 
 /// The request id in `headers`, if it is present and visible ASCII.
 ///

@@ -80,7 +80,7 @@ impl fmt::Display for SpanId {
 }
 
 /// `bytes` as lowercase hex digits into `out` (twice as long).
-fn write_hex(out: &mut [u8], bytes: &[u8]) {
+pub(crate) fn write_hex(out: &mut [u8], bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
         pair[0] = DIGITS[usize::from(byte >> 4)];
@@ -247,7 +247,7 @@ const HEX: [u8; 256] = {
 /// 64 bits that look random: a per-process secret seed (from the operating system, once)
 /// plus a counter, through SplitMix64's finalizer. No system call per id; ids need to be
 /// unique and evenly spread, not unguessable.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     static SEED: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let seed = *SEED.get_or_init(|| {

@@ -100,9 +100,9 @@ impl InFlight {
         }
     }
 
-    /// A chunk of the body went out.
+    /// A chunk of the body went out (timed for streams only: nothing else reports it).
     pub(crate) fn chunk(&mut self) {
-        if self.first_chunk.is_none() {
+        if self.streaming && self.first_chunk.is_none() {
             self.first_chunk = Some(Instant::now());
         }
     }

@@ -161,21 +161,18 @@ fn check_text(body: &[u8]) -> Result<(), ParseError> {
 /// the gateway itself would read is forwarded.
 const MAX_DEPTH: usize = 128;
 
-/// Refuses a body nested deeper than [`MAX_DEPTH`] anywhere.
+/// Refuses a body nested deeper than [`MAX_DEPTH`] anywhere. Strings, most of a chat body,
+/// are skipped with `memchr` to their closing quote rather than walked byte by byte; an
+/// unterminated string ends the check (the parse refuses it).
 fn check_depth(body: &[u8]) -> Result<(), ParseError> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (at, &byte) in body.iter().enumerate() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
+    let mut depth = 0usize;
+    let mut at = 0;
+    while let Some(&byte) = body.get(at) {
         match byte {
-            b'"' => in_string = true,
+            b'"' => match string_end(body, at + 1) {
+                Some(end) => at = end,
+                None => return Ok(()),
+            },
             b'[' | b'{' => {
                 depth += 1;
                 if depth > MAX_DEPTH {
@@ -186,8 +183,21 @@ fn check_depth(body: &[u8]) -> Result<(), ParseError> {
             b']' | b'}' => depth = depth.saturating_sub(1),
             _ => {}
         }
+        at += 1;
     }
     Ok(())
+}
+
+/// The index of the quote that closes the string whose contents start at `from`.
+fn string_end(body: &[u8], mut from: usize) -> Option<usize> {
+    loop {
+        let offset = memchr::memchr2(b'"', b'\\', body.get(from..)?)?;
+        if body[from + offset] == b'"' {
+            return Some(from + offset);
+        }
+        // A backslash escapes the byte after it, whatever it is.
+        from += offset + 2;
+    }
 }
 
 /// A parse error at byte `at` of `body`, with its line and column.
