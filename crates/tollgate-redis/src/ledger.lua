@@ -27,6 +27,11 @@ end
 local balance = tonumber(redis.call('GET', KEYS[1]) or '0')
 local command = ARGV[1]
 
+-- Lua computes in doubles, exact only below 2^53: a larger balance would be stored as
+-- "1e+18", which every later INCRBY refuses. Openings and top-ups never go above it.
+local MAX_BALANCE = 9007199254740991
+local TOO_LARGE = 'balance above 2^53 - 1 micro-units: not kept exactly by the ledger script'
+
 if command == 'reserve' then
   -- ARGV: id, amount, time to live (ms). Returns {1, held, available} or {0, available}.
   local id, amount = ARGV[2], tonumber(ARGV[3])
@@ -64,9 +69,15 @@ elseif command == 'settle' then
   return {0, balance}
 elseif command == 'top_up' then
   -- ARGV: amount. Returns the balance.
+  if balance + tonumber(ARGV[2]) > MAX_BALANCE then
+    return redis.error_reply(TOO_LARGE)
+  end
   return redis.call('INCRBY', KEYS[1], ARGV[2])
 elseif command == 'open' then
   -- ARGV: opening balance. Sets it only if the account has no balance yet; returns 1 if set.
+  if tonumber(ARGV[2]) > MAX_BALANCE then
+    return redis.error_reply(TOO_LARGE)
+  end
   return redis.call('SETNX', KEYS[1], ARGV[2])
 elseif command == 'balance' then
   return balance

@@ -123,6 +123,8 @@ impl RedisLedger {
 
     /// Gives `account` its opening balance unless it has a balance already (so seeding from
     /// a config file at every start keeps what was spent and topped up); `true` if set.
+    /// Balances stay below 2^53 micro-units (the ledger's scripts compute in Lua's doubles):
+    /// a larger opening, or a top-up past it, is an error and changes nothing.
     pub async fn open_account(&self, account: &str, opening: Micros) -> Result<bool, BoxError> {
         let opening = opening.to_string();
         let set: i64 = self.script(account, &["open", &opening]).await?;

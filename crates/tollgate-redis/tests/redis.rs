@@ -34,6 +34,30 @@ async fn a_single_node_conforms() {
     conformance::caps(&redis.cap_store().reservation_ttl(TTL), TTL).await;
 }
 
+/// A balance of 1e18 micro-units was stored as "1e+18" by the script's doubles, and every
+/// request after it failed. Balances are bounded below 2^53 instead, and refused above.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn balances_beyond_what_the_script_keeps_exactly_are_refused() {
+    const LARGEST: u64 = (1 << 53) - 1;
+    let server = RedisServer::start().unwrap();
+    let ledger = connect(server.url()).await.ledger();
+    assert!(
+        ledger
+            .open_account("huge", 1_000_000_000_000_000_000)
+            .await
+            .is_err()
+    );
+    assert!(ledger.open_account("acct", LARGEST - 10).await.unwrap());
+    assert!(ledger.top_up("acct", 11).await.is_err());
+    assert_eq!(ledger.top_up("acct", 10).await.unwrap(), LARGEST);
+    let held = ledger
+        .reserve(ReservationId::new(), &Arc::from("acct"), 1_000)
+        .await
+        .unwrap();
+    ledger.settle(held, 400).await.unwrap();
+    assert_eq!(ledger.balance("acct").await.unwrap(), LARGEST - 400);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_three_master_cluster_conforms() {
     let cluster = RedisCluster::start(3).unwrap();
