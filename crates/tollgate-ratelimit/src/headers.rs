@@ -127,8 +127,9 @@ impl Families {
 pub(crate) struct RateHeaders {
     /// Limit, remaining and reset of the most constraining rule.
     basic: Option<[HeaderValue; 3]>,
-    /// OpenAI's and the IETF draft's, when enabled.
-    extra: Option<Box<HeaderMap>>,
+    /// OpenAI's and the IETF draft's, when enabled: a list (not a map, which would hash every
+    /// name twice), applied in order.
+    extra: Vec<(HeaderName, HeaderValue)>,
     /// What `basic` says is remaining, as a number (for the request's telemetry).
     pub(crate) remaining: Option<u64>,
 }
@@ -145,7 +146,7 @@ impl RateHeaders {
                     number(ceil_secs(top.reset)),
                 ]
             }),
-            extra: None,
+            extra: Vec::new(),
             remaining: top.map(|top| top.remaining),
         }
     }
@@ -159,11 +160,11 @@ impl RateHeaders {
         let Some((_, top, _)) = most_constraining(states.iter()) else {
             return RateHeaders::default();
         };
-        let extra = (families.openai || families.ietf).then(|| {
-            let mut extra = HeaderMap::new();
-            write_extra(&mut extra, states, families);
-            Box::new(extra)
-        });
+        let mut extra = Vec::new();
+        if families.openai || families.ietf {
+            extra.reserve_exact(8);
+            write_extra(&mut extra, states, families, limits);
+        }
         RateHeaders {
             basic: Some([
                 limits.get(top.limit),
@@ -176,17 +177,15 @@ impl RateHeaders {
     }
 
     fn apply(self, headers: &mut HeaderMap) {
+        // One growth of the response's map at most, rather than one per crossing.
+        headers.reserve(3 + self.extra.len());
         if let Some([limit, remaining, reset]) = self.basic {
             headers.insert(LIMIT, limit);
             headers.insert(REMAINING, remaining);
             headers.insert(RESET, reset);
         }
-        if let Some(extra) = self.extra {
-            for (name, value) in *extra {
-                if let Some(name) = name {
-                    headers.insert(name, value);
-                }
-            }
+        for (name, value) in self.extra {
+            headers.insert(name, value);
         }
     }
 }
@@ -206,13 +205,27 @@ impl<B> Respond<B> for RateHeaders {
     }
 }
 
+/// OpenAI's names: limit, remaining and reset, for requests and for tokens.
+const OPENAI_REQUESTS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-requests"),
+    HeaderName::from_static("x-ratelimit-remaining-requests"),
+    HeaderName::from_static("x-ratelimit-reset-requests"),
+];
+const OPENAI_TOKENS: [HeaderName; 3] = [
+    HeaderName::from_static("x-ratelimit-limit-tokens"),
+    HeaderName::from_static("x-ratelimit-remaining-tokens"),
+    HeaderName::from_static("x-ratelimit-reset-tokens"),
+];
+
 fn write_extra(
-    headers: &mut HeaderMap,
+    headers: &mut Vec<(HeaderName, HeaderValue)>,
     states: &[(Scope, QuotaState, Duration)],
     families: Families,
+    limits: &LimitValues,
 ) {
     if families.openai {
-        for (tokens, suffix) in [(false, "requests"), (true, "tokens")] {
+        for (tokens, [limit, remaining, reset]) in [(false, OPENAI_REQUESTS), (true, OPENAI_TOKENS)]
+        {
             let Some((_, state, _)) = most_constraining(
                 states
                     .iter()
@@ -220,15 +233,10 @@ fn write_extra(
             ) else {
                 continue;
             };
-            let name = |what: &str| HeaderName::try_from(format!("x-ratelimit-{what}-{suffix}"));
-            if let (Ok(limit), Ok(remaining), Ok(reset)) =
-                (name("limit"), name("remaining"), name("reset"))
-            {
-                headers.insert(limit, HeaderValue::from(state.limit));
-                headers.insert(remaining, HeaderValue::from(state.remaining));
-                if let Ok(value) = HeaderValue::try_from(go_duration(state.reset)) {
-                    headers.insert(reset, value);
-                }
+            headers.push((limit, limits.get(state.limit)));
+            headers.push((remaining, number(state.remaining)));
+            if let Ok(value) = HeaderValue::try_from(go_duration(state.reset)) {
+                headers.push((reset, value));
             }
         }
     }
@@ -245,7 +253,7 @@ fn write_extra(
             })
             .collect();
         if let Ok(value) = HeaderValue::try_from(policies.join(", ")) {
-            headers.insert(HeaderName::from_static("ratelimit-policy"), value);
+            headers.push((HeaderName::from_static("ratelimit-policy"), value));
         }
         if let Some((scope, state, _)) = most_constraining(states.iter())
             && let Ok(value) = HeaderValue::try_from(format!(
@@ -255,7 +263,7 @@ fn write_extra(
                 ceil_secs(state.reset)
             ))
         {
-            headers.insert(HeaderName::from_static("ratelimit"), value);
+            headers.push((HeaderName::from_static("ratelimit"), value));
         }
     }
 }
