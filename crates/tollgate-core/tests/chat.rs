@@ -183,6 +183,24 @@ fn parse_errors_become_400_envelopes() {
     );
 }
 
+/// A part of an unknown type names it by span; a rewrite before it moved every other span but
+/// not that one, so the edited view named the wrong bytes (found by the damaged-body property).
+#[test]
+fn an_unknown_part_type_is_read_right_after_a_rewrite_before_it() {
+    let chat = parse(r#"{"model":"","messages":[{"role":"user","content":[{"type":"x-new"}]}]}"#);
+    let rewritten = chat.with_model("gpt-5.4").unwrap();
+    let Ok(message) = &messages(&rewritten)[0] else {
+        panic!("a message");
+    };
+    let Content::Parts(parts) = &message.content else {
+        panic!("parts");
+    };
+    let Part::Invalid(tollgate_core::chat::InvalidPart::UnknownType(kind)) = parts[0] else {
+        panic!("an unknown type: {:?}", parts[0]);
+    };
+    assert_eq!(rewritten.text(kind), "x-new");
+}
+
 #[test]
 fn model_rewrite_changes_only_the_model_bytes_and_keeps_spans_exact() {
     let original = r#"{"messages":[{"role":"user","content":"x"}], "model" :"fast" ,"stream_options":{"include_usage":false},"tail":"\u00e9"}"#;

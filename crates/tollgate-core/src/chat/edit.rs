@@ -9,8 +9,8 @@ use http::header::{CONTENT_LENGTH, HeaderValue};
 
 use super::parse::READ_FIELDS;
 use super::{
-    ChatRequest, Content, Field, Fields, Input, InputItem, Message, Part, Span, StrSpan,
-    StreamOptions,
+    ChatRequest, Content, Field, Fields, Input, InputItem, InvalidPart, Message, Part, Span,
+    StrSpan, StreamOptions,
 };
 
 impl Span {
@@ -316,8 +316,11 @@ impl Message {
             Content::Text(text) => f(&mut text.span),
             Content::Parts(parts) => {
                 for part in parts {
-                    if let Part::Text(text) = part {
-                        f(&mut text.span);
+                    match part {
+                        Part::Text(text) | Part::Invalid(InvalidPart::UnknownType(text)) => {
+                            f(&mut text.span);
+                        }
+                        Part::Other | Part::Invalid(_) => {}
                     }
                 }
             }
