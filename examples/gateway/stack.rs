@@ -9,6 +9,7 @@ use std::sync::Arc;
 use tollgate::auth::BearerAuthLayer;
 use tollgate::auth::InMemoryKeyStore;
 use tollgate::balance::{BalanceGateLayer, JsonLinesFile, NonBlockingUsageSink, TracingUsageSink};
+use tollgate::core::extensions::reserve_extensions;
 use tollgate::core::request_id::strip_unsafe_request_id;
 use tollgate::core::{Body, BoxError};
 use tollgate::error::{ErrorEnvelopeLayer, panic_response};
@@ -185,6 +186,7 @@ where
     let gateway = ServiceBuilder::new()
         .map_response(|response: Response<_>| response.map(Body::new))
         .layer(ErrorEnvelopeLayer::new())
+        .map_request(reserve_extensions)
         .map_request(strip_unsafe_request_id)
         .layer(SetRequestIdLayer::x_request_id(
             tollgate::trace::SeededRequestUuid,

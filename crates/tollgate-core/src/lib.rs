@@ -45,6 +45,7 @@ pub mod chat;
 mod endpoint;
 pub mod error;
 mod estimate;
+pub mod extensions;
 pub mod model;
 mod paths;
 mod principal;

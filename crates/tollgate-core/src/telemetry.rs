@@ -1,7 +1,7 @@
 //! What the layers of a stack learn about one request, for whoever measures it.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::{ErrorKind, Principal, TraceContext, Usage};
@@ -10,8 +10,8 @@ use crate::{ErrorKind, Principal, TraceContext, Usage};
 /// the request extensions, and the layers below write what only they know (who called, which
 /// model was asked for, the usage and its cost, upstream attempts, a stream that failed, the
 /// headroom left). Clones share the same record; every write is a relaxed atomic or a
-/// set-once cell, so a layer pays nothing when no one measures (no `Telemetry` in the
-/// extensions) and next to nothing when someone does.
+/// set-once field under an uncontended lock, so a layer pays nothing when no one measures (no
+/// `Telemetry` in the extensions) and next to nothing when someone does.
 ///
 /// ```
 /// use std::time::Duration;
@@ -37,10 +37,9 @@ pub struct Telemetry {
 #[derive(Debug)]
 struct Shared {
     trace: Option<TraceContext>,
-    principal: OnceLock<Principal>,
-    requested_model: OnceLock<Arc<str>>,
-    usage: OnceLock<(Usage, u64)>,
-    stream_error: OnceLock<ErrorKind>,
+    // One lock for the set-once fields: cheaper than a `OnceLock` each, and the layers of one
+    // request take it one after another.
+    recorded: Mutex<Recorded>,
     attempts: AtomicU32,
     retries: AtomicU32,
     fallbacks: AtomicU32,
@@ -52,14 +51,20 @@ struct Shared {
 
 const UNSET: u64 = u64::MAX;
 
+/// What a layer records once (the first value stays).
+#[derive(Debug, Default)]
+struct Recorded {
+    principal: Option<Principal>,
+    requested_model: Option<Arc<str>>,
+    usage: Option<(Usage, u64)>,
+    stream_error: Option<ErrorKind>,
+}
+
 impl Default for Shared {
     fn default() -> Self {
         Shared {
             trace: None,
-            principal: OnceLock::new(),
-            requested_model: OnceLock::new(),
-            usage: OnceLock::new(),
-            stream_error: OnceLock::new(),
+            recorded: Mutex::default(),
             attempts: AtomicU32::new(0),
             retries: AtomicU32::new(0),
             fallbacks: AtomicU32::new(0),
@@ -93,46 +98,58 @@ impl Telemetry {
 
     /// The authenticated caller (the auth layer records it).
     pub fn set_principal(&self, principal: &Principal) {
-        let _ = self.shared.principal.set(principal.clone());
+        self.recorded()
+            .principal
+            .get_or_insert_with(|| principal.clone());
     }
 
     /// The caller, once authenticated.
-    pub fn principal(&self) -> Option<&Principal> {
-        self.shared.principal.get()
+    pub fn principal(&self) -> Option<Principal> {
+        self.recorded().principal.clone()
     }
 
     /// The catalog's canonical id of the model the request asked for (the model layer records
     /// it, also for a model it refuses, as long as the catalog knows it: an unknown name would
     /// make every label set a client can invent).
     pub fn set_requested_model(&self, model: impl Into<Arc<str>>) {
-        let _ = self.shared.requested_model.set(model.into());
+        self.recorded()
+            .requested_model
+            .get_or_insert_with(|| model.into());
     }
 
     /// The model asked for, as the catalog names it.
     pub fn requested_model(&self) -> Option<Arc<str>> {
-        self.shared.requested_model.get().cloned()
+        self.recorded().requested_model.clone()
     }
 
     /// The usage the upstream reported (or the billing estimate of it) and what it cost at the
     /// serving model's prices, in micro-units (the balance gate records it when it settles).
     pub fn set_usage(&self, usage: Usage, cost: u64) {
-        let _ = self.shared.usage.set((usage, cost));
+        self.recorded().usage.get_or_insert((usage, cost));
     }
 
     /// Usage and cost, once known.
     pub fn usage(&self) -> Option<(Usage, u64)> {
-        self.shared.usage.get().copied()
+        self.recorded().usage
     }
 
     /// A stream that started well and then failed: the kind of its terminal error event (the
     /// response status, 200, cannot say so).
     pub fn set_stream_error(&self, kind: ErrorKind) {
-        let _ = self.shared.stream_error.set(kind);
+        self.recorded().stream_error.get_or_insert(kind);
     }
 
     /// How a failed stream failed.
     pub fn stream_error(&self) -> Option<ErrorKind> {
-        self.shared.stream_error.get().copied()
+        self.recorded().stream_error
+    }
+
+    fn recorded(&self) -> MutexGuard<'_, Recorded> {
+        // A layer that panicked holding it left a whole value or none: still readable.
+        self.shared
+            .recorded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// One more request sent to the provider.

@@ -6,6 +6,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{HeaderName, HeaderValue};
 
@@ -19,32 +20,31 @@ pub const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 const MAX_TRACESTATE: usize = 512;
 
 /// The gateway's place in a distributed trace: the trace it belongs to, the client's span that
-/// called it (when the client sent a valid `traceparent`), and the gateway's own span, which
-/// becomes the parent of the request to the provider.
+/// called it (when the client sent a valid `traceparent`), and the span the provider's request
+/// hangs under: the gateway's own once a tracer records one, else the client's.
 ///
 /// ```
 /// use http::HeaderMap;
-/// use tollgate_core::TraceContext;
+/// use tollgate_core::{SpanId, TraceContext};
 ///
 /// let mut headers = HeaderMap::new();
-/// headers.insert(
-///     "traceparent",
-///     "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".parse().unwrap(),
-/// );
-/// let context = TraceContext::continue_from(&headers);
+/// let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+/// headers.insert("traceparent", client.parse().unwrap());
+/// let context = TraceContext::continue_from(&headers).unwrap();
 /// assert_eq!(context.trace_id().to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
 /// assert_eq!(context.parent_span_id().unwrap().to_string(), "00f067aa0ba902b7");
 /// assert!(context.sampled());
-/// // The provider sees the same trace, with the gateway's span as its parent.
-/// let upstream = context.traceparent();
-/// let upstream = upstream.to_str().unwrap();
-/// assert!(upstream.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
-/// assert!(upstream.ends_with("-01"));
-/// assert_ne!(&upstream[36..52], "00f067aa0ba902b7");
+/// // A gateway that records no span passes the client's context on as it came...
+/// assert_eq!(context.traceparent(), client);
+/// // ...and one that does is the parent of the provider's request.
+/// let recorded = context.with_span_id(SpanId([0, 0, 0, 0, 0, 0, 0, 7]));
+/// assert_eq!(
+///     recorded.traceparent(),
+///     "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000007-01"
+/// );
 ///
-/// // Without a (valid) traceparent, a new trace starts.
-/// let fresh = TraceContext::continue_from(&HeaderMap::new());
-/// assert!(fresh.parent_span_id().is_none());
+/// // Without a (valid) traceparent there is no trace to continue.
+/// assert!(TraceContext::continue_from(&HeaderMap::new()).is_none());
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TraceContext {
@@ -53,6 +53,9 @@ pub struct TraceContext {
     span_id: SpanId,
     flags: u8,
     tracestate: Option<HeaderValue>,
+    /// The client's `traceparent` as it came (version `00`), sent on as is until the gateway's
+    /// span replaces the client's as the parent.
+    received: Option<HeaderValue>,
 }
 
 /// A W3C trace id: 16 bytes, never all zero, written as 32 lowercase hex digits.
@@ -81,34 +84,44 @@ impl fmt::Display for SpanId {
 
 /// `bytes` as lowercase hex digits into `out` (twice as long).
 pub(crate) fn write_hex(out: &mut [u8], bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0x0f)];
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
     }
 }
 
+/// Each byte's two lowercase hex digits (a lookup per byte: ids are rendered per request).
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut pairs = [[0; 2]; 256];
+    let mut byte = 0;
+    while byte < 256 {
+        pairs[byte] = [DIGITS[byte >> 4], DIGITS[byte & 0x0f]];
+        byte += 1;
+    }
+    pairs
+};
+
 impl TraceContext {
-    /// Continues the trace of a request with `headers`: its `traceparent` when valid (any
-    /// version but `ff`, lowercase hex, ids not all zero), with its `tracestate`; otherwise a
-    /// new trace, sampled. The gateway's span id is new either way.
-    pub fn continue_from(headers: &HeaderMap) -> TraceContext {
-        let Some(parent) = headers.get(TRACEPARENT) else {
-            return TraceContext::start();
-        };
-        match parse_traceparent(parent.as_bytes()) {
-            Some((trace_id, parent_span_id, flags)) => TraceContext {
-                trace_id,
-                parent_span_id: Some(parent_span_id),
-                span_id: SpanId(nonzero_u64().to_be_bytes()),
-                flags,
-                tracestate: headers
-                    .get(TRACESTATE)
-                    .filter(|state| state.len() <= MAX_TRACESTATE)
-                    .cloned(),
-            },
-            None => TraceContext::start(),
-        }
+    /// The trace of a request with `headers`: its `traceparent` when valid (any version but
+    /// `ff`, lowercase hex, ids not all zero), with its `tracestate`, and the client's span as
+    /// the provider's parent until [`with_span_id`](Self::with_span_id) names the gateway's.
+    /// `None` without one: a gateway that records no span has no trace of its own to start.
+    pub fn continue_from(headers: &HeaderMap) -> Option<TraceContext> {
+        let parent = headers.get(TRACEPARENT)?;
+        let (trace_id, parent_span_id, flags) = parse_traceparent(parent.as_bytes())?;
+        Some(TraceContext {
+            trace_id,
+            parent_span_id: Some(parent_span_id),
+            span_id: parent_span_id,
+            flags,
+            tracestate: headers
+                .get(TRACESTATE)
+                .filter(|state| state.len() <= MAX_TRACESTATE)
+                .cloned(),
+            // A later version's extra fields are not ours to pass on: that one is re-rendered.
+            received: (parent.len() == TRACEPARENT_LEN && parent.as_bytes()[..2] == *b"00")
+                .then(|| parent.clone()),
+        })
     }
 
     /// A new trace, sampled, with no parent.
@@ -124,6 +137,7 @@ impl TraceContext {
             span_id: SpanId(nonzero_u64().to_be_bytes()),
             flags: 0x01,
             tracestate: None,
+            received: None,
         }
     }
 
@@ -137,7 +151,8 @@ impl TraceContext {
         self.parent_span_id
     }
 
-    /// The gateway's span: the parent of the request to the provider.
+    /// The parent of the request to the provider: the gateway's span once it has one (a new
+    /// trace's, or [`with_span_id`](Self::with_span_id)'s), else the client's.
     pub fn span_id(&self) -> SpanId {
         self.span_id
     }
@@ -160,6 +175,7 @@ impl TraceContext {
     pub fn with_span_id(mut self, span_id: SpanId) -> Self {
         if span_id.0 != [0; 8] {
             self.span_id = span_id;
+            self.received = None;
         }
         self
     }
@@ -169,15 +185,20 @@ impl TraceContext {
         self.flags & 0x01 == 0x01
     }
 
-    /// The `traceparent` for the request to the provider: this trace, the gateway's span as
-    /// the parent, the caller's flags, version `00`.
+    /// The `traceparent` for the request to the provider: this trace, [`span_id`](Self::span_id)
+    /// as the parent, the caller's flags, version `00`.
     pub fn traceparent(&self) -> HeaderValue {
+        if let Some(received) = &self.received {
+            return received.clone();
+        }
         let mut value = *b"00-00000000000000000000000000000000-0000000000000000-00";
         write_hex(&mut value[3..35], &self.trace_id.0);
         write_hex(&mut value[36..52], &self.span_id.0);
         write_hex(&mut value[53..55], &[self.flags]);
-        // Only hex digits and dashes: always a valid header value.
-        HeaderValue::from_bytes(&value).unwrap_or(HeaderValue::from_static(""))
+        // Only hex digits and dashes: always a valid header value. Shared from the start, as
+        // the upstream client copies its headers for each attempt.
+        HeaderValue::from_maybe_shared(Bytes::from_owner(value))
+            .unwrap_or(HeaderValue::from_static(""))
     }
 
     /// The caller's `tracestate`, carried on unchanged (the gateway adds no entry of its own).
@@ -186,14 +207,19 @@ impl TraceContext {
     }
 }
 
+/// The length of a version `00` `traceparent`.
+const TRACEPARENT_LEN: usize = 55;
+
 /// `version-traceid-parentid-flags`, per W3C Trace Context level 1: a future version may add
 /// fields after a `-`, version `ff` is invalid, and all-zero ids are invalid.
 fn parse_traceparent(value: &[u8]) -> Option<(TraceId, SpanId, u8)> {
-    if value.len() < 55 || (value.len() > 55 && value[55] != b'-') {
+    if value.len() < TRACEPARENT_LEN
+        || (value.len() > TRACEPARENT_LEN && value[TRACEPARENT_LEN] != b'-')
+    {
         return None;
     }
     let version = hex_byte(&value[0..2])?;
-    if version == 0xff || (version == 0 && value.len() != 55) {
+    if version == 0xff || (version == 0 && value.len() != TRACEPARENT_LEN) {
         return None;
     }
     if value[2] != b'-' || value[35] != b'-' || value[52] != b'-' {
@@ -282,11 +308,11 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(TRACEPARENT, HeaderValue::from_str(value).unwrap());
         headers.insert(TRACESTATE, HeaderValue::from_static("congo=t61rcWkgMzE"));
-        TraceContext::continue_from(&headers)
+        TraceContext::continue_from(&headers).unwrap()
     }
 
     #[test]
-    fn invalid_parents_start_a_new_trace() {
+    fn invalid_parents_are_no_trace() {
         for invalid in [
             "",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
@@ -298,10 +324,10 @@ mod tests {
             "00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
         ] {
-            let context = with_parent(invalid);
-            assert_eq!(context.parent_span_id(), None, "{invalid}");
-            assert_eq!(context.tracestate(), None, "{invalid}");
-            assert!(context.sampled());
+            let mut headers = HeaderMap::new();
+            headers.insert(TRACEPARENT, HeaderValue::from_str(invalid).unwrap());
+            headers.insert(TRACESTATE, HeaderValue::from_static("congo=t61rcWkgMzE"));
+            assert_eq!(TraceContext::continue_from(&headers), None, "{invalid}");
         }
     }
 
@@ -314,9 +340,26 @@ mod tests {
         );
         assert!(!context.sampled());
         assert_eq!(context.tracestate().unwrap(), "congo=t61rcWkgMzE");
-        let upstream = context.traceparent();
-        assert!(upstream.to_str().unwrap().starts_with("00-4bf92f35"));
-        assert!(upstream.to_str().unwrap().ends_with("-00"));
+        assert_eq!(
+            context.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"
+        );
+    }
+
+    #[test]
+    fn the_clients_parent_is_replaced_by_the_gateways_span_only() {
+        let client = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let context = with_parent(client);
+        assert_eq!(context.span_id(), context.parent_span_id().unwrap());
+        assert_eq!(context.traceparent(), client);
+        let unchanged = context.clone().with_span_id(SpanId([0; 8]));
+        assert_eq!(unchanged.traceparent(), client);
+        let recorded = context.with_span_id(SpanId([1, 2, 3, 4, 5, 6, 7, 8]));
+        assert_eq!(
+            recorded.traceparent(),
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0102030405060708-01"
+        );
+        assert_eq!(recorded.tracestate().unwrap(), "congo=t61rcWkgMzE");
     }
 
     #[test]

@@ -605,6 +605,24 @@ impl IdGenerator for GatewayIds {
     }
 }
 
+/// The request's trace with `span`, when tracing-opentelemetry exports it, as the gateway's
+/// span: the client's trace continued, or a new one; without an exported span, the client's
+/// trace (if any) as it came.
+pub(crate) fn exported_trace(
+    span: &tracing::Span,
+    client: Option<TraceContext>,
+) -> Option<TraceContext> {
+    if span.is_disabled() {
+        return client;
+    }
+    let trace = client.unwrap_or_else(TraceContext::start);
+    match continue_trace(span, &trace) {
+        Some(span_id) => Some(trace.with_span_id(span_id)),
+        // A trace the gateway started and records no span of is no one's.
+        None => trace.parent_span_id().is_some().then_some(trace),
+    }
+}
+
 /// Makes `span`, when tracing-opentelemetry exports it, part of `trace`: the child of the
 /// client's span, or with no client span the root of `trace`'s trace id. Returns the exported
 /// span's id, the gateway's span id to send upstream; `None` when `span` is not exported, or
@@ -672,7 +690,7 @@ mod tests {
                 .parse()
                 .unwrap(),
         );
-        TraceContext::continue_from(&headers)
+        TraceContext::continue_from(&headers).unwrap()
     }
 
     #[test]

@@ -123,6 +123,7 @@ impl InFlight {
         }
         let telemetry = &self.telemetry;
         let principal = telemetry.principal();
+        let principal = principal.as_ref();
         let (status, error, served) = match &self.head {
             Some(head) => {
                 let error = match (telemetry.stream_error(), self.end) {

@@ -13,8 +13,8 @@ use crate::record::InFlight;
 use crate::series::Route;
 
 /// The service [`MetricsLayer`](crate::MetricsLayer) makes: measures every request and puts
-/// its [`Telemetry`] (with the W3C trace context continued from `traceparent`) in the request
-/// extensions for the layers below.
+/// its [`Telemetry`] (with the W3C trace context continued from the client's `traceparent`, or
+/// started by an exported span) in the request extensions for the layers below.
 ///
 /// ```
 /// use std::convert::Infallible;
@@ -71,13 +71,14 @@ where
         // The request span of tollgate's trace layer, when the metrics layer is inside it.
         let span = tracing::Span::current();
         let trace = TraceContext::continue_from(request.headers());
-        // An exported request span continues the client's trace, and its id goes upstream.
+        // An exported request span continues the client's trace (or starts one), and its id
+        // goes upstream.
         #[cfg(feature = "otlp")]
-        let trace = match crate::otlp::continue_trace(&span, &trace) {
-            Some(span_id) => trace.with_span_id(span_id),
-            None => trace,
+        let trace = crate::otlp::exported_trace(&span, trace);
+        let telemetry = match trace {
+            Some(trace) => Telemetry::with_trace(trace),
+            None => Telemetry::new(),
         };
-        let telemetry = Telemetry::with_trace(trace);
         request.extensions_mut().insert(telemetry.clone());
         let in_flight = Box::new(InFlight::start(
             self.shared.clone(),
