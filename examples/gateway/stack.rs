@@ -2,10 +2,12 @@
 //! end-to-end tests. It reads top to bottom in the README's recommended order.
 
 use std::convert::Infallible;
+use std::task::{Context, Poll};
 
 use http::{Method, Request, Response};
 use std::sync::Arc;
 
+use futures_util::FutureExt;
 use tollgate::auth::BearerAuthLayer;
 use tollgate::auth::InMemoryKeyStore;
 use tollgate::balance::{BalanceGateLayer, JsonLinesFile, NonBlockingUsageSink, TracingUsageSink};
@@ -197,8 +199,9 @@ where
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(auth)
         .layer(config.routes.layer()?)
-        .layer(layer_fn(|chat| {
-            answer_model_list(ListModels::new(catalog.clone()), chat)
+        .layer(layer_fn(|chat| ModelListOr {
+            list: ListModels::new(catalog.clone()),
+            chat,
         }))
         .layer(ModelResolutionLayer::new(catalog.clone()).body_limit(body_limit))
         .layer(
@@ -206,6 +209,9 @@ where
                 .body_limit(body_limit)
                 .strict(config.guard.strict),
         )
+        // The futures of the layers from here down are most of the request's state: boxed once,
+        // the layers above move a pointer instead of copying them into their own futures.
+        .map_future(FutureExt::boxed)
         .layer(limits_layer.clone())
         .layer(SsePassthroughLayer::new().inject_usage(true))
         .layer(balance)
@@ -293,25 +299,48 @@ pub fn admin(
 }
 
 /// `GET` or `HEAD` of `/v1/models[/{id}]` goes to the catalog's list (the routes layer let
-/// only well-formed listing paths through); everything else to `chat`.
-fn answer_model_list<C, B>(
+/// only well-formed listing paths through); everything else to `chat`. Both answer with one
+/// body type, so that neither response nor service is boxed here: the gateway is cloned for
+/// every request, and a clone of this is a clone of `chat`.
+#[derive(Clone)]
+struct ModelListOr<C> {
     list: ListModels,
     chat: C,
-) -> impl Service<Request<Body>, Response = Response<Body>, Error = Infallible, Future: Send> + Clone
+}
+
+/// The body of [`ModelListOr`]'s responses.
+type ListOrChatBody<B> = http_body_util::Either<http_body_util::Full<bytes::Bytes>, B>;
+
+/// The future of [`ModelListOr`]'s responses.
+type ListOrChatFuture<F, B> = futures_util::future::Either<
+    std::future::Ready<Result<Response<ListOrChatBody<B>>, Infallible>>,
+    futures_util::future::MapOk<F, fn(Response<B>) -> Response<ListOrChatBody<B>>>,
+>;
+
+impl<C, B> Service<Request<Body>> for ModelListOr<C>
 where
-    C: Service<Request<Body>, Response = Response<B>, Error = Infallible> + Clone + Send + 'static,
-    C::Future: Send + 'static,
-    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    C: Service<Request<Body>, Response = Response<B>, Error = Infallible>,
 {
-    let list = ServiceExt::<Request<Body>>::map_response(list, |r: Response<_>| r.map(Body::new));
-    let chat = chat.map_response(|response: Response<B>| response.map(Body::new));
-    let services = [BoxCloneService::new(list), BoxCloneService::new(chat)];
-    Steer::new(services, |request: &Request<Body>, _: &[_]| {
+    type Response = Response<ListOrChatBody<B>>;
+    type Error = Infallible;
+    type Future = ListOrChatFuture<C::Future, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The list is always ready: it answers from the catalog in the call.
+        self.chat.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        use futures_util::TryFutureExt;
         let path = request.uri().path();
         let method = request.method();
-        let list =
-            (method == Method::GET || method == Method::HEAD) && path.starts_with("/v1/models");
-        if list { 0 } else { 1 }
-    })
+        if (method == Method::GET || method == Method::HEAD) && path.starts_with("/v1/models") {
+            let listed = self.list.call(request).into_inner();
+            let listed = listed.map(|response| response.map(ListOrChatBody::Left));
+            return futures_util::future::Either::Left(std::future::ready(listed));
+        }
+        let to_body: fn(Response<B>) -> Response<ListOrChatBody<B>> =
+            |response| response.map(ListOrChatBody::Right);
+        futures_util::future::Either::Right(self.chat.call(request).map_ok(to_body))
+    }
 }

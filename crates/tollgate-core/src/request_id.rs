@@ -1,6 +1,7 @@
 //! Reading the request id that tower-http's request-id layers set, and refusing a client's
 //! that could forge log fields or bloat records.
 
+use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Request};
 
@@ -36,8 +37,9 @@ pub fn new_request_id() -> HeaderValue {
     write_hex(&mut text[14..18], &uuid[6..8]);
     write_hex(&mut text[19..23], &uuid[8..10]);
     write_hex(&mut text[24..36], &uuid[10..16]);
-    // Only hex digits and dashes: always a valid header value.
-    HeaderValue::from_bytes(&text).unwrap_or(HeaderValue::from_static(""))
+    // Only hex digits and dashes: always a valid header value. Shared from the start: the
+    // response and the upstream request carry copies.
+    HeaderValue::from_maybe_shared(Bytes::from_owner(text)).unwrap_or(HeaderValue::from_static(""))
 }
 
 /// The request id in `headers`, if it is present and visible ASCII.

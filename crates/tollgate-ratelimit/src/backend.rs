@@ -110,7 +110,12 @@ pub struct QuotaState {
     pub reset: Duration,
 }
 
-/// One state per check, in check order; stored inline for the usual one or two rules, so an
+/// The rules a request is checked against without a heap allocation for their checks and
+/// states: a key's requests and tokens and a model's requests (the example's three) and one
+/// more. More rules work, and allocate.
+pub const INLINE_RULES: usize = 4;
+
+/// One state per check, in check order; stored inline for up to [`INLINE_RULES`] rules, so an
 /// allowed request does not allocate.
 ///
 /// ```
@@ -123,7 +128,7 @@ pub struct QuotaState {
 /// assert_eq!(states[1].remaining, 9);
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct States(SmallVec<[QuotaState; 2]>);
+pub struct States(SmallVec<[QuotaState; INLINE_RULES]>);
 
 impl States {
     /// No state yet.

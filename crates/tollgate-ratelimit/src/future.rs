@@ -7,22 +7,22 @@ use tollgate_core::{BoxError, ChatRequest, ErrorKind, GatewayError, ModelInfo, R
 
 use smallvec::SmallVec;
 
-use crate::backend::{Check, Decision, QuotaState, RateLimitBackend, Scope};
+use crate::backend::{Check, Decision, INLINE_RULES, QuotaState, RateLimitBackend, Scope};
 use crate::headers::{Families, LimitValues, RateHeaders, go_duration, period_name};
 use tollgate_core::error::ceil_secs;
 
 /// What deciding on a request needs to know about its rules.
 pub struct Planned {
     /// What the backend charges.
-    pub(crate) checks: SmallVec<[Check; 2]>,
+    pub(crate) checks: SmallVec<[Check; INLINE_RULES]>,
     /// Per check: its scope, period and cost.
-    pub(crate) periods: SmallVec<[(Scope, Duration, u64); 2]>,
+    pub(crate) periods: SmallVec<[(Scope, Duration, u64); INLINE_RULES]>,
     pub(crate) model: Option<Arc<str>>,
     pub(crate) families: Families,
 }
 
 /// `(scope, state, period)` per rule.
-pub(crate) type Labelled = SmallVec<[(Scope, QuotaState, Duration); 2]>;
+pub(crate) type Labelled = SmallVec<[(Scope, QuotaState, Duration); INLINE_RULES]>;
 
 /// The headers for the response, and the error to answer with when the request is denied.
 pub(crate) fn decide(
@@ -137,7 +137,7 @@ fn denial(
 /// layer further in refuses the request (it never reached the provider, so it does not count).
 pub struct RateTicket<Bk> {
     pub(crate) headers: RateHeaders,
-    pub(crate) charged: Option<(Arc<Bk>, SmallVec<[Check; 2]>)>,
+    pub(crate) charged: Option<(Arc<Bk>, SmallVec<[Check; INLINE_RULES]>)>,
 }
 
 impl<Bk> RateTicket<Bk> {

@@ -17,7 +17,9 @@ use tollgate_core::{BoxError, Rate};
 
 use smallvec::SmallVec;
 
-use crate::backend::{Check, Decision, QuotaState, RateLimitBackend, RuleKey, States};
+use crate::backend::{
+    Check, Decision, INLINE_RULES, QuotaState, RateLimitBackend, RuleKey, States,
+};
 
 /// Sweeps never run below this many keys.
 const MIN_SWEEP_AT: usize = 4096;
@@ -272,7 +274,7 @@ where
     fn check_now(&self, checks: &[Check]) -> Decision {
         let mut states = States::new();
         let guard = self.limiters.guard();
-        let mut charged: SmallVec<[(&Limiter<C>, &Check); 2]> = SmallVec::new();
+        let mut charged: SmallVec<[(&Limiter<C>, &Check); INLINE_RULES]> = SmallVec::new();
         for (index, check) in checks.iter().enumerate() {
             let limiter = self.limiter(check.rate, &guard);
             let limit = check.rate.amount().get();

@@ -1,6 +1,5 @@
 //! Rendering rate-limit state into response headers and 429 messages.
 
-use std::fmt::Write as _;
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -14,34 +13,47 @@ use crate::backend::{QuotaState, Scope};
 /// Go-style durations, as OpenAI writes them in `x-ratelimit-reset-*` and its 429 messages:
 /// `12ms`, `1.2s`, `6m0s`, `1h2m3s`.
 pub(crate) fn go_duration(duration: Duration) -> String {
-    let millis = duration.as_millis();
-    if millis == 0 {
-        return if duration.is_zero() {
-            "0s".into()
-        } else {
-            "1ms".into()
-        };
+    GoDuration(duration).to_string()
+}
+
+/// [`go_duration`] as a header value, rendered on the stack (one allocation, the value's).
+fn go_duration_header(duration: Duration) -> Option<HeaderValue> {
+    use std::io::Write as _;
+    // The longest, `5124095576030431h0m15s` (`Duration::MAX`), is 22 bytes.
+    let mut buffer = [0; 32];
+    let mut cursor = std::io::Cursor::new(&mut buffer[..]);
+    write!(cursor, "{}", GoDuration(duration)).ok()?;
+    let written = usize::try_from(cursor.position()).ok()?;
+    HeaderValue::from_bytes(&buffer[..written]).ok()
+}
+
+struct GoDuration(Duration);
+
+impl std::fmt::Display for GoDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let millis = self.0.as_millis();
+        if millis == 0 {
+            return f.write_str(if self.0.is_zero() { "0s" } else { "1ms" });
+        }
+        if millis < 1000 {
+            return write!(f, "{millis}ms");
+        }
+        let secs = millis / 1000;
+        let (hours, minutes, seconds) = (secs / 3600, secs / 60 % 60, secs % 60);
+        if hours > 0 {
+            write!(f, "{hours}h")?;
+        }
+        if hours > 0 || minutes > 0 {
+            write!(f, "{minutes}m")?;
+        }
+        // Milliseconds only under a minute, without trailing zeros: `1.2s`, `1.25s`, `1.001s`.
+        match millis % 1000 {
+            fraction if fraction == 0 || hours > 0 || minutes > 0 => write!(f, "{seconds}s"),
+            fraction if fraction % 100 == 0 => write!(f, "{seconds}.{}s", fraction / 100),
+            fraction if fraction % 10 == 0 => write!(f, "{seconds}.{:02}s", fraction / 10),
+            fraction => write!(f, "{seconds}.{fraction:03}s"),
+        }
     }
-    if millis < 1000 {
-        return format!("{millis}ms");
-    }
-    let secs = millis / 1000;
-    let (hours, minutes, seconds) = (secs / 3600, secs / 60 % 60, secs % 60);
-    let fraction = millis % 1000;
-    let mut out = String::new();
-    if hours > 0 {
-        let _ = write!(out, "{hours}h");
-    }
-    if hours > 0 || minutes > 0 {
-        let _ = write!(out, "{minutes}m");
-    }
-    if fraction > 0 && hours == 0 && minutes == 0 {
-        let fraction = format!("{fraction:03}");
-        let _ = write!(out, "{seconds}.{}s", fraction.trim_end_matches('0'));
-    } else {
-        let _ = write!(out, "{seconds}s");
-    }
-    out
 }
 
 /// "min" for a minute, "sec", "hour", "day", else the seconds.
@@ -235,7 +247,7 @@ fn write_extra(
             };
             headers.push((limit, limits.get(state.limit)));
             headers.push((remaining, number(state.remaining)));
-            if let Ok(value) = HeaderValue::try_from(go_duration(state.reset)) {
+            if let Some(value) = go_duration_header(state.reset) {
                 headers.push((reset, value));
             }
         }
@@ -279,5 +291,13 @@ mod tests {
         assert_eq!(go_duration(Duration::from_secs(360)), "6m0s");
         assert_eq!(go_duration(Duration::from_secs(3723)), "1h2m3s");
         assert_eq!(go_duration(Duration::ZERO), "0s");
+        assert_eq!(go_duration(Duration::from_micros(10)), "1ms");
+        assert_eq!(go_duration(Duration::from_millis(1250)), "1.25s");
+        assert_eq!(go_duration(Duration::from_millis(59_001)), "59.001s");
+        assert_eq!(go_duration(Duration::from_millis(61_500)), "1m1s");
+        for duration in [Duration::from_millis(1250), Duration::MAX] {
+            let header = go_duration_header(duration).unwrap();
+            assert_eq!(header.to_str().unwrap(), go_duration(duration));
+        }
     }
 }

@@ -65,7 +65,9 @@ mod headers;
 mod layer;
 mod service;
 
-pub use backend::{Check, Decision, QuotaState, RateLimitBackend, RuleKey, Scope, States};
+pub use backend::{
+    Check, Decision, INLINE_RULES, QuotaState, RateLimitBackend, RuleKey, Scope, States,
+};
 pub use governor_backend::GovernorBackend;
 pub use layer::{Limits, RateLimitLayer};
 pub use service::{RateLimit, ResponseFuture};

@@ -25,7 +25,6 @@ use tokio::time::{Instant, Sleep};
 use tollgate_core::request_id::X_REQUEST_ID;
 use tollgate_core::{Body, BoxError, ErrorKind, GatewayError};
 use tower::ServiceExt;
-use tower::util::BoxCloneService;
 
 use crate::serve::ConnectionLimits;
 
@@ -203,6 +202,14 @@ impl Drop for FinishesResponse {
     }
 }
 
+/// `future`, pinned on the heap.
+fn boxed<F>(future: F) -> Pin<Box<dyn Future<Output = F::Output> + Send>>
+where
+    F: Future + Send + 'static,
+{
+    Box::pin(future)
+}
+
 pin_project! {
     /// A response body that marks its connection idle once sent.
     struct TrackedBody<B> {
@@ -257,6 +264,7 @@ pub(crate) async fn serve_connection<S, B>(
 ) where
     S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible>
         + Clone
+        + Unpin
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -266,18 +274,18 @@ pub(crate) async fn serve_connection<S, B>(
     let activity = Activity::new();
     let started = activity.clone();
     let finished = activity.clone();
-    // Boxed so that the connection is `Unpin` and gives its socket back when done.
-    let service = BoxCloneService::new(
-        service
-            .map_request(move |request: Request<Incoming>| {
-                started.request_started();
-                request.map(Body::new)
-            })
-            .map_response(move |response: Response<B>| {
-                let finishes = FinishesResponse(finished.clone());
-                response.map(|body| TrackedBody { body, finishes })
-            }),
-    );
+    // The response future boxed so that the connection is `Unpin` and gives its socket back
+    // when done; the service is not, as hyper's adapter clones it for every request.
+    let service = service
+        .map_request(move |request: Request<Incoming>| {
+            started.request_started();
+            request.map(Body::new)
+        })
+        .map_response(move |response: Response<B>| {
+            let finishes = FinishesResponse(finished.clone());
+            response.map(|body| TrackedBody { body, finishes })
+        })
+        .map_future(boxed);
     let io = TokioIo::new(WatchedStream::new(stream, activity.clone(), limits));
     let mut connection = hyper::server::conn::http1::Builder::new()
         // A client that shuts down its side after sending its request still gets the answer.

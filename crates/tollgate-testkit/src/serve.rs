@@ -207,6 +207,7 @@ pub async fn serve<S, B>(
 where
     S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible>
         + Clone
+        + Unpin
         + Send
         + 'static,
     S::Future: Send + 'static,
@@ -274,6 +275,7 @@ impl TestServer {
     where
         S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible>
             + Clone
+            + Unpin
             + Send
             + 'static,
         S::Future: Send + 'static,
@@ -307,6 +309,7 @@ impl TestServer {
     where
         S: tower::Service<Request<Body>, Response = Response<B>, Error = Infallible>
             + Clone
+            + Unpin
             + Send
             + 'static,
         S::Future: Send + 'static,

@@ -30,14 +30,14 @@ impl Shared {
         &self,
         method: &Method,
         uri: &Uri,
-        headers: &HeaderMap,
+        headers: HeaderMap,
         body: Bytes,
         deadline: Instant,
     ) -> Result<Response<ResponseBody<UpstreamBody>>, Failure> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = method.clone();
         *request.uri_mut() = uri.clone();
-        *request.headers_mut() = headers.clone();
+        *request.headers_mut() = headers;
         let first_byte = deadline.min(Instant::now() + self.timeouts.first_byte());
         let response = match tokio::time::timeout_at(first_byte, self.client.request(request)).await
         {

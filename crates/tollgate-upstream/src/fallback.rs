@@ -6,9 +6,9 @@ use http::header::{HeaderMap, HeaderValue};
 use http::{Method, Request, Response, Uri};
 use tokio::time::Instant;
 use tollgate_core::body::{BodyError, collect_limited};
-use tollgate_core::trace_context::{TRACEPARENT, TRACESTATE};
 use tollgate_core::{
-    BoxError, ChatRequest, Fallbacks, GatewayError, ModelInfo, ResponseBody, Telemetry, X_MODEL,
+    BoxError, ChatRequest, Fallbacks, GatewayError, ModelInfo, ResponseBody, Telemetry,
+    TraceContext, X_MODEL,
 };
 
 use crate::body::UpstreamBody;
@@ -20,8 +20,16 @@ use crate::service::Shared;
 struct Outgoing<'a> {
     method: &'a Method,
     uri: &'a Uri,
-    headers: &'a HeaderMap,
+    headers: ClientHeaders<'a>,
     body: Bytes,
+}
+
+/// What each attempt's headers are made from (made anew per attempt, rather than made once
+/// and copied for each: most requests have one).
+#[derive(Clone, Copy)]
+pub(crate) struct ClientHeaders<'a> {
+    pub(crate) client: &'a HeaderMap,
+    pub(crate) trace: Option<&'a TraceContext>,
 }
 
 /// The models that may serve a request, in order, and its parsed body (to splice the model).
@@ -61,13 +69,10 @@ impl Shared {
                 .await
                 .map_err(|error| GatewayError::from(&error))?,
         };
-        let mut headers = self.headers.for_request(&parts.headers);
-        if let Some(trace) = telemetry.as_ref().and_then(Telemetry::trace) {
-            headers.insert(TRACEPARENT, trace.traceparent());
-            if let Some(state) = trace.tracestate() {
-                headers.insert(TRACESTATE, state.clone());
-            }
-        }
+        let headers = ClientHeaders {
+            client: &parts.headers,
+            trace: telemetry.as_ref().and_then(Telemetry::trace),
+        };
         let uri = self.uri_for(&parts.uri)?;
         let waiting = std::time::Instant::now();
         let outcome = self
@@ -75,7 +80,7 @@ impl Shared {
                 Outgoing {
                     method: &parts.method,
                     uri: &uri,
-                    headers: &headers,
+                    headers,
                     body,
                 },
                 Candidates {

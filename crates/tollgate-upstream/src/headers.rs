@@ -4,6 +4,8 @@
 use std::fmt;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use tollgate_core::TraceContext;
+use tollgate_core::trace_context::{TRACEPARENT, TRACESTATE};
 
 /// Headers that describe one connection, not the message: never forwarded.
 const HOP_BY_HOP: [HeaderName; 8] = [
@@ -101,11 +103,16 @@ impl OutgoingHeaders {
     }
 
     /// The headers of a request from a client that sent `client`: the allowed ones (unless
-    /// its `Connection` header names them), then the fixed ones in place of the client's, then
-    /// the provider key.
-    pub(crate) fn for_request(&self, client: &HeaderMap) -> HeaderMap {
+    /// its `Connection` header names them), then the fixed ones in place of the client's, the
+    /// provider key, and the request's `trace`.
+    pub(crate) fn for_request(
+        &self,
+        client: &HeaderMap,
+        trace: Option<&TraceContext>,
+    ) -> HeaderMap {
         let per_connection = connection_listed(client);
-        let mut headers = HeaderMap::new();
+        // Room for all of them at once: a map that grows allocates twice again.
+        let mut headers = HeaderMap::with_capacity(self.forwarded.len() + self.fixed.len() + 3);
         for name in self
             .forwarded
             .iter()
@@ -120,6 +127,12 @@ impl OutgoingHeaders {
         }
         if let Some(key) = &self.api_key {
             headers.insert(header::AUTHORIZATION, key.clone());
+        }
+        if let Some(trace) = trace {
+            headers.insert(TRACEPARENT, trace.traceparent());
+            if let Some(state) = trace.tracestate() {
+                headers.insert(TRACESTATE, state.clone());
+            }
         }
         headers
     }

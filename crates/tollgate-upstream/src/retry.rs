@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use crate::fallback::ClientHeaders;
 use bytes::Bytes;
-use http::header::HeaderMap;
 use http::{Method, Response, Uri};
 use tokio::time::Instant;
 use tollgate_core::{ResponseBody, Telemetry};
@@ -217,7 +217,7 @@ impl Shared {
         &self,
         method: &Method,
         uri: &Uri,
-        headers: &HeaderMap,
+        headers: ClientHeaders<'_>,
         body: Bytes,
         deadline: Instant,
         telemetry: Option<&Telemetry>,
@@ -229,7 +229,13 @@ impl Shared {
                 telemetry.add_attempt();
             }
             let outcome = self
-                .exchange(method, uri, headers, body.clone(), deadline)
+                .exchange(
+                    method,
+                    uri,
+                    self.headers.for_request(headers.client, headers.trace),
+                    body.clone(),
+                    deadline,
+                )
                 .await;
             let (error, retry_after) = match outcome {
                 Ok(response) => return Ok(response),

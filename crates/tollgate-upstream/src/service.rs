@@ -116,10 +116,16 @@ where
 impl Shared {
     /// Where `requested` goes upstream: its path and query under the base URL's path prefix.
     pub(crate) fn uri_for(&self, requested: &Uri) -> Result<Uri, GatewayError> {
-        let path = requested.path_and_query().map_or("/", |p| p.as_str());
         let prefix = self.base.path().trim_end_matches('/');
         let mut parts = self.base.clone().into_parts();
-        parts.path_and_query = format!("{prefix}{path}").parse().ok();
+        parts.path_and_query = match requested.path_and_query() {
+            // Most bases have no path: the request's own, shared rather than copied.
+            Some(path) if prefix.is_empty() => Some(path.clone()),
+            path => {
+                let path = path.map_or("/", |p| p.as_str());
+                format!("{prefix}{path}").parse().ok()
+            }
+        };
         Uri::from_parts(parts).map_err(|_| GatewayError::internal())
     }
 }
