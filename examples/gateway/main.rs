@@ -54,9 +54,6 @@ fn args() -> Result<Args, String> {
     Ok(args)
 }
 
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[tokio::main]
 async fn main() {
     tracing_subscriber::fmt()
