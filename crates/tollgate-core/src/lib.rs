@@ -71,6 +71,6 @@ pub use paths::{Paths, is_event_stream};
 pub use principal::{InvalidRate, Principal, Rate};
 pub use request_id::request_id;
 pub use spend::{CapPeriod, CapWindow, InvalidSpendCap, SpendCap};
-pub use telemetry::Telemetry;
+pub use telemetry::{Recorded, Telemetry};
 pub use trace_context::{SpanId, TraceContext, TraceId};
 pub use usage::Usage;

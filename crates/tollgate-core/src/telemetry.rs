@@ -51,13 +51,19 @@ struct Shared {
 
 const UNSET: u64 = u64::MAX;
 
-/// What a layer records once (the first value stays).
-#[derive(Debug, Default)]
-struct Recorded {
-    principal: Option<Principal>,
-    requested_model: Option<Arc<str>>,
-    usage: Option<(Usage, u64)>,
-    stream_error: Option<ErrorKind>,
+/// What the layers record once each (the first value stays), read together by
+/// [`Telemetry::recorded`].
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Recorded {
+    /// [`Telemetry::principal`].
+    pub principal: Option<Principal>,
+    /// [`Telemetry::requested_model`].
+    pub requested_model: Option<Arc<str>>,
+    /// [`Telemetry::usage`].
+    pub usage: Option<(Usage, u64)>,
+    /// [`Telemetry::stream_error`].
+    pub stream_error: Option<ErrorKind>,
 }
 
 impl Default for Shared {
@@ -98,53 +104,68 @@ impl Telemetry {
 
     /// The authenticated caller (the auth layer records it).
     pub fn set_principal(&self, principal: &Principal) {
-        self.recorded()
+        self.lock()
             .principal
             .get_or_insert_with(|| principal.clone());
     }
 
     /// The caller, once authenticated.
     pub fn principal(&self) -> Option<Principal> {
-        self.recorded().principal.clone()
+        self.lock().principal.clone()
     }
 
     /// The catalog's canonical id of the model the request asked for (the model layer records
     /// it, also for a model it refuses, as long as the catalog knows it: an unknown name would
     /// make every label set a client can invent).
     pub fn set_requested_model(&self, model: impl Into<Arc<str>>) {
-        self.recorded()
+        self.lock()
             .requested_model
             .get_or_insert_with(|| model.into());
     }
 
     /// The model asked for, as the catalog names it.
     pub fn requested_model(&self) -> Option<Arc<str>> {
-        self.recorded().requested_model.clone()
+        self.lock().requested_model.clone()
     }
 
     /// The usage the upstream reported (or the billing estimate of it) and what it cost at the
     /// serving model's prices, in micro-units (the balance gate records it when it settles).
     pub fn set_usage(&self, usage: Usage, cost: u64) {
-        self.recorded().usage.get_or_insert((usage, cost));
+        self.lock().usage.get_or_insert((usage, cost));
     }
 
     /// Usage and cost, once known.
     pub fn usage(&self) -> Option<(Usage, u64)> {
-        self.recorded().usage
+        self.lock().usage
     }
 
     /// A stream that started well and then failed: the kind of its terminal error event (the
     /// response status, 200, cannot say so).
     pub fn set_stream_error(&self, kind: ErrorKind) {
-        self.recorded().stream_error.get_or_insert(kind);
+        self.lock().stream_error.get_or_insert(kind);
     }
 
     /// How a failed stream failed.
     pub fn stream_error(&self) -> Option<ErrorKind> {
-        self.recorded().stream_error
+        self.lock().stream_error
     }
 
-    fn recorded(&self) -> MutexGuard<'_, Recorded> {
+    /// Everything recorded once, read at once: what a metrics layer does when the request ends.
+    ///
+    /// ```
+    /// use tollgate_core::{Principal, Telemetry};
+    ///
+    /// let telemetry = Telemetry::new();
+    /// telemetry.set_principal(&Principal::new("key_1", "acct_1"));
+    /// let recorded = telemetry.recorded();
+    /// assert_eq!(recorded.principal.unwrap().key_id(), "key_1");
+    /// assert_eq!(recorded.usage, None);
+    /// ```
+    pub fn recorded(&self) -> Recorded {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Recorded> {
         // A layer that panicked holding it left a whole value or none: still readable.
         self.shared
             .recorded

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::Response;
-use tollgate_core::{GatewayError, ModelInfo, Telemetry, is_event_stream};
+use tollgate_core::{GatewayError, ModelInfo, Recorded, Telemetry, is_event_stream};
 use tracing::Span;
 
 use crate::layer::Shared;
@@ -122,11 +122,17 @@ impl InFlight {
             route.active_streams.decrement(1.0);
         }
         let telemetry = &self.telemetry;
-        let principal = telemetry.principal();
+        let Recorded {
+            principal,
+            requested_model,
+            usage,
+            stream_error,
+            ..
+        } = telemetry.recorded();
         let principal = principal.as_ref();
         let (status, error, served) = match &self.head {
             Some(head) => {
-                let error = match (telemetry.stream_error(), self.end) {
+                let error = match (stream_error, self.end) {
                     (Some(kind), _) => kind.type_str(),
                     // An error response is whole at its head (an outer layer may re-render it
                     // and drop this body unread).
@@ -141,7 +147,7 @@ impl InFlight {
         };
         let models = ModelKey {
             route: self.route,
-            requested: telemetry.requested_model(),
+            requested: requested_model.clone(),
             served,
             key_id: principal
                 .filter(|_| shared.key_labels)
@@ -163,7 +169,6 @@ impl InFlight {
                 .record(head.after.saturating_sub(waited).as_secs_f64());
         }
 
-        let usage = telemetry.usage();
         let attempts = telemetry.attempts();
         if let Some((usage, cost)) = usage {
             model
@@ -226,7 +231,7 @@ impl InFlight {
                     .set(unreserved as f64);
             }
         }
-        self.record_span(principal, usage, error);
+        self.record_span(principal, requested_model.as_deref(), usage, error);
     }
 
     /// What the request span carries once the request is done (for a trace exporter: the
@@ -234,6 +239,7 @@ impl InFlight {
     fn record_span(
         &self,
         principal: Option<&tollgate_core::Principal>,
+        requested_model: Option<&str>,
         usage: Option<(tollgate_core::Usage, u64)>,
         error: &str,
     ) {
@@ -244,8 +250,8 @@ impl InFlight {
         if let Some(principal) = principal {
             span.record("account", principal.account_id());
         }
-        if let Some(model) = self.telemetry.requested_model() {
-            span.record("request_model", &*model);
+        if let Some(model) = requested_model {
+            span.record("request_model", model);
         }
         if let Some(served) = self.head.as_ref().and_then(|head| head.served.as_deref()) {
             span.record("response_model", served);
