@@ -71,21 +71,50 @@ impl Paths {
     }
 }
 
-/// Whether the `content-type` is `text/event-stream` (a server-sent event stream).
+/// Whether the `content-type` is `text/event-stream` (a server-sent event stream), parameters
+/// or not.
 ///
 /// ```
 /// let mut headers = http::HeaderMap::new();
 /// headers.insert("content-type", "text/event-stream; charset=utf-8".parse().unwrap());
 /// assert!(tollgate_core::is_event_stream(&headers));
+/// headers.insert("content-type", "text/event-streams".parse().unwrap());
+/// assert!(!tollgate_core::is_event_stream(&headers));
 /// ```
 pub fn is_event_stream(headers: &HeaderMap) -> bool {
-    content_type_starts_with(headers, "text/event-stream")
+    const EVENT_STREAM: &[u8] = b"text/event-stream";
+    // On the bytes: every response asks (three layers), and a `str` view would first check
+    // the whole value.
+    let Some(value) = headers.get(CONTENT_TYPE) else {
+        return false;
+    };
+    let value = value.as_bytes().trim_ascii_start();
+    match value.split_at_checked(EVENT_STREAM.len()) {
+        Some((media_type, rest)) => {
+            media_type.eq_ignore_ascii_case(EVENT_STREAM)
+                && matches!(rest.first(), None | Some(b';' | b' ' | b'\t'))
+        }
+        None => false,
+    }
 }
 
-fn content_type_starts_with(headers: &HeaderMap, prefix: &str) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.trim_start().get(..prefix.len()))
-        .is_some_and(|start| start.eq_ignore_ascii_case(prefix))
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_event_stream_is_known_by_its_media_type_alone() {
+        let is = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(CONTENT_TYPE, http::HeaderValue::from_static(value));
+            is_event_stream(&headers)
+        };
+        assert!(is("text/event-stream"));
+        assert!(is("Text/Event-Stream;charset=utf-8"));
+        assert!(is(" \ttext/event-stream ; charset=utf-8"));
+        assert!(!is("text/event-streaming"));
+        assert!(!is("text/event"));
+        assert!(!is("application/json"));
+        assert!(!is_event_stream(&HeaderMap::new()));
+    }
 }

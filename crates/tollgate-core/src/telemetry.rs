@@ -52,7 +52,7 @@ struct Shared {
 const UNSET: u64 = u64::MAX;
 
 /// What the layers record once each (the first value stays), read together by
-/// [`Telemetry::recorded`].
+/// [`Telemetry::with_recorded`].
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct Recorded {
@@ -150,19 +150,24 @@ impl Telemetry {
         self.lock().stream_error
     }
 
-    /// Everything recorded once, read at once: what a metrics layer does when the request ends.
+    /// Everything recorded once, read at once and in place (under the record's lock, so keep
+    /// `read` short): what a metrics layer does when the request ends, without copying what it
+    /// only looks at.
     ///
     /// ```
     /// use tollgate_core::{Principal, Telemetry};
     ///
     /// let telemetry = Telemetry::new();
     /// telemetry.set_principal(&Principal::new("key_1", "acct_1"));
-    /// let recorded = telemetry.recorded();
-    /// assert_eq!(recorded.principal.unwrap().key_id(), "key_1");
-    /// assert_eq!(recorded.usage, None);
+    /// let (key, usage) = telemetry.with_recorded(|recorded| {
+    ///     let key = recorded.principal.as_ref().map(|p| p.key_id().to_owned());
+    ///     (key, recorded.usage)
+    /// });
+    /// assert_eq!(key.as_deref(), Some("key_1"));
+    /// assert_eq!(usage, None);
     /// ```
-    pub fn recorded(&self) -> Recorded {
-        self.lock().clone()
+    pub fn with_recorded<R>(&self, read: impl FnOnce(&Recorded) -> R) -> R {
+        read(&self.lock())
     }
 
     fn lock(&self) -> MutexGuard<'_, Recorded> {

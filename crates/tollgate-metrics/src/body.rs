@@ -30,7 +30,7 @@ impl<B> MetricsBody<B> {
         };
         // A server never polls a body that says it is over: finish now, not as a hang-up.
         if body.inner.is_end_stream() {
-            body.finish(End::Complete);
+            body.finish(End::AtHead);
         }
         body
     }

@@ -2,20 +2,22 @@
 //! of its response body, or when whatever held it is dropped (the client went away).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use http::Response;
 use tollgate_core::{GatewayError, ModelInfo, Recorded, Telemetry, is_event_stream};
 use tracing::Span;
 
 use crate::layer::Shared;
-use crate::series::{ModelKey, Route};
+use crate::series::{ModelKey, OutcomeKey, Route};
 
 /// How a response body ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum End {
     /// Its last frame was read.
     Complete,
+    /// It was over at the head (so it ended there: a server never polls such a body).
+    AtHead,
     /// It failed.
     Failed,
 }
@@ -24,8 +26,18 @@ pub(crate) enum End {
 struct Head {
     status: u16,
     error: &'static str,
-    served: Option<Arc<str>>,
-    after: Duration,
+    served: Served,
+    at: Instant,
+}
+
+/// The model that answered, as the response head tells it.
+enum Served {
+    /// None did (an error, or the provider was not reached).
+    Nothing,
+    /// The one asked for.
+    Requested,
+    /// A fallback.
+    Fallback(Arc<str>),
 }
 
 /// A request in flight. Counted in the active gauges from [`start`](InFlight::start) until it
@@ -81,17 +93,17 @@ impl InFlight {
         // reached and answered well.
         let served = if status.is_success() && self.telemetry.attempts() > 0 {
             match response.extensions().get::<ModelInfo>() {
-                Some(fallback) => Some(fallback.id.clone()),
-                None => self.telemetry.requested_model(),
+                Some(fallback) => Served::Fallback(fallback.id.clone()),
+                None => Served::Requested,
             }
         } else {
-            None
+            Served::Nothing
         };
         self.head = Some(Head {
             status: status.as_u16(),
             error,
             served,
-            after: self.started.elapsed(),
+            at: Instant::now(),
         });
         if is_event_stream(response.headers()) {
             self.streaming = true;
@@ -113,14 +125,23 @@ impl InFlight {
     }
 
     fn finish(&mut self) {
-        let now = Instant::now();
-        let shared = &*self.shared;
-        let series = &shared.series;
-        let route = series.route(self.route);
+        let now = match &self.head {
+            Some(head) if self.end == Some(End::AtHead) => head.at,
+            _ => Instant::now(),
+        };
+        let route = self.shared.series.route(self.route);
         route.active_requests.decrement(1.0);
         if self.streaming {
             route.active_streams.decrement(1.0);
         }
+        // Read in place: the record is only looked at, and copying it costs more than the rest.
+        self.telemetry
+            .with_recorded(|recorded| self.record(now, recorded));
+    }
+
+    fn record(&self, now: Instant, recorded: &Recorded) {
+        let shared = &*self.shared;
+        let series = &shared.series;
         let telemetry = &self.telemetry;
         let Recorded {
             principal,
@@ -128,8 +149,8 @@ impl InFlight {
             usage,
             stream_error,
             ..
-        } = telemetry.recorded();
-        let principal = principal.as_ref();
+        } = recorded;
+        let (principal, usage) = (principal.as_ref(), *usage);
         let (status, error, served) = match &self.head {
             Some(head) => {
                 let error = match (stream_error, self.end) {
@@ -141,10 +162,22 @@ impl InFlight {
                     (None, Some(End::Failed)) if head.error.is_empty() => "provider_error",
                     (None, Some(_)) => head.error,
                 };
-                (Some(head.status), error, head.served.clone())
+                let served = match &head.served {
+                    Served::Nothing => None,
+                    Served::Requested => requested_model.clone(),
+                    Served::Fallback(model) => Some(model.clone()),
+                };
+                (Some(head.status), error, served)
             }
             None => (None, "cancelled", None),
         };
+        self.record_span(
+            principal,
+            requested_model.as_deref(),
+            served.as_deref(),
+            usage,
+            error,
+        );
         let models = ModelKey {
             route: self.route,
             requested: requested_model.clone(),
@@ -156,64 +189,67 @@ impl InFlight {
                 .filter(|_| shared.account_labels)
                 .map(|p| p.account_id_shared().clone()),
         };
-        let registrar = &series.registrar;
-        let model = series.model(models);
-        let outcome = model.outcome(registrar, status, error);
-        outcome.requests.increment(1);
-        outcome.duration.record((now - self.started).as_secs_f64());
-        if let Some(head) = &self.head {
-            outcome.time_to_head.record(head.after.as_secs_f64());
-            let waited = telemetry.upstream_time();
-            route
-                .overhead
-                .record(head.after.saturating_sub(waited).as_secs_f64());
-        }
-
-        let attempts = telemetry.attempts();
-        if let Some((usage, cost)) = usage {
-            model
-                .input_tokens(registrar)
-                .record(usage.prompt_tokens as f64);
-            model
-                .output_tokens(registrar)
-                .record(usage.completion_tokens as f64);
-            if usage.cached_tokens > 0 {
-                model
-                    .cached_tokens(registrar)
-                    .increment(usage.cached_tokens);
+        let outcome = OutcomeKey { status, error };
+        series.finished(models, outcome, |finished| {
+            let registrar = &series.registrar;
+            let (model, outcome) = (&finished.model, &finished.outcome);
+            outcome.requests.increment(1);
+            outcome.duration.record((now - self.started).as_secs_f64());
+            if let Some(head) = &self.head {
+                let after = head.at - self.started;
+                outcome.time_to_head.record(after.as_secs_f64());
+                let waited = telemetry.upstream_time();
+                series
+                    .route(self.route)
+                    .overhead
+                    .record(after.saturating_sub(waited).as_secs_f64());
             }
-            if usage.reasoning_tokens > 0 {
+            if let Some((usage, cost)) = usage {
                 model
-                    .reasoning_tokens(registrar)
-                    .increment(usage.reasoning_tokens);
-            }
-            model.cost(registrar).increment(cost);
-        }
-        if self.streaming
-            && let Some(first) = self.first_chunk
-        {
-            model
-                .time_to_first_token(registrar)
-                .record((first - self.started).as_secs_f64());
-            let after_first =
-                usage.map_or(0, |(usage, _)| usage.completion_tokens.saturating_sub(1));
-            if after_first > 0 && self.end == Some(End::Complete) && error.is_empty() {
+                    .input_tokens(registrar)
+                    .record(usage.prompt_tokens as f64);
                 model
-                    .time_per_output_token(registrar)
-                    .record((now - first).as_secs_f64() / after_first as f64);
+                    .output_tokens(registrar)
+                    .record(usage.completion_tokens as f64);
+                if usage.cached_tokens > 0 {
+                    model
+                        .cached_tokens(registrar)
+                        .increment(usage.cached_tokens);
+                }
+                if usage.reasoning_tokens > 0 {
+                    model
+                        .reasoning_tokens(registrar)
+                        .increment(usage.reasoning_tokens);
+                }
+                model.cost(registrar).increment(cost);
             }
-        }
-        if attempts > 0 {
-            model.attempts(registrar).increment(u64::from(attempts));
-        }
-        let retries = telemetry.retries();
-        if retries > 0 {
-            model.retries(registrar).increment(u64::from(retries));
-        }
-        let fallbacks = telemetry.fallbacks();
-        if fallbacks > 0 {
-            model.fallbacks(registrar).increment(u64::from(fallbacks));
-        }
+            if self.streaming
+                && let Some(first) = self.first_chunk
+            {
+                model
+                    .time_to_first_token(registrar)
+                    .record((first - self.started).as_secs_f64());
+                let after_first =
+                    usage.map_or(0, |(usage, _)| usage.completion_tokens.saturating_sub(1));
+                if after_first > 0 && self.end == Some(End::Complete) && error.is_empty() {
+                    model
+                        .time_per_output_token(registrar)
+                        .record((now - first).as_secs_f64() / after_first as f64);
+                }
+            }
+            let attempts = telemetry.attempts();
+            if attempts > 0 {
+                model.attempts(registrar).increment(u64::from(attempts));
+            }
+            let retries = telemetry.retries();
+            if retries > 0 {
+                model.retries(registrar).increment(u64::from(retries));
+            }
+            let fallbacks = telemetry.fallbacks();
+            if fallbacks > 0 {
+                model.fallbacks(registrar).increment(u64::from(fallbacks));
+            }
+        });
 
         if let Some(principal) = principal {
             if shared.key_labels
@@ -231,7 +267,6 @@ impl InFlight {
                     .set(unreserved as f64);
             }
         }
-        self.record_span(principal, requested_model.as_deref(), usage, error);
     }
 
     /// What the request span carries once the request is done (for a trace exporter: the
@@ -240,6 +275,7 @@ impl InFlight {
         &self,
         principal: Option<&tollgate_core::Principal>,
         requested_model: Option<&str>,
+        served: Option<&str>,
         usage: Option<(tollgate_core::Usage, u64)>,
         error: &str,
     ) {
@@ -253,7 +289,7 @@ impl InFlight {
         if let Some(model) = requested_model {
             span.record("request_model", model);
         }
-        if let Some(served) = self.head.as_ref().and_then(|head| head.served.as_deref()) {
+        if let Some(served) = served {
             span.record("response_model", served);
         }
         if let Some((usage, cost)) = usage {

@@ -235,9 +235,9 @@ static METADATA: metrics::Metadata<'static> =
 /// strings, compared and hashed by address: the same text at two addresses makes two entries
 /// for the same series, which the recorder shares.
 #[derive(Clone, Copy, Debug)]
-struct OutcomeKey {
-    status: Option<u16>,
-    error: &'static str,
+pub(crate) struct OutcomeKey {
+    pub(crate) status: Option<u16>,
+    pub(crate) error: &'static str,
 }
 
 impl PartialEq for OutcomeKey {
@@ -248,16 +248,15 @@ impl PartialEq for OutcomeKey {
 
 impl Eq for OutcomeKey {}
 
-impl std::hash::Hash for OutcomeKey {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.status.hash(state);
-        std::ptr::hash(self.error, state);
+impl OutcomeKey {
+    fn digest(&self) -> u64 {
+        let status = self.status.map_or(1 << 16, u64::from);
+        (status << 48) ^ self.error.as_ptr() as u64
     }
 }
 
-/// What distinguishes the series of one route, model pair and (opt-in) caller: the one lookup
-/// per request.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+/// What distinguishes the series of one route, model pair and (opt-in) caller.
+#[derive(Clone, Debug, Eq)]
 pub(crate) struct ModelKey {
     pub(crate) route: Route,
     pub(crate) requested: Option<Arc<str>>,
@@ -266,7 +265,41 @@ pub(crate) struct ModelKey {
     pub(crate) account: Option<Arc<str>>,
 }
 
+// Looked up on every request: names are compared by address first (they come from the
+// catalog and the key store), and hashed by a digest (`ModelKey::digest`).
+impl PartialEq for ModelKey {
+    fn eq(&self, other: &Self) -> bool {
+        fn same(a: &Option<Arc<str>>, b: &Option<Arc<str>>) -> bool {
+            match (a, b) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || a == b,
+                (a, b) => a.is_none() && b.is_none(),
+            }
+        }
+        self.route == other.route
+            && same(&self.requested, &other.requested)
+            && same(&self.served, &other.served)
+            && same(&self.key_id, &other.key_id)
+            && same(&self.account, &other.account)
+    }
+}
+
+impl Hash for ModelKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.digest());
+    }
+}
+
 impl ModelKey {
+    /// The route and, of each name, its length and its first and last eight bytes, folded
+    /// into one word for the map's hasher: enough to tell model and caller names apart (a
+    /// collision costs a comparison, never a wrong series), for a fraction of hashing them.
+    fn digest(&self) -> u64 {
+        let names = [&self.requested, &self.served, &self.key_id, &self.account];
+        names.iter().fold(u64::from(self.route.0), |digest, name| {
+            digest.rotate_left(16) ^ name.as_deref().map_or(0, name_digest)
+        })
+    }
+
     fn labels(&self) -> Vec<Label> {
         let text = |value: &Option<Arc<str>>| -> SharedString {
             value
@@ -293,6 +326,45 @@ impl ModelKey {
         }
         labels
     }
+}
+
+/// What one finished request records into: its model pair's series and its outcome's, found
+/// by one lookup.
+pub(crate) struct Finished {
+    pub(crate) model: Arc<ModelSeries>,
+    pub(crate) outcome: OutcomeSeries,
+}
+
+/// The key of [`Finished`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct FinishedKey {
+    models: ModelKey,
+    outcome: OutcomeKey,
+}
+
+impl Hash for FinishedKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.models.digest() ^ self.outcome.digest().rotate_left(8));
+    }
+}
+
+/// A name's length and its first and last eight bytes (all of it when shorter), mixed.
+fn name_digest(name: &str) -> u64 {
+    let bytes = name.as_bytes();
+    let word = |eight: &[u8]| -> u64 {
+        match <[u8; 8]>::try_from(eight) {
+            Ok(word) => u64::from_le_bytes(word),
+            Err(_) => eight
+                .iter()
+                .fold(0, |word, &byte| (word << 8) | u64::from(byte)),
+        }
+    };
+    let (first, last) = match bytes.len() {
+        0..8 => (word(bytes), 0),
+        len => (word(&bytes[..8]), word(&bytes[len - 8..])),
+    };
+    // The length counts from one, so that an empty name is told from none.
+    first.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ last.rotate_left(32) ^ (bytes.len() as u64 + 1)
 }
 
 /// The series of one outcome: registered together, on its first request.
@@ -322,7 +394,6 @@ impl OutcomeSeries {
 /// one (tokens of a rejected request, retries of a model that never needed one) is never shown.
 pub(crate) struct ModelSeries {
     labels: Vec<Label>,
-    outcomes: Map<OutcomeKey, OutcomeSeries>,
     input_tokens: OnceLock<Histogram>,
     output_tokens: OnceLock<Histogram>,
     cached_tokens: OnceLock<Counter>,
@@ -339,7 +410,6 @@ impl ModelSeries {
     fn new(key: &ModelKey) -> Self {
         ModelSeries {
             labels: key.labels(),
-            outcomes: Map::default(),
             input_tokens: OnceLock::new(),
             output_tokens: OnceLock::new(),
             cached_tokens: OnceLock::new(),
@@ -351,20 +421,6 @@ impl ModelSeries {
             retries: OnceLock::new(),
             fallbacks: OnceLock::new(),
         }
-    }
-
-    /// The series of one outcome of this model pair: `status` (none when the client left
-    /// before the head) and `error` (a static error type, or empty).
-    pub(crate) fn outcome(
-        &self,
-        registrar: &Registrar,
-        status: Option<u16>,
-        error: &'static str,
-    ) -> Arc<OutcomeSeries> {
-        let key = OutcomeKey { status, error };
-        self.outcomes.get_or_make(&key, || {
-            OutcomeSeries::register(registrar, &self.labels, key)
-        })
     }
 
     fn token_usage(&self, registrar: &Registrar, token_type: &'static str) -> Histogram {
@@ -468,6 +524,7 @@ pub(crate) struct Series {
     described: OnceLock<()>,
     routes: [OnceLock<RouteSeries>; Route::COUNT],
     models: Map<ModelKey, ModelSeries>,
+    finished: RwLock<HashMap<FinishedKey, Finished, foldhash::fast::RandomState>>,
     rate_limit_remaining: Map<Arc<str>, Gauge>,
     balance_unreserved: Map<Arc<str>, Gauge>,
 }
@@ -479,6 +536,7 @@ impl Series {
             described: OnceLock::new(),
             routes: std::array::from_fn(|_| OnceLock::new()),
             models: Map::default(),
+            finished: RwLock::default(),
             rate_limit_remaining: Map::default(),
             balance_unreserved: Map::default(),
         }
@@ -500,8 +558,36 @@ impl Series {
         })
     }
 
-    pub(crate) fn model(&self, key: ModelKey) -> Arc<ModelSeries> {
-        self.models.get_or_make(&key, || ModelSeries::new(&key))
+    /// Runs `record` with the series of a request of the model pair `models` that finished
+    /// with `outcome`, registering them on the first such request. One read-locked lookup, and
+    /// no handle cloned: this runs on every request.
+    pub(crate) fn finished<R>(
+        &self,
+        models: ModelKey,
+        outcome: OutcomeKey,
+        record: impl FnOnce(&Finished) -> R,
+    ) -> R {
+        let key = FinishedKey { models, outcome };
+        if let Some(found) = self
+            .finished
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return record(found);
+        }
+        let model = self
+            .models
+            .get_or_make(&key.models, || ModelSeries::new(&key.models));
+        let mut finished = self
+            .finished
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let found = finished.entry(key).or_insert_with_key(|key| Finished {
+            outcome: OutcomeSeries::register(&self.registrar, &model.labels, key.outcome),
+            model,
+        });
+        record(found)
     }
 
     pub(crate) fn rate_limit_remaining(&self, key_id: &Arc<str>) -> Gauge {
@@ -534,5 +620,48 @@ impl Series {
             self.registrar.gauge(name, &labels)
         });
         Gauge::clone(&gauge)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::hash::BuildHasher;
+
+    use super::*;
+
+    fn key(requested: &str, served: Option<&str>, key_id: Option<&str>) -> ModelKey {
+        ModelKey {
+            route: Route(0),
+            requested: Some(requested.into()),
+            served: served.map(Into::into),
+            key_id: key_id.map(Into::into),
+            account: None,
+        }
+    }
+
+    #[test]
+    fn model_keys_are_told_apart_by_content_not_address() {
+        let hasher = foldhash::fast::FixedState::default();
+        let a = key("gpt-5.4-mini", Some("gpt-5.4-mini"), None);
+        let b = key("gpt-5.4-mini", Some("gpt-5.4-mini"), None);
+        assert_eq!(a, b);
+        assert_eq!(hasher.hash_one(&a), hasher.hash_one(&b));
+
+        let others = [
+            key("gpt-5.4-nano", Some("gpt-5.4-mini"), None),
+            key("gpt-5.4-mini", Some("gpt-5.4-nano"), None),
+            key("gpt-5.4-mini", None, None),
+            key("gpt-5.4-mini", Some("gpt-5.4-mini"), Some("key_1")),
+            key("gpt-5.4-mini", Some("gpt-5.4-mini"), Some("")),
+            key("gpt", Some("gpt-5.4-mini"), None),
+            ModelKey {
+                route: Route(1),
+                ..a.clone()
+            },
+        ];
+        for other in &others {
+            assert_ne!(&a, other);
+            assert_ne!(hasher.hash_one(&a), hasher.hash_one(other), "{other:?}");
+        }
     }
 }

@@ -52,15 +52,16 @@ impl Shared {
         B::Error: Into<BoxError>,
     {
         let deadline = Instant::now() + self.timeouts.total();
+        let (mut parts, body) = request.into_parts();
         // `fallbacks` is the gateway's extension, not the provider's: it never goes upstream.
-        let memo = request
-            .extensions()
+        let memo = parts
+            .extensions
             .get::<ChatRequest>()
             .map(ChatRequest::without_fallbacks);
-        let model = request.extensions().get::<ModelInfo>().cloned();
-        let fallbacks = request.extensions().get::<Fallbacks>().cloned();
-        let telemetry = request.extensions().get::<Telemetry>().cloned();
-        let (parts, body) = request.into_parts();
+        // Taken, not cloned: the request ends here.
+        let model = parts.extensions.remove::<ModelInfo>();
+        let fallbacks = parts.extensions.remove::<Fallbacks>();
+        let telemetry = parts.extensions.remove::<Telemetry>();
         let body = match &memo {
             // Every layer before read the body through the memo: it is the body.
             Some(chat) => chat.body().clone(),
