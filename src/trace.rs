@@ -25,7 +25,8 @@
 
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::{HeaderMap, HeaderName, Request, Response};
+use tollgate_core::request_id::X_REQUEST_ID;
 use tollgate_core::{GatewayError, X_MODEL};
 use tower_http::classify::{ServerErrorsAsFailures, SharedClassifier};
 use tower_http::request_id::{MakeRequestId, RequestId};
@@ -70,17 +71,13 @@ pub struct RequestSpan;
 
 impl<B> MakeSpan<B> for RequestSpan {
     fn make_span(&mut self, request: &Request<B>) -> Span {
-        let request_id = request
-            .headers()
-            .get("x-request-id")
-            .and_then(|id| id.to_str().ok())
-            .unwrap_or("-");
+        // The fields' values are looked up only when the span is enabled (inside the macro).
         // Quoted (`?`): no path or id can end its field and forge another.
         tracing::info_span!(
             "request",
             method = %request.method(),
             path = ?request.uri().path(),
-            request_id = ?request_id,
+            request_id = ?header_text(request.headers(), &X_REQUEST_ID),
             key_id = tracing::field::Empty,
             trace_id = tracing::field::Empty,
             endpoint = tracing::field::Empty,
@@ -110,24 +107,27 @@ pub struct LogResponse;
 
 impl<B> OnResponse<B> for LogResponse {
     fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
-        let model = response
-            .headers()
-            .get(X_MODEL)
-            .and_then(|model| model.to_str().ok())
-            .unwrap_or("-");
-        let error = response
-            .extensions()
-            .get::<GatewayError>()
-            .map_or("-", |error| error.kind.type_str());
+        // The fields' values are looked up only when the event is enabled (inside the macro).
         tracing::info!(
             parent: span,
             status = response.status().as_u16(),
             latency_ms = latency.as_millis() as u64,
-            model,
-            error,
+            model = header_text(response.headers(), &X_MODEL),
+            error = response
+                .extensions()
+                .get::<GatewayError>()
+                .map_or("-", |error| error.kind.type_str()),
             "served"
         );
     }
+}
+
+/// A header's value as text, `-` when it is missing or not text.
+fn header_text<'a>(headers: &'a HeaderMap, name: &HeaderName) -> &'a str {
+    headers
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("-")
 }
 
 #[cfg(test)]

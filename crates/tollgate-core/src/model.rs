@@ -382,11 +382,11 @@ impl PromptTokens {
 /// ```
 /// use tollgate_core::{ModelInfo, Fallbacks};
 ///
-/// let fallbacks = Fallbacks(vec![ModelInfo::new("gpt-5.4-mini", 400_000, 16_384)]);
+/// let fallbacks = Fallbacks([ModelInfo::new("gpt-5.4-mini", 400_000, 16_384)].into());
 /// assert_eq!(&*fallbacks.0[0].id, "gpt-5.4-mini");
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Fallbacks(pub Vec<ModelInfo>);
+pub struct Fallbacks(pub Arc<[ModelInfo]>);
 
 #[cfg(test)]
 mod tests {

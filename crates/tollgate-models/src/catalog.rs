@@ -9,7 +9,7 @@ use http::{HeaderName, HeaderValue};
 use jiff::Timestamp;
 use jiff::tz::TimeZone;
 use serde::{Deserialize, Serialize};
-use tollgate_core::{Date, Lifecycle, ModelInfo, Prices, X_MODEL};
+use tollgate_core::{Date, Fallbacks, Lifecycle, ModelInfo, Prices, X_MODEL};
 
 use crate::suggest::{Candidate, closest};
 
@@ -198,6 +198,8 @@ pub struct Model {
     pub created: u64,
     /// Its configured fallbacks, by position in the catalog.
     pub(crate) fallbacks: Vec<usize>,
+    /// The same, as the upstream takes them: shared by every request that may use them all.
+    pub(crate) fallback_list: Fallbacks,
     /// Response headers for every request it serves, rendered once: `x-tollgate-model`, and
     /// `Deprecation`, `Sunset`, `Link` for a deprecated model.
     pub(crate) headers: Arc<[(HeaderName, HeaderValue)]>,
@@ -564,8 +566,25 @@ fn build(file: CatalogFile, now: Timestamp) -> Result<ModelCatalog, CatalogError
                 .or_else(|| docs_url.clone()),
             created: entry.created,
             fallbacks,
+            fallback_list: Fallbacks::default(),
             headers,
         });
+    }
+    // Now that every model is built.
+    let lists: Vec<Fallbacks> = models
+        .iter()
+        .map(|model| {
+            Fallbacks(
+                model
+                    .fallbacks
+                    .iter()
+                    .map(|&i| models[i].info.clone())
+                    .collect(),
+            )
+        })
+        .collect();
+    for (model, list) in models.iter_mut().zip(lists) {
+        model.fallback_list = list;
     }
     if problems.is_empty() {
         Ok(ModelCatalog {

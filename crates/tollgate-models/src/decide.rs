@@ -1,7 +1,7 @@
 //! From a parsed request to a model, or the error that explains why not.
 
 use serde_json::{Value, json};
-use tollgate_core::{ChatRequest, ErrorKind, Field, GatewayError, Lifecycle, Principal};
+use tollgate_core::{ChatRequest, ErrorKind, Fallbacks, Field, GatewayError, Lifecycle, Principal};
 
 use crate::catalog::{Model, ModelCatalog, Resolution};
 
@@ -10,7 +10,7 @@ use crate::catalog::{Model, ModelCatalog, Resolution};
 pub(crate) struct Admitted<'a> {
     pub(crate) model: &'a Model,
     pub(crate) via_alias: bool,
-    pub(crate) fallbacks: Vec<&'a Model>,
+    pub(crate) fallbacks: Fallbacks,
 }
 
 pub(crate) fn decide<'a>(
@@ -46,15 +46,30 @@ pub(crate) fn decide<'a>(
     };
     let (model, via_alias) = admit(catalog, requested, endpoint, principal, "model")?;
     let fallbacks = match chat.fallbacks_field() {
-        // The catalog's own fallbacks, less those this caller may not use here.
-        Field::Absent => model
-            .fallbacks
-            .iter()
-            .map(|&index| catalog.at(index))
-            .filter(|fallback| {
+        // The catalog's own fallbacks, less those this caller may not use here: usually all
+        // of them, as one shared list.
+        Field::Absent => {
+            let usable = |fallback: &Model| {
                 principal.is_none_or(|p| p.allows_model(fallback.id())) && fallback.serves(endpoint)
-            })
-            .collect(),
+            };
+            if model
+                .fallbacks
+                .iter()
+                .all(|&index| usable(catalog.at(index)))
+            {
+                model.fallback_list.clone()
+            } else {
+                Fallbacks(
+                    model
+                        .fallbacks
+                        .iter()
+                        .map(|&index| catalog.at(index))
+                        .filter(|fallback| usable(fallback))
+                        .map(|fallback| fallback.info.clone())
+                        .collect(),
+                )
+            }
+        }
         Field::Invalid(found) => {
             return Err(GatewayError::new(
                 ErrorKind::InvalidRequest,
@@ -73,9 +88,10 @@ pub(crate) fn decide<'a>(
                     )
                     .param(param));
                 };
-                fallbacks.push(admit(catalog, &chat.text(*name), endpoint, principal, &param)?.0);
+                let (fallback, _) = admit(catalog, &chat.text(*name), endpoint, principal, &param)?;
+                fallbacks.push(fallback.info.clone());
             }
-            fallbacks
+            Fallbacks(fallbacks.into())
         }
     };
     Ok(Admitted {

@@ -5,7 +5,7 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response};
 use tollgate_core::admission::{Admission, AdmissionFuture, Respond, Start, Verdict};
 use tollgate_core::{
-    BodyArrived, BoxError, Fallbacks, GatewayError, Principal, ReadBody, ResponseBody, Telemetry,
+    BodyArrived, BoxError, GatewayError, Principal, ReadBody, ResponseBody, Telemetry,
 };
 
 use crate::decide::decide;
@@ -85,9 +85,8 @@ where
         }
         let extensions = request.extensions_mut();
         extensions.insert(model.info.clone());
-        if !admitted.fallbacks.is_empty() {
-            let fallbacks = admitted.fallbacks.iter().map(|m| m.info.clone()).collect();
-            extensions.insert(Fallbacks(fallbacks));
+        if !admitted.fallbacks.0.is_empty() {
+            extensions.insert(admitted.fallbacks);
         }
         Verdict::Admit(ModelHeaders(Some(model.headers.clone())))
     }

@@ -118,10 +118,7 @@ impl Shared {
             fallbacks,
             memo,
         } = candidates;
-        let fallbacks = fallbacks
-            .as_ref()
-            .map(|f| f.0.as_slice())
-            .unwrap_or_default();
+        let fallbacks = fallbacks.as_ref().map(|f| &f.0[..]).unwrap_or_default();
         let mut last_error = None;
         for (index, candidate) in std::iter::once(model.as_ref())
             .chain(fallbacks.iter().map(Some))

@@ -113,12 +113,10 @@ impl OutgoingHeaders {
         let per_connection = connection_listed(client);
         // Room for all of them at once: a map that grows allocates twice again.
         let mut headers = HeaderMap::with_capacity(self.forwarded.len() + self.fixed.len() + 3);
-        for name in self
-            .forwarded
-            .iter()
-            .filter(|name| !per_connection.contains(name))
-        {
-            for value in client.get_all(name) {
+        // One pass over the client's few headers, matched against the short allow-list: a
+        // lookup per allowed name would hash each name again.
+        for (name, value) in client {
+            if self.forwarded.contains(name) && !per_connection.contains(name) {
                 headers.append(name.clone(), value.clone());
             }
         }

@@ -40,9 +40,9 @@ fn request(path: &str, mock: Option<&str>) -> Request<Body> {
     let extensions = request.extensions_mut();
     extensions.insert(ChatRequest::parse(body.to_string().into()).unwrap());
     extensions.insert(ModelInfo::new("m", 1000, 100).prices(Prices::new(1_000_000, 1_000_000)));
-    extensions.insert(tollgate_core::Fallbacks(vec![ModelInfo::new(
-        "m-backup", 1000, 100,
-    )]));
+    extensions.insert(tollgate_core::Fallbacks(
+        [ModelInfo::new("m-backup", 1000, 100)].into(),
+    ));
     extensions.insert(Principal::new("key_1", "acct_1"));
     request
 }

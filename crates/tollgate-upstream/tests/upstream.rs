@@ -57,7 +57,7 @@ fn request(model: &str, mock: Option<&str>) -> Request<Body> {
     if model == "m" {
         request
             .extensions_mut()
-            .insert(Fallbacks(vec![ModelInfo::new("m-backup", 1000, 100)]));
+            .insert(Fallbacks([ModelInfo::new("m-backup", 1000, 100)].into()));
     }
     request
 }
