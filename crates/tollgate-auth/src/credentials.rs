@@ -41,7 +41,8 @@ impl Sources {
             }
             None => self.key_in_other_headers(headers)?,
         };
-        if key.chars().any(char::is_whitespace) {
+        // The key came through `to_str`, so it is ASCII: an ASCII check is the whole check.
+        if key.bytes().any(|byte| byte.is_ascii_whitespace()) {
             return Err(Failure::Malformed);
         }
         match &self.prefix {

@@ -110,7 +110,7 @@ fn keep_tail(tail: &mut Vec<u8>, data: &[u8]) {
 /// The `usage` object in the tail of a chat completion.
 fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
     let key = b"\"usage\"";
-    let at = tail.windows(key.len()).rposition(|window| window == key)?;
+    let at = memchr::memmem::rfind(tail, key)?;
     let rest = &tail[at + key.len()..];
     let colon = rest.iter().position(|&b| b == b':')?;
     let mut values = serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Usage>();

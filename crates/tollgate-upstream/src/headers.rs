@@ -5,6 +5,7 @@ use std::fmt;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use tollgate_core::TraceContext;
+use tollgate_core::request_id::X_REQUEST_ID;
 use tollgate_core::trace_context::{TRACEPARENT, TRACESTATE};
 
 /// Headers that describe one connection, not the message: never forwarded.
@@ -49,7 +50,7 @@ const FORWARDED_BY_DEFAULT: [HeaderName; 6] = [
     header::USER_AGENT,
     HeaderName::from_static("openai-beta"),
     HeaderName::from_static("idempotency-key"),
-    HeaderName::from_static("x-request-id"),
+    X_REQUEST_ID,
 ];
 
 /// The headers of every request to the provider: the allowed client headers, the operator's
@@ -147,14 +148,6 @@ fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
         .collect()
 }
 
-/// Removes the hop-by-hop headers, and those the `Connection` header names.
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let listed = connection_listed(headers);
-    for name in HOP_BY_HOP.iter().chain(&listed) {
-        headers.remove(name);
-    }
-}
-
 /// Headers of the provider's answer that describe the gateway's own account with it: which
 /// organization and project the provider billed (the operator's, under the gateway's key) and
 /// the provider's cookies. The client never sees them.
@@ -171,12 +164,28 @@ const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-requ
 /// Cleans the provider's response head for the client: hop-by-hop headers and the provider
 /// account's headers go, and the provider's `x-request-id` becomes `x-upstream-request-id`.
 pub(crate) fn for_client(headers: &mut HeaderMap) {
-    strip_hop_by_hop(headers);
-    for name in &PROVIDER_ACCOUNT {
-        headers.remove(name);
+    // One pass over the provider's few headers finds what goes: a removal per unwanted name
+    // would look up a dozen names that are almost never there.
+    let mut unwanted: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            HOP_BY_HOP.contains(name) || PROVIDER_ACCOUNT.contains(name) || *name == X_REQUEST_ID
+        })
+        .cloned()
+        .collect();
+    if unwanted.is_empty() {
+        return;
     }
-    if let Some(id) = headers.remove("x-request-id") {
-        headers.insert(UPSTREAM_REQUEST_ID, id);
+    if unwanted.contains(&header::CONNECTION) {
+        unwanted.extend(connection_listed(headers));
+    }
+    for name in &unwanted {
+        let removed = headers.remove(name);
+        if *name == X_REQUEST_ID
+            && let Some(id) = removed
+        {
+            headers.insert(UPSTREAM_REQUEST_ID, id);
+        }
     }
 }
 

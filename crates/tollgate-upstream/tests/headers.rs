@@ -240,8 +240,9 @@ fn a_fixed_header_stays_out_of_debug_output() {
 }
 
 /// The provider's answer names the organization and project it billed (the gateway
-/// operator's) and may set cookies: the client sees none of them, and the gateway's request id
-/// stays the one it sees, the provider's moving to `x-upstream-request-id`.
+/// operator's) and may set cookies: the client sees none of them, nor the headers of the
+/// provider's connection, and the gateway's request id stays the one it sees, the provider's
+/// moving to `x-upstream-request-id`.
 #[tokio::test]
 async fn the_providers_account_headers_never_reach_the_client() {
     let provider =
@@ -253,6 +254,9 @@ async fn the_providers_account_headers_never_reach_the_client() {
                 .header("set-cookie", "__cf_bm=secret")
                 .header("x-request-id", "req_provider")
                 .header("openai-processing-ms", "12")
+                .header("connection", "keep-alive, x-hop")
+                .header("keep-alive", "timeout=5")
+                .header("x-hop", "for this connection")
                 .body(Body::from(
                     r#"{"usage":{"prompt_tokens":1,"completion_tokens":1}}"#,
                 ))
@@ -272,6 +276,9 @@ async fn the_providers_account_headers_never_reach_the_client() {
         "openai-project",
         "set-cookie",
         "x-request-id",
+        "connection",
+        "keep-alive",
+        "x-hop",
     ] {
         assert!(!headers.contains_key(name), "{name} reached the client");
     }
