@@ -110,7 +110,9 @@ fn keep_tail(tail: &mut Vec<u8>, data: &[u8]) {
 /// The `usage` object in the tail of a chat completion.
 fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
     let key = b"\"usage\"";
-    let at = memchr::memmem::rfind(tail, key)?;
+    // Back from the end, quote by quote (`memrchr` is vectorized; a reverse substring search
+    // is not): the usage object is near the end of a completion.
+    let at = memchr::memrchr_iter(b'"', tail).find(|&at| tail[at..].starts_with(key))?;
     let rest = &tail[at + key.len()..];
     let colon = rest.iter().position(|&b| b == b':')?;
     let mut values = serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Usage>();

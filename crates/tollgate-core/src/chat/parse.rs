@@ -33,10 +33,12 @@ impl ChatRequest {
     /// assert_eq!((error.kind, error.column), (ParseErrorKind::Syntax, 140));
     /// ```
     pub fn parse(body: Bytes) -> Result<ChatRequest, ParseError> {
-        check_text(&body)?;
+        let text = check_text(&body)?;
         check_depth(&body)?;
         let base = body.as_ptr() as usize;
-        let mut deserializer = serde_json::Deserializer::from_slice(&body);
+        // From the checked text: serde then reads its strings and raw values without checking
+        // their UTF-8 again.
+        let mut deserializer = serde_json::Deserializer::from_str(text);
         let top = TopVisitor { base, body: &body };
         let parsed = de::Deserializer::deserialize_any(&mut deserializer, top)
             .and_then(|fields| deserializer.end().map(|()| fields));
@@ -114,12 +116,14 @@ impl<'de> Seen<'de> {
 }
 
 /// Refuses what the gateway cannot read as text: bytes that are not UTF-8, and `\u` escapes of
-/// half a surrogate pair (serde reads them only in the strings the parse looks at).
-fn check_text(body: &[u8]) -> Result<(), ParseError> {
+/// half a surrogate pair (serde reads them only in the strings the parse looks at). The body
+/// as text, when it is.
+fn check_text(body: &[u8]) -> Result<&str, ParseError> {
     let invalid = |at: usize, reason: &str| located(body, at, ParseErrorKind::InvalidText, reason);
-    if let Err(error) = std::str::from_utf8(body) {
-        return Err(invalid(error.valid_up_to(), "invalid UTF-8"));
-    }
+    let text = match std::str::from_utf8(body) {
+        Ok(text) => text,
+        Err(error) => return Err(invalid(error.valid_up_to(), "invalid UTF-8")),
+    };
     let hex = |at: usize| {
         body.get(at..at + 4)
             .and_then(|digits| std::str::from_utf8(digits).ok())
@@ -153,7 +157,7 @@ fn check_text(body: &[u8]) -> Result<(), ParseError> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(text)
 }
 
 /// The deepest nesting of arrays and objects a body may have: `serde_json`'s own limit for the
