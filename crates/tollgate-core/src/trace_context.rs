@@ -107,7 +107,11 @@ impl TraceContext {
     /// the provider's parent until [`with_span_id`](Self::with_span_id) names the gateway's.
     /// `None` without one: a gateway that records no span has no trace of its own to start.
     pub fn continue_from(headers: &HeaderMap) -> Option<TraceContext> {
-        let parent = headers.get(TRACEPARENT)?;
+        // A pass over the request's few names rather than a lookup: most requests have no
+        // `traceparent`, and comparing names costs less than hashing this one.
+        let parent = headers
+            .iter()
+            .find_map(|(name, value)| (*name == TRACEPARENT).then_some(value))?;
         let (trace_id, parent_span_id, flags) = parse_traceparent(parent.as_bytes())?;
         Some(TraceContext {
             trace_id,
