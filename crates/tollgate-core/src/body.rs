@@ -30,7 +30,15 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
 /// # });
 /// ```
-pub struct Body(UnsyncBoxBody<Bytes, BoxError>);
+pub struct Body(Inner);
+
+/// Buffered bytes stay unboxed: the body-aware layers put one back into every request they
+/// read.
+enum Inner {
+    /// Bytes to send once (taken when sent; none left is the end).
+    Full(Option<Bytes>),
+    Boxed(UnsyncBoxBody<Bytes, BoxError>),
+}
 
 impl Body {
     /// Boxes any body whose data is `Bytes`.
@@ -39,7 +47,7 @@ impl Body {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
-        Body(body.map_err(Into::into).boxed_unsync())
+        Body(Inner::Boxed(body.map_err(Into::into).boxed_unsync()))
     }
 
     /// An empty body.
@@ -62,7 +70,7 @@ impl fmt::Debug for Body {
 
 impl From<Bytes> for Body {
     fn from(bytes: Bytes) -> Self {
-        Body::new(Full::new(bytes))
+        Body(Inner::Full(Some(bytes).filter(|bytes| !bytes.is_empty())))
     }
 }
 
@@ -86,15 +94,26 @@ impl http_body::Body for Body {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Pin::new(&mut self.0).poll_frame(cx)
+        match &mut self.0 {
+            Inner::Full(bytes) => Poll::Ready(bytes.take().map(|bytes| Ok(Frame::data(bytes)))),
+            Inner::Boxed(body) => Pin::new(body).poll_frame(cx),
+        }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_end_stream()
+        match &self.0 {
+            Inner::Full(bytes) => bytes.is_none(),
+            Inner::Boxed(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.0.size_hint()
+        match &self.0 {
+            Inner::Full(bytes) => {
+                SizeHint::with_exact(bytes.as_ref().map_or(0, |b| b.len() as u64))
+            }
+            Inner::Boxed(body) => body.size_hint(),
+        }
     }
 }
 
@@ -352,5 +371,36 @@ where
             }
             this.joined.extend_from_slice(&data);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http_body::Body as _;
+
+    use super::*;
+
+    #[test]
+    fn buffered_bytes_come_out_once_with_their_exact_size() {
+        let mut body = Body::from("hello");
+        assert!(!body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(5));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        let frame = Pin::new(&mut body).poll_frame(&mut cx);
+        let Poll::Ready(Some(Ok(frame))) = frame else {
+            panic!("no frame: {frame:?}");
+        };
+        assert_eq!(frame.into_data().unwrap(), "hello");
+        assert!(body.is_end_stream());
+        assert_eq!(body.size_hint().exact(), Some(0));
+        assert!(matches!(
+            Pin::new(&mut body).poll_frame(&mut cx),
+            Poll::Ready(None)
+        ));
+
+        let empty = Body::empty();
+        assert!(empty.is_end_stream());
+        assert_eq!(empty.size_hint().exact(), Some(0));
     }
 }
