@@ -44,11 +44,11 @@ pub struct UsageRecord {
     /// The request id, when one was set.
     pub request_id: Option<String>,
     /// The caller's key id.
-    pub key_id: String,
+    pub key_id: Arc<str>,
     /// The account charged.
-    pub account: String,
+    pub account: Arc<str>,
     /// The model that served the request.
-    pub model: String,
+    pub model: Arc<str>,
     /// The metered endpoint's path (`/v1/embeddings`), when the routing layer named one.
     pub endpoint: Option<&'static str>,
     /// Prompt tokens, as the upstream reported them (or as estimated, see `usage`).
@@ -244,9 +244,9 @@ impl<L: Ledger, C: CapStore> Accountant<L, C> {
                     .as_ref()
                     .and_then(|id| id.to_str().ok())
                     .map(str::to_owned),
-                key_id: base.key_id.to_string(),
-                account: base.account.to_string(),
-                model: base.model.to_string(),
+                key_id: base.key_id.clone(),
+                account: base.account.clone(),
+                model: base.model.clone(),
                 endpoint: base.endpoint.map(Endpoint::path),
                 prompt_tokens: usage.prompt_tokens,
                 cached_tokens: usage.cached_prompt_tokens(),

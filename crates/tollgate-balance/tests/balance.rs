@@ -199,9 +199,9 @@ async fn a_json_response_settles_to_its_usage() {
     assert_eq!(records[0].request_id.as_deref(), Some("req_bal"));
     assert_eq!(
         (
-            records[0].key_id.as_str(),
-            records[0].account.as_str(),
-            records[0].model.as_str(),
+            &*records[0].key_id,
+            &*records[0].account,
+            &*records[0].model,
             records[0].status
         ),
         ("key_1", "acct_1", "gpt-5.4", 200)
