@@ -23,8 +23,37 @@ pin_project! {
     pub(crate) struct UsageBody<B, L: Ledger, C: CapStore> {
         #[pin]
         inner: B,
-        tail: Vec<u8>,
+        tail: Tail,
         accountant: Option<Accountant<L, C>>,
+    }
+}
+
+/// The end of a body so far: its only frame as it came (shared, not copied: most JSON answers
+/// are one frame), then, once a second one arrives, the last [`TAIL`] bytes copied.
+enum Tail {
+    Frame(Bytes),
+    Copied(Vec<u8>),
+}
+
+impl Tail {
+    fn push(&mut self, data: &Bytes) {
+        match self {
+            Tail::Frame(only) if only.is_empty() => *only = data.clone(),
+            Tail::Frame(only) => {
+                let mut copied = Vec::with_capacity(TAIL.min(only.len() + data.len()));
+                keep_tail(&mut copied, only);
+                keep_tail(&mut copied, data);
+                *self = Tail::Copied(copied);
+            }
+            Tail::Copied(copied) => keep_tail(copied, data),
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Tail::Frame(only) => only,
+            Tail::Copied(copied) => copied,
+        }
     }
 }
 
@@ -32,7 +61,7 @@ impl<B, L: Ledger, C: CapStore> UsageBody<B, L, C> {
     pub(crate) fn new(inner: B, accountant: Accountant<L, C>) -> Self {
         UsageBody {
             inner,
-            tail: Vec::new(),
+            tail: Tail::Frame(Bytes::new()),
             accountant: Some(accountant),
         }
     }
@@ -56,14 +85,14 @@ where
         match &frame {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
-                    keep_tail(this.tail, data);
+                    this.tail.push(data);
                 }
                 // A server stops polling once a body says it is done (a known length read
                 // to its end), so the end is settled here rather than on a `None` never asked for.
                 if this.inner.is_end_stream()
                     && let Some(mut accountant) = this.accountant.take()
                 {
-                    accountant.finish(ending(this.tail));
+                    accountant.finish(ending(this.tail.bytes()));
                 }
             }
             Some(Err(_)) => {
@@ -73,7 +102,7 @@ where
             }
             None => {
                 if let Some(mut accountant) = this.accountant.take() {
-                    accountant.finish(ending(this.tail));
+                    accountant.finish(ending(this.tail.bytes()));
                 }
             }
         }
@@ -152,12 +181,19 @@ mod tests {
         let body = format!(
             r#"{{"id":"1","choices":[{{"message":{{"content":"{content} \"usage\": fake"}}}}],"usage":{{"prompt_tokens":12,"completion_tokens":34,"total_tokens":46,"completion_tokens_details":{{"reasoning_tokens":0}}}}}}"#
         );
-        let mut tail = Vec::new();
+        // In frames: the last bytes, copied.
+        let mut tail = Tail::Frame(Bytes::new());
         for chunk in body.as_bytes().chunks(1000) {
-            keep_tail(&mut tail, chunk);
+            tail.push(&Bytes::copy_from_slice(chunk));
         }
-        assert!(tail.len() <= TAIL);
-        assert_eq!(usage_in_tail(&tail), Some(Usage::new(12, 34)));
+        assert!(matches!(tail, Tail::Copied(_)));
+        assert!(tail.bytes().len() <= TAIL);
+        assert_eq!(usage_in_tail(tail.bytes()), Some(Usage::new(12, 34)));
+        // In one frame: kept as it came.
+        let mut whole = Tail::Frame(Bytes::new());
+        whole.push(&Bytes::from(body));
+        assert!(matches!(whole, Tail::Frame(_)));
+        assert_eq!(usage_in_tail(whole.bytes()), Some(Usage::new(12, 34)));
         assert_eq!(usage_in_tail(br#"{"choices":[]}"#), None);
     }
 }
