@@ -3,7 +3,9 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use memchr::memmem;
 
 use serde::Deserialize;
 use tollgate_core::Usage;
@@ -203,10 +205,25 @@ pub(crate) fn is_usage_only(data: &str) -> bool {
         choices: Vec<serde::de::IgnoredAny>,
         usage: Option<serde::de::IgnoredAny>,
     }
-    // A cheap look first: most chunks carry a delta and no usage.
-    data.contains("\"usage\"")
+    // A cheap look first: most chunks carry a delta and no usage, or `"usage":null` (every
+    // chunk does once the client asks for usage).
+    names_a_usage(data)
         && serde_json::from_str::<UsageOnly>(data)
             .is_ok_and(|chunk| chunk.choices.is_empty() && chunk.usage.is_some())
+}
+
+/// Whether `data` has a `"usage"` member whose value is not `null` (or text that looks like
+/// one): what a chunk with usage must have.
+fn names_a_usage(data: &str) -> bool {
+    const KEY: &str = "\"usage\"";
+    // Built once: a substring search's setup costs more than the search in a short event.
+    static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(KEY));
+    FINDER.find_iter(data.as_bytes()).any(|at| {
+        data[at + KEY.len()..]
+            .trim_start()
+            .strip_prefix(':')
+            .is_some_and(|value| !value.trim_start().starts_with("null"))
+    })
 }
 
 #[derive(Deserialize)]
@@ -258,4 +275,31 @@ struct ToolCallView<'a> {
 struct FunctionView<'a> {
     #[serde(borrow, default)]
     arguments: Option<Cow<'a, str>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_usage_only;
+
+    #[test]
+    fn only_the_chunk_of_usage_alone_is_usage_only() {
+        let usage = r#"{"prompt_tokens":9,"completion_tokens":1,"total_tokens":10}"#;
+        assert!(is_usage_only(&format!(
+            r#"{{"choices":[],"usage":{usage}}}"#
+        )));
+        assert!(is_usage_only(&format!(
+            r#"{{"choices": [ ], "usage" :
+ {usage}}}"#
+        )));
+        // Every chunk carries `"usage":null` once the client asked for usage.
+        assert!(!is_usage_only(r#"{"choices":[],"usage":null}"#));
+        assert!(!is_usage_only(
+            r#"{"choices":[{"delta":{"content":"a"}}],"usage":null}"#
+        ));
+        assert!(!is_usage_only(&format!(
+            r#"{{"choices":[{{"delta":{{}}}}],"usage":{usage}}}"#
+        )));
+        assert!(!is_usage_only(r#"{"choices":[],"note":"\"usage\": {}"}"#));
+        assert!(!is_usage_only("[DONE]"));
+    }
 }

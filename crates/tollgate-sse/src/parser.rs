@@ -215,5 +215,10 @@ impl SseParser {
 
 /// UTF-8 decoding with replacement, as the standard asks; borrowed when the bytes are valid.
 fn decode(bytes: &[u8]) -> Cow<'_, str> {
-    String::from_utf8_lossy(bytes)
+    // The strict check first: it is several times faster on valid text (every event), and
+    // the lossy one runs only on the rare invalid event.
+    match std::str::from_utf8(bytes) {
+        Ok(text) => Cow::Borrowed(text),
+        Err(_) => String::from_utf8_lossy(bytes),
+    }
 }
