@@ -85,10 +85,15 @@ impl InFlight {
     /// The response head is out.
     pub(crate) fn head<B>(&mut self, response: &Response<B>) {
         let status = response.status();
-        let error = response
-            .extensions()
-            .get::<GatewayError>()
-            .map_or("", |error| error.kind.type_str());
+        // Every error kind answers 4xx or 5xx: a success carries none to look up.
+        let error = if status.is_success() {
+            ""
+        } else {
+            response
+                .extensions()
+                .get::<GatewayError>()
+                .map_or("", |error| error.kind.type_str())
+        };
         // The model that answered: a fallback's, else the one asked for, if the provider was
         // reached and answered well.
         let served = if status.is_success() && self.telemetry.attempts() > 0 {

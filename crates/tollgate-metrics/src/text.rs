@@ -82,7 +82,13 @@ struct Buckets {
 
 impl HistogramFn for Buckets {
     fn record(&self, value: f64) {
-        let bucket = self.bounds.partition_point(|bound| *bound < value);
+        // From the bottom: a gateway's durations and token counts sit in the first few
+        // buckets, where a linear look ends sooner than a binary search.
+        let bucket = self
+            .bounds
+            .iter()
+            .position(|bound| value <= *bound)
+            .unwrap_or(self.bounds.len());
         self.counts[bucket].fetch_add(1, Ordering::Relaxed);
         let _ = self
             .sum
