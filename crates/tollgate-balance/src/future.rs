@@ -3,11 +3,11 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::Response;
-use http::header::HeaderName;
+use http::header::{HeaderName, HeaderValue};
 use tollgate_core::admission::Respond;
 use tollgate_core::spend::{CapPeriod, rfc3339};
 use tollgate_core::{
-    BoxError, Endpoint, ErrorKind, GatewayError, ModelInfo, X_MODEL, header_value, is_event_stream,
+    BoxError, Endpoint, ErrorKind, GatewayError, ModelInfo, X_MODEL, is_event_stream,
 };
 use tollgate_sse::{ChatStreamSummary, SseBody, SseObserver, SseObservers};
 
@@ -201,7 +201,7 @@ where
     {
         parts.headers.insert(
             X_BALANCE_UNRESERVED,
-            header_value::number(reservation.remaining),
+            HeaderValue::from(reservation.remaining),
         );
     }
     let mut accountant = pending.accountant;

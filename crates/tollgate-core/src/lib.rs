@@ -46,7 +46,6 @@ mod endpoint;
 pub mod error;
 mod estimate;
 pub mod extensions;
-pub mod header_value;
 pub mod model;
 mod paths;
 mod principal;

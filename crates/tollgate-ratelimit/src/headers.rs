@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use tollgate_core::admission::Respond;
 use tollgate_core::error::ceil_secs;
-use tollgate_core::{GatewayError, ResponseBody, header_value};
+use tollgate_core::{GatewayError, ResponseBody};
 
 use crate::backend::{QuotaState, Scope};
 
@@ -16,8 +16,7 @@ pub(crate) fn go_duration(duration: Duration) -> String {
     GoDuration(duration).to_string()
 }
 
-/// [`go_duration`] as a header value, rendered on the stack and kept in the thread's shared
-/// buffer (no allocation of its own).
+/// [`go_duration`] as a header value, rendered on the stack (one allocation, the value's).
 fn go_duration_header(duration: Duration) -> Option<HeaderValue> {
     use std::io::Write as _;
     // The longest, `5124095576030431h0m15s` (`Duration::MAX`), is 22 bytes.
@@ -25,7 +24,7 @@ fn go_duration_header(duration: Duration) -> Option<HeaderValue> {
     let mut cursor = std::io::Cursor::new(&mut buffer[..]);
     write!(cursor, "{}", GoDuration(duration)).ok()?;
     let written = usize::try_from(cursor.position()).ok()?;
-    header_value::copied(&buffer[..written])
+    HeaderValue::from_bytes(&buffer[..written]).ok()
 }
 
 struct GoDuration(Duration);
@@ -96,7 +95,7 @@ fn number(n: u64) -> HeaderValue {
         .ok()
         .and_then(|n| SMALL_NUMBERS.get(n))
         .cloned()
-        .unwrap_or_else(|| header_value::number(n))
+        .unwrap_or_else(|| HeaderValue::from(n))
 }
 
 /// Header values of the configured limits, made with the rules: the limit of nearly every
