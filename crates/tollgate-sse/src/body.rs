@@ -58,7 +58,10 @@ pub(crate) struct Stream<B> {
     strip_usage: bool,
     /// Strip mode: bytes of an event not yet complete.
     pending: BytesMut,
-    keep_alive: Option<(Duration, Pin<Box<Sleep>>)>,
+    /// Strip mode: the event cut last ended its frame with `\r`, so a `\n` opening the next
+    /// frame is the rest of its line ending, to cut too.
+    cut_lf: bool,
+    keep_alive: Option<KeepAlive>,
     /// The last bytes forwarded, to know whether the client's stream is at an event boundary.
     tail: [u8; 4],
     terminal: Option<Bytes>,
@@ -70,6 +73,14 @@ pub(crate) struct Stream<B> {
     /// The `sequence_number` of the last event, in a Responses API stream.
     last_sequence: Option<u64>,
     telemetry: Option<Telemetry>,
+}
+
+/// The keep-alive timer. A frame only notes the time: moving the timer's deadline takes the
+/// timer wheel's lock, so it moves once per period of quiet, when it fires, not per frame.
+struct KeepAlive {
+    period: Duration,
+    last_frame: Instant,
+    sleep: Pin<Box<Sleep>>,
 }
 
 type DrainFn<B> = fn(Pin<Box<B>>, Option<SseParser>, Vec<Box<dyn SseObserver>>);
@@ -107,8 +118,12 @@ impl<B> SseBody<B> {
                     observers,
                     strip_usage,
                     pending: BytesMut::new(),
-                    keep_alive: keep_alive
-                        .map(|period| (period, Box::pin(tokio::time::sleep(period)))),
+                    cut_lf: false,
+                    keep_alive: keep_alive.map(|period| KeepAlive {
+                        period,
+                        last_frame: Instant::now(),
+                        sleep: Box::pin(tokio::time::sleep(period)),
+                    }),
                     tail: *b"\n\n\n\n",
                     terminal: None,
                     ended: false,
@@ -291,42 +306,70 @@ where
             parser.feed(&data, observe);
             return Some(data);
         }
-        let carried = std::mem::take(&mut self.pending);
-        let mut out = BytesMut::new();
-        let mut cut = false;
-        let mut carry = Some(carried);
+        // The frame goes on as it came (shared, not copied) unless an event is cut out of it or
+        // an event held back from the frame before is completed in it.
+        let mut carried = Some(std::mem::take(&mut self.pending)).filter(|held| !held.is_empty());
+        // `None`: what to forward so far is `data[..segment]` itself.
+        let mut out: Option<BytesMut> = None;
         let mut segment = 0;
+        // A `\n` that ends the line the frame before ended with `\r` belongs to the event
+        // that line ended: forwarded with it, or cut with it.
+        if carried.is_none() && parser.awaits_lf() && data.first() == Some(&b'\n') {
+            segment = 1;
+            if self.cut_lf {
+                out = Some(BytesMut::new());
+            }
+        }
+        self.cut_lf = false;
+        let cut_lf = &mut self.cut_lf;
         parser.feed(&data, |event| {
             observe(event);
-            let carried = carry.take().unwrap_or_default();
-            if is_usage_only(event.data) {
-                cut = true;
+            let held = carried.take();
+            let usage_only = is_usage_only(event.data);
+            let out = match &mut out {
+                Some(out) => out,
+                None if usage_only || held.is_some() => {
+                    out.insert(BytesMut::from(&data[..segment]))
+                }
+                None => {
+                    segment = event.end;
+                    return;
+                }
+            };
+            if usage_only {
+                *cut_lf = event.end == data.len() && data.ends_with(b"\r");
             } else {
-                out.extend_from_slice(&carried);
+                out.extend_from_slice(&held.unwrap_or_default());
                 out.extend_from_slice(&data[segment..event.end]);
             }
             segment = event.end;
         });
-        let carried = carry.unwrap_or_default();
         let rest = &data[segment..];
         if !parser.at_boundary() {
             // An event still arriving: hold it until it is complete and known not to be usage.
-            self.pending = carried;
-            self.pending.extend_from_slice(rest);
-        } else if !cut && carried.is_empty() && segment == 0 {
-            return Some(data);
-        } else {
-            out.extend_from_slice(&carried);
-            out.extend_from_slice(rest);
+            let mut pending = carried.unwrap_or_default();
+            pending.extend_from_slice(rest);
+            self.pending = pending;
+            return match out {
+                Some(out) => (!out.is_empty()).then(|| out.freeze()),
+                None => (segment > 0).then(|| data.slice(..segment)),
+            };
         }
+        let mut out = match out {
+            Some(out) => out,
+            None if carried.is_none() => return Some(data),
+            None => BytesMut::from(&data[..segment]),
+        };
+        out.extend_from_slice(&carried.unwrap_or_default());
+        out.extend_from_slice(rest);
         (!out.is_empty()).then(|| out.freeze())
     }
 
     fn remember_tail(&mut self, out: &[u8]) {
-        for &byte in out.iter().rev().take(4).rev() {
-            self.tail.rotate_left(1);
-            self.tail[3] = byte;
-        }
+        let new = out.len().min(self.tail.len());
+        self.tail.copy_within(new.., 0);
+        let kept = self.tail.len() - new;
+        self.tail[kept..].copy_from_slice(&out[out.len() - new..]);
     }
 
     /// Whether what the client received so far ends with a blank line: its last line ending
@@ -341,27 +384,37 @@ where
     }
 
     fn quiet_from_now(&mut self) {
-        if let Some((period, sleep)) = &mut self.keep_alive {
-            sleep.as_mut().reset(Instant::now() + *period);
+        if let Some(keep_alive) = &mut self.keep_alive {
+            keep_alive.last_frame = Instant::now();
         }
     }
 
     fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame<Bytes>>> {
         let at_boundary = self.client_at_boundary();
-        let Some((period, sleep)) = &mut self.keep_alive else {
+        let Some(keep_alive) = &mut self.keep_alive else {
             return Poll::Pending;
         };
-        if sleep.as_mut().poll(cx).is_pending() {
-            return Poll::Pending;
-        }
-        sleep.as_mut().reset(Instant::now() + *period);
-        // Register the new deadline with this task.
-        let _ = sleep.as_mut().poll(cx);
-        if at_boundary {
-            Poll::Ready(Some(Frame::data(Bytes::from_static(KEEP_ALIVE))))
-        } else {
-            // A comment inside a partial event would corrupt it: wait for the next period.
-            Poll::Pending
+        loop {
+            if keep_alive.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let quiet_until = keep_alive.last_frame + keep_alive.period;
+            let now = Instant::now();
+            if quiet_until > now {
+                // A frame came since the timer was set: wait out the period from that frame.
+                keep_alive.sleep.as_mut().reset(quiet_until);
+                continue;
+            }
+            keep_alive.last_frame = now;
+            keep_alive.sleep.as_mut().reset(now + keep_alive.period);
+            // Register the new deadline with this task.
+            let _ = keep_alive.sleep.as_mut().poll(cx);
+            return if at_boundary {
+                Poll::Ready(Some(Frame::data(Bytes::from_static(KEEP_ALIVE))))
+            } else {
+                // A comment inside a partial event would corrupt it: wait for the next period.
+                Poll::Pending
+            };
         }
     }
 

@@ -66,6 +66,12 @@ impl SseParser {
         self.retry
     }
 
+    /// Whether the last chunk ended with `\r`, so that a `\n` opening the next one ends the
+    /// same line.
+    pub(crate) fn awaits_lf(&self) -> bool {
+        self.skip_lf
+    }
+
     /// Whether the stream so far ends at an event boundary: no partial line, and no field of
     /// an event not yet dispatched.
     pub fn at_boundary(&self) -> bool {
