@@ -80,6 +80,7 @@
 #![deny(unreachable_pub)]
 
 mod body;
+mod chunk;
 mod future;
 mod layer;
 mod observer;

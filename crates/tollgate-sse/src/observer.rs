@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tollgate_core::Usage;
 
 use crate::Event;
+use crate::chunk::{self, ChunkFacts};
 
 /// How a stream ended, as an observer learns it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,39 +157,55 @@ impl ChatStreamSummary {
             self.done = true;
             return;
         }
-        let Ok(chunk) = serde_json::from_str::<ChunkView<'_>>(event.data) else {
+        let reasons = self.finish_reasons.len();
+        let facts = chunk::read(event.data, &mut self.finish_reasons).or_else(|| {
+            self.finish_reasons.truncate(reasons);
+            parsed(event.data, &mut self.finish_reasons)
+        });
+        let Some(facts) = facts else {
             return;
         };
         self.chunks += 1;
-        // The Responses API names its events: `error` and `response.failed` end a stream badly,
-        // its text comes as `delta`s, and its usage rides on the final `response` object.
-        let kind = chunk.kind.as_deref();
-        self.error |= chunk.error.is_some() || matches!(kind, Some("error" | "response.failed"));
-        if let Some(usage) = chunk
+        self.error |= facts.error;
+        if facts.usage.is_some() {
+            self.usage = facts.usage;
+        }
+        self.content_bytes += facts.content_bytes;
+    }
+}
+
+/// What serde reads of a chunk (the fast read's fallback), finish reasons appended.
+pub(crate) fn parsed(data: &str, finish_reasons: &mut Vec<String>) -> Option<ChunkFacts> {
+    let chunk = serde_json::from_str::<ChunkView<'_>>(data).ok()?;
+    // The Responses API names its events: `error` and `response.failed` end a stream badly,
+    // its text comes as `delta`s, and its usage rides on the final `response` object.
+    let kind = chunk.kind.as_deref();
+    let mut facts = ChunkFacts {
+        usage: chunk
             .usage
-            .or(chunk.response.and_then(|response| response.usage))
-        {
-            self.usage = Some(usage);
+            .or(chunk.response.and_then(|response| response.usage)),
+        error: chunk.error.is_some() || kind.is_some_and(chunk::is_error_kind),
+        content_bytes: 0,
+    };
+    if kind == Some(chunk::TEXT_DELTA) {
+        facts.content_bytes += chunk.delta.map_or(0, |delta| delta.len());
+    }
+    for choice in chunk.choices.unwrap_or_default() {
+        if let Some(reason) = choice.finish_reason {
+            finish_reasons.push(reason.into_owned());
         }
-        if kind == Some("response.output_text.delta") {
-            self.content_bytes += chunk.delta.map_or(0, |delta| delta.len());
-        }
-        for choice in chunk.choices.unwrap_or_default() {
-            if let Some(reason) = choice.finish_reason {
-                self.finish_reasons.push(reason.into_owned());
-            }
-            if let Some(delta) = choice.delta {
-                self.content_bytes += delta.content.map_or(0, |content| content.len());
-                self.content_bytes += delta
-                    .tool_calls
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|call| call.function.as_ref()?.arguments.as_ref())
-                    .map(|arguments| arguments.len())
-                    .sum::<usize>();
-            }
+        if let Some(delta) = choice.delta {
+            facts.content_bytes += delta.content.map_or(0, |content| content.len());
+            facts.content_bytes += delta
+                .tool_calls
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|call| call.function.as_ref()?.arguments.as_ref())
+                .map(|arguments| arguments.len())
+                .sum::<usize>();
         }
     }
+    Some(facts)
 }
 
 impl SseObserver for ChatStreamSummary {
