@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future as _;
 use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -81,6 +81,9 @@ struct KeepAlive {
     period: Duration,
     last_frame: Instant,
     sleep: Pin<Box<Sleep>>,
+    /// The task the timer wakes, once polled: until the timer fires or moves, polling it again
+    /// from the same task (on every frame's wait) would only register the same task again.
+    registered: Option<Waker>,
 }
 
 type DrainFn<B> = fn(Pin<Box<B>>, Option<SseParser>, Vec<Box<dyn SseObserver>>);
@@ -123,6 +126,7 @@ impl<B> SseBody<B> {
                         period,
                         last_frame: Instant::now(),
                         sleep: Box::pin(tokio::time::sleep(period)),
+                        registered: None,
                     }),
                     tail: *b"\n\n\n\n",
                     terminal: None,
@@ -395,9 +399,17 @@ where
             return Poll::Pending;
         };
         loop {
-            if keep_alive.sleep.as_mut().poll(cx).is_pending() {
+            let waker = cx.waker();
+            if !keep_alive.sleep.is_elapsed()
+                && (keep_alive.registered.as_ref()).is_some_and(|task| task.will_wake(waker))
+            {
                 return Poll::Pending;
             }
+            if keep_alive.sleep.as_mut().poll(cx).is_pending() {
+                keep_alive.registered = Some(waker.clone());
+                return Poll::Pending;
+            }
+            keep_alive.registered = None;
             let quiet_until = keep_alive.last_frame + keep_alive.period;
             let now = Instant::now();
             if quiet_until > now {
@@ -407,14 +419,11 @@ where
             }
             keep_alive.last_frame = now;
             keep_alive.sleep.as_mut().reset(now + keep_alive.period);
-            // Register the new deadline with this task.
-            let _ = keep_alive.sleep.as_mut().poll(cx);
-            return if at_boundary {
-                Poll::Ready(Some(Frame::data(Bytes::from_static(KEEP_ALIVE))))
-            } else {
-                // A comment inside a partial event would corrupt it: wait for the next period.
-                Poll::Pending
-            };
+            if at_boundary {
+                return Poll::Ready(Some(Frame::data(Bytes::from_static(KEEP_ALIVE))));
+            }
+            // A comment inside a partial event would corrupt it: wait for the next period (the
+            // loop registers this task with the timer again).
         }
     }
 
