@@ -1,17 +1,18 @@
 //! Parser throughput against a bare `memchr` scan of the same bytes (the floor), and the
 //! per-chunk cost of the passthrough body.
 
-use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::hint::black_box;
-use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use http_body::{Body, Frame};
+use http_body::Body;
 use tollgate_sse::{ChatStreamSummary, SseBody, SseObserver, SseParser};
+
+#[path = "../tests/frames/mod.rs"]
+mod frames;
+use frames::Frames;
 
 /// A realistic OpenAI stream: one small chunk event per token, then usage and [DONE].
 fn openai_stream(tokens: usize) -> Vec<Bytes> {
@@ -26,20 +27,6 @@ fn openai_stream(tokens: usize) -> Vec<Bytes> {
     ));
     frames.push(Bytes::from_static(b"data: [DONE]\n\n"));
     frames
-}
-
-struct Frames(VecDeque<Bytes>);
-
-impl Body for Frames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|data| Ok(Frame::data(data))))
-    }
 }
 
 fn drain<B: Body<Data = Bytes>>(body: B) -> usize {

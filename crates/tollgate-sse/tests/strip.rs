@@ -1,15 +1,17 @@
 //! Strip mode over a stream split anywhere: the client gets every byte but the usage-only
-//! event's, in order, and never a frame that ends inside an event it had to hold back.
+//! event's, in order, and no empty frame.
 
 use std::collections::VecDeque;
-use std::convert::Infallible;
-use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
-use http_body::{Body, Frame};
+use http_body::Body;
 use proptest::prelude::*;
 use tollgate_sse::SseBody;
+
+#[path = "frames/mod.rs"]
+mod frames;
+use frames::Frames;
 
 const USAGE: &str = "data: {\"id\":\"c\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n";
 
@@ -32,20 +34,6 @@ fn stream(crlf: bool) -> (String, String) {
     let whole = ending(&format!("{}{USAGE}{done}", kept.concat()));
     let expected = ending(&format!("{}{done}", kept.concat()));
     (whole, expected)
-}
-
-struct Frames(VecDeque<Bytes>);
-
-impl Body for Frames {
-    type Data = Bytes;
-    type Error = Infallible;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(self.0.pop_front().map(|data| Ok(Frame::data(data))))
-    }
 }
 
 /// The frames the client receives when the upstream sends `whole` cut at `cuts` (ascending;
