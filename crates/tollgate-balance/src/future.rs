@@ -3,7 +3,7 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use http::Response;
-use http::header::{HeaderName, HeaderValue};
+use http::header::HeaderName;
 use tollgate_core::admission::Respond;
 use tollgate_core::spend::{CapPeriod, rfc3339};
 use tollgate_core::{
@@ -201,7 +201,7 @@ where
     {
         parts.headers.insert(
             X_BALANCE_UNRESERVED,
-            HeaderValue::from(reservation.remaining),
+            tollgate_core::number_value(reservation.remaining),
         );
     }
     let mut accountant = pending.accountant;

@@ -46,6 +46,7 @@ mod endpoint;
 pub mod error;
 mod estimate;
 pub mod extensions;
+mod header;
 pub mod model;
 mod paths;
 mod principal;
@@ -64,6 +65,7 @@ pub use chat::{ChatRequest, Field, ParseError};
 pub use endpoint::Endpoint;
 pub use error::{ErrorKind, GatewayError};
 pub use estimate::TokenEstimate;
+pub use header::number_value;
 pub use model::{
     Date, Fallbacks, InvalidDate, Lifecycle, ModelInfo, Prices, PromptTokens, X_MODEL,
 };

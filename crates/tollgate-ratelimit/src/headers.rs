@@ -6,7 +6,7 @@ use std::time::Duration;
 use http::{HeaderMap, HeaderName, HeaderValue, Response};
 use tollgate_core::admission::Respond;
 use tollgate_core::error::ceil_secs;
-use tollgate_core::{GatewayError, ResponseBody};
+use tollgate_core::{GatewayError, ResponseBody, number_value};
 
 use crate::backend::{QuotaState, Scope};
 
@@ -95,7 +95,7 @@ fn number(n: u64) -> HeaderValue {
         .ok()
         .and_then(|n| SMALL_NUMBERS.get(n))
         .cloned()
-        .unwrap_or_else(|| HeaderValue::from(n))
+        .unwrap_or_else(|| number_value(n))
 }
 
 /// Header values of the configured limits, made with the rules: the limit of nearly every
