@@ -26,6 +26,7 @@ use tollgate_core::request_id::X_REQUEST_ID;
 use tollgate_core::{Body, BoxError, ErrorKind, GatewayError};
 use tower::ServiceExt;
 
+use crate::self_wake::SelfWake;
 use crate::serve::ConnectionLimits;
 
 /// Where a connection is between its requests, and since when.
@@ -294,8 +295,10 @@ pub(crate) async fn serve_connection<S, B>(
         .header_read_timeout(None)
         .max_header_size(MAX_HEAD_BYTES)
         .serve_connection(io, TowerToHyperService::new(service));
+    let self_wake = SelfWake::new();
+    let mut serving = poll_fn(|cx| self_wake.poll(cx, |cx| connection.poll_without_shutdown(cx)));
     let stopped = tokio::select! {
-        _ = poll_fn(|cx| connection.poll_without_shutdown(cx)) => false,
+        _ = &mut serving => false,
         _ = stop.wait_for(|stop| *stop) => true,
     };
     if stopped {
@@ -303,7 +306,7 @@ pub(crate) async fn serve_connection<S, B>(
             return; // idle or header-pending: closed at once
         }
         Pin::new(&mut connection).graceful_shutdown();
-        let _ = poll_fn(|cx| connection.poll_without_shutdown(cx)).await;
+        let _ = poll_fn(|cx| self_wake.poll(cx, |cx| connection.poll_without_shutdown(cx))).await;
     }
     let socket = connection.into_parts().io.into_inner();
     // A client cut off by the clock gets no more time; any other gets to read its answer.

@@ -73,6 +73,7 @@ mod raw;
 mod record;
 pub mod redis;
 mod responses;
+mod self_wake;
 mod serve;
 mod server;
 mod stream;
