@@ -24,7 +24,7 @@ pin_project! {
         #[pin]
         inner: B,
         tail: Tail,
-        accountant: Option<Accountant<L, C>>,
+        accountant: Option<Box<Accountant<L, C>>>,
     }
 }
 
@@ -58,7 +58,7 @@ impl Tail {
 }
 
 impl<B, L: Ledger, C: CapStore> UsageBody<B, L, C> {
-    pub(crate) fn new(inner: B, accountant: Accountant<L, C>) -> Self {
+    pub(crate) fn new(inner: B, accountant: Box<Accountant<L, C>>) -> Self {
         UsageBody {
             inner,
             tail: Tail::Frame(Bytes::new()),
@@ -151,7 +151,7 @@ fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
 /// Watches an event stream for its usage chunk, then settles.
 pub(crate) struct UsageObserver<L: Ledger, C: CapStore> {
     pub(crate) summary: ChatStreamSummary,
-    pub(crate) accountant: Accountant<L, C>,
+    pub(crate) accountant: Box<Accountant<L, C>>,
 }
 
 impl<L: Ledger, C: CapStore> SseObserver for UsageObserver<L, C> {

@@ -24,7 +24,9 @@ pub const X_BALANCE_UNRESERVED: HeaderName =
 
 /// A request on its way: how to settle it, and what to add to its response.
 pub struct Hold<L: Ledger, C: CapStore> {
-    pub(crate) accountant: Accountant<L, C>,
+    /// Boxed: it rides in the response future and then in the response body, both of which
+    /// every layer above moves; a pointer moves instead.
+    pub(crate) accountant: Box<Accountant<L, C>>,
     pub(crate) balance_header: bool,
     pub(crate) observers: Option<SseObservers>,
     /// The routed endpoint: a stream this gate wraps itself reports a failure in its shape.

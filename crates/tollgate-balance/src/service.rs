@@ -102,7 +102,7 @@ impl<B, L: Ledger, C: CapStore> Admission<B> for BalanceGateLayer<L, C> {
         let account = principal.account_id_shared().clone();
         let config = &self.config;
         let hold = Hold {
-            accountant: Accountant {
+            accountant: Box::new(Accountant {
                 ledger: config.ledger.clone(),
                 reservation: None,
                 caps: None,
@@ -120,7 +120,7 @@ impl<B, L: Ledger, C: CapStore> Admission<B> for BalanceGateLayer<L, C> {
                 },
                 started: Instant::now(),
                 telemetry: extensions.get::<Telemetry>().cloned(),
-            },
+            }),
             balance_header: config.balance_header,
             observers: extensions.get::<SseObservers>().cloned(),
             endpoint,

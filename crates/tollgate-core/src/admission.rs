@@ -295,16 +295,27 @@ pin_project! {
         S: Service<Request<B>>,
         A: Admission<B>,
     {
-        Waiting {
-            #[pin]
-            pending: A::Pending,
-            // Taken when the check decides.
-            request: Option<Request<B>>,
-            admission: A,
-            inner: S,
-        },
+        // Boxed: a wait holds the request, the check and a clone of the inner service, most
+        // of the future's size, and every layer above moves the future at least once.
+        Waiting { waiting: Pin<Box<Waiting<S, A, B>>> },
         Inner { #[pin] future: S::Future, ticket: Option<A::Ticket> },
         Rejected { rejection: Option<(GatewayError, A::Ticket)> },
+    }
+}
+
+pin_project! {
+    /// A check waiting for what it needs, with what it decides on.
+    #[project = WaitingProj]
+    struct Waiting<S, A, B>
+    where
+        A: Admission<B>,
+    {
+        #[pin]
+        pending: A::Pending,
+        // Taken when the check decides.
+        request: Option<Request<B>>,
+        admission: A,
+        inner: S,
     }
 }
 
@@ -330,10 +341,12 @@ where
             Start::Waiting(pending) => {
                 let clone = inner.clone();
                 State::Waiting {
-                    pending,
-                    request: Some(request),
-                    admission: admission.clone(),
-                    inner: std::mem::replace(inner, clone),
+                    waiting: Box::pin(Waiting {
+                        pending,
+                        request: Some(request),
+                        admission: admission.clone(),
+                        inner: std::mem::replace(inner, clone),
+                    }),
                 }
             }
         };
@@ -384,12 +397,13 @@ where
                     response.extensions_mut().insert(Refused);
                     return Poll::Ready(Ok(response));
                 }
-                StateProj::Waiting {
-                    pending,
-                    request,
-                    admission,
-                    inner,
-                } => {
+                StateProj::Waiting { waiting } => {
+                    let WaitingProj {
+                        pending,
+                        request,
+                        admission,
+                        inner,
+                    } = waiting.as_mut().project();
                     let arrived = ready!(pending.poll(cx));
                     let mut request = request
                         .take()

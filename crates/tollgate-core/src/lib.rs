@@ -65,7 +65,7 @@ pub use chat::{ChatRequest, Field, ParseError};
 pub use endpoint::Endpoint;
 pub use error::{ErrorKind, GatewayError};
 pub use estimate::TokenEstimate;
-pub use header::number_value;
+pub use header::{RESPONSE_HEADER_ROOM, number_value};
 pub use model::{
     Date, Fallbacks, InvalidDate, Lifecycle, ModelInfo, Prices, PromptTokens, X_MODEL,
 };

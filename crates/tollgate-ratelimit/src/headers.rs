@@ -172,15 +172,17 @@ impl RateHeaders {
         let Some((_, top, _)) = most_constraining(states.iter()) else {
             return RateHeaders::default();
         };
+        let remaining = number(top.remaining);
         let mut extra = Vec::new();
         if families.openai || families.ietf {
             extra.reserve_exact(8);
-            write_extra(&mut extra, states, families, limits);
+            let top_remaining = (top.remaining, &remaining);
+            write_extra(&mut extra, states, families, limits, top_remaining);
         }
         RateHeaders {
             basic: Some([
                 limits.get(top.limit),
-                number(top.remaining),
+                remaining,
                 number(ceil_secs(top.reset)),
             ]),
             extra,
@@ -234,6 +236,9 @@ fn write_extra(
     states: &[(Scope, QuotaState, Duration)],
     families: Families,
     limits: &LimitValues,
+    // The most constraining rule's remaining count, rendered already: the OpenAI header of its
+    // kind says the same number, and a clone is a reference count where rendering allocates.
+    (top_remaining, top_value): (u64, &HeaderValue),
 ) {
     if families.openai {
         for (tokens, [limit, remaining, reset]) in [(false, OPENAI_REQUESTS), (true, OPENAI_TOKENS)]
@@ -246,7 +251,12 @@ fn write_extra(
                 continue;
             };
             headers.push((limit, limits.get(state.limit)));
-            headers.push((remaining, number(state.remaining)));
+            let remaining_value = if state.remaining == top_remaining {
+                top_value.clone()
+            } else {
+                number(state.remaining)
+            };
+            headers.push((remaining, remaining_value));
             if let Some(value) = go_duration_header(state.reset) {
                 headers.push((reset, value));
             }

@@ -43,7 +43,9 @@ pin_project! {
     #[project = KindProj]
     enum Kind<B> {
         Passthrough { #[pin] body: B },
-        Stream { stream: Stream<B> },
+        // Boxed: the stream's state would make every response (JSON ones too) that much
+        // larger to move through the layers above.
+        Stream { stream: Box<Stream<B>> },
         Rendered { body: http_body_util::Full<Bytes> },
     }
 }
@@ -115,7 +117,7 @@ impl<B> SseBody<B> {
         let parser = (strip_usage || !observers.is_empty()).then(SseParser::new);
         SseBody {
             kind: Kind::Stream {
-                stream: Stream {
+                stream: Box::new(Stream {
                     inner: Some(Box::pin(body)),
                     parser,
                     observers,
@@ -136,7 +138,7 @@ impl<B> SseBody<B> {
                     responses: false,
                     last_sequence: None,
                     telemetry: None,
-                },
+                }),
             },
         }
     }

@@ -164,6 +164,8 @@ const UPSTREAM_REQUEST_ID: HeaderName = HeaderName::from_static("x-upstream-requ
 /// Cleans the provider's response head for the client: hop-by-hop headers and the provider
 /// account's headers go, and the provider's `x-request-id` becomes `x-upstream-request-id`.
 pub(crate) fn for_client(headers: &mut HeaderMap) {
+    // hyper sizes the map for the provider's few headers; the layers on the way out add a dozen.
+    headers.reserve(tollgate_core::RESPONSE_HEADER_ROOM);
     // One pass over the provider's few headers finds what goes: a removal per unwanted name
     // would look up a dozen names that are almost never there.
     let mut unwanted: Vec<HeaderName> = headers
