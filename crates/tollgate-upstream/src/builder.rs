@@ -48,9 +48,10 @@ impl Upstream {
     /// Configures an upstream at `base_url` (scheme and authority, and a path prefix if the
     /// API lives under one; the request's own path is appended).
     pub fn builder(base_url: &str) -> Result<UpstreamBuilder, http::uri::InvalidUri> {
+        let base: Uri = base_url.trim_end_matches('/').parse()?;
         Ok(UpstreamBuilder {
-            base: base_url.trim_end_matches('/').parse()?,
-            headers: OutgoingHeaders::default(),
+            headers: OutgoingHeaders::new(&base),
+            base,
             timeouts: Timeouts::default(),
             retry: RetryPolicy::default(),
             body_limit: BodyLimit::default(),

@@ -4,6 +4,7 @@
 use std::fmt;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::uri::{Scheme, Uri};
 use tollgate_core::TraceContext;
 use tollgate_core::request_id::X_REQUEST_ID;
 use tollgate_core::trace_context::{TRACEPARENT, TRACESTATE};
@@ -54,25 +55,27 @@ const FORWARDED_BY_DEFAULT: [HeaderName; 6] = [
 ];
 
 /// The headers of every request to the provider: the allowed client headers, the operator's
-/// fixed ones and the provider key.
+/// fixed ones, the provider's host and the provider key.
 #[derive(Clone, Debug)]
 pub(crate) struct OutgoingHeaders {
     forwarded: Vec<HeaderName>,
     fixed: HeaderMap,
+    host: Option<HeaderValue>,
     api_key: Option<HeaderValue>,
 }
 
-impl Default for OutgoingHeaders {
-    fn default() -> Self {
+impl OutgoingHeaders {
+    /// The headers of requests to `base`, whose `Host` is rendered here once: left to the
+    /// HTTP client, it would be formatted again for every request.
+    pub(crate) fn new(base: &Uri) -> OutgoingHeaders {
         OutgoingHeaders {
             forwarded: FORWARDED_BY_DEFAULT.to_vec(),
             fixed: HeaderMap::new(),
+            host: host_of(base),
             api_key: None,
         }
     }
-}
 
-impl OutgoingHeaders {
     pub(crate) fn set_api_key(&mut self, key: HeaderValue) {
         self.api_key = Some(key);
     }
@@ -113,7 +116,7 @@ impl OutgoingHeaders {
     ) -> HeaderMap {
         let per_connection = connection_listed(client);
         // Room for all of them at once: a map that grows allocates twice again.
-        let mut headers = HeaderMap::with_capacity(self.forwarded.len() + self.fixed.len() + 3);
+        let mut headers = HeaderMap::with_capacity(self.forwarded.len() + self.fixed.len() + 4);
         // One pass over the client's few headers, matched against the short allow-list: a
         // lookup per allowed name would hash each name again.
         for (name, value) in client {
@@ -123,6 +126,9 @@ impl OutgoingHeaders {
         }
         for (name, value) in &self.fixed {
             headers.insert(name.clone(), value.clone());
+        }
+        if let Some(host) = &self.host {
+            headers.insert(header::HOST, host.clone());
         }
         if let Some(key) = &self.api_key {
             headers.insert(header::AUTHORIZATION, key.clone());
@@ -135,6 +141,22 @@ impl OutgoingHeaders {
         }
         headers
     }
+}
+
+/// The `Host` of requests to `base`, as the HTTP client would write it: the host, and the port
+/// unless it is the scheme's default. None when `base` names no host (the client then fails
+/// the request).
+fn host_of(base: &Uri) -> Option<HeaderValue> {
+    let host = base.host()?;
+    let default_port = match base.scheme() {
+        Some(scheme) if *scheme == Scheme::HTTPS => 443,
+        _ => 80,
+    };
+    let value = match base.port_u16() {
+        Some(port) if port != default_port => HeaderValue::try_from(format!("{host}:{port}")),
+        _ => HeaderValue::from_str(host),
+    };
+    value.ok()
 }
 
 /// The names a `Connection` header lists: they describe this connection only.
@@ -246,3 +268,23 @@ impl fmt::Display for HeaderNotAllowed {
 }
 
 impl std::error::Error for HeaderNotAllowed {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(base: &str) -> Option<HeaderValue> {
+        host_of(&base.parse().unwrap())
+    }
+
+    #[test]
+    fn the_host_names_the_port_only_when_it_is_not_the_schemes_default() {
+        assert_eq!(host("https://api.openai.com").unwrap(), "api.openai.com");
+        assert_eq!(host("https://api.openai.com:443/v1").unwrap(), "api.openai.com");
+        assert_eq!(host("http://10.0.0.7:80").unwrap(), "10.0.0.7");
+        assert_eq!(host("http://127.0.0.1:8080").unwrap(), "127.0.0.1:8080");
+        assert_eq!(host("https://llm.internal:80").unwrap(), "llm.internal:80");
+        assert_eq!(host("http://[::1]:9000").unwrap(), "[::1]:9000");
+        assert_eq!(host("/v1"), None);
+    }
+}
