@@ -122,7 +122,8 @@ pub struct InMemoryKeyStore {
     keys: Arc<ArcSwap<Keys>>,
 }
 
-type Keys = papaya::HashMap<KeyDigest, KeyRecord>;
+// foldhash, not std's SipHash: a digest is already uniform, and the lookup is on every request.
+type Keys = papaya::HashMap<KeyDigest, KeyRecord, foldhash::fast::RandomState>;
 
 impl InMemoryKeyStore {
     /// An empty store.

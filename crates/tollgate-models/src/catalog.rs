@@ -255,11 +255,15 @@ pub struct ModelCatalog {
     inner: Arc<Inner>,
 }
 
+/// A model's names to its index and whether the name is an alias. foldhash, not std's
+/// SipHash: the keys come from the operator's catalog, and the lookup is on every request.
+type Names = HashMap<Arc<str>, (usize, bool), foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 struct Inner {
     models: Vec<Model>,
     /// Ids and aliases, to the model index and whether the name is an alias.
-    names: HashMap<Arc<str>, (usize, bool)>,
+    names: Names,
     /// Ids and aliases, prepared for did-you-mean.
     ids: Vec<Candidate>,
     aliases: Vec<Candidate>,
@@ -402,7 +406,7 @@ pub(crate) fn model_object(model: &Model) -> serde_json::Value {
 
 fn build(file: CatalogFile, now: Timestamp) -> Result<ModelCatalog, CatalogError> {
     let mut problems = Vec::new();
-    let mut names: HashMap<Arc<str>, (usize, bool)> = HashMap::new();
+    let mut names = Names::default();
     let mut claim =
         |name: &str, index: usize, alias: bool, owner: &str, problems: &mut Vec<String>| {
             let what = if alias { "alias" } else { "id" };

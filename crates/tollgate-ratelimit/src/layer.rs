@@ -2,6 +2,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use foldhash::fast::RandomState;
 use tollgate_core::Rate;
 
 use crate::headers::{Families, LimitValues};
@@ -81,7 +82,7 @@ pub(crate) struct Rules {
     pub(crate) per_key: Limits,
     pub(crate) per_key_model: Limits,
     pub(crate) per_model: Limits,
-    pub(crate) models: HashMap<Box<str>, Limits>,
+    pub(crate) models: HashMap<Box<str>, Limits, RandomState>,
     pub(crate) families: Families,
     /// Whether any configured rule is per model (so the model is looked up).
     pub(crate) uses_model: bool,

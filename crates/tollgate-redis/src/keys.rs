@@ -37,7 +37,7 @@ const MAX_CACHED: usize = 100_000;
 /// Looked-up keys, and since when they can be trusted.
 #[derive(Default)]
 struct Cache {
-    entries: papaya::HashMap<KeyDigest, Cached>,
+    entries: papaya::HashMap<KeyDigest, Cached, foldhash::fast::RandomState>,
     clock: Clock,
     /// Entries fetched before this (nanoseconds on `clock`) may have missed an invalidation:
     /// they are only a fallback for failing open.

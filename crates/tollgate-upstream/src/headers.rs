@@ -280,7 +280,10 @@ mod tests {
     #[test]
     fn the_host_names_the_port_only_when_it_is_not_the_schemes_default() {
         assert_eq!(host("https://api.openai.com").unwrap(), "api.openai.com");
-        assert_eq!(host("https://api.openai.com:443/v1").unwrap(), "api.openai.com");
+        assert_eq!(
+            host("https://api.openai.com:443/v1").unwrap(),
+            "api.openai.com"
+        );
         assert_eq!(host("http://10.0.0.7:80").unwrap(), "10.0.0.7");
         assert_eq!(host("http://127.0.0.1:8080").unwrap(), "127.0.0.1:8080");
         assert_eq!(host("https://llm.internal:80").unwrap(), "llm.internal:80");

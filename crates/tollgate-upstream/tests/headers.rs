@@ -108,7 +108,12 @@ async fn the_headers_a_provider_needs_are_forwarded() {
 #[tokio::test]
 async fn the_provider_sees_its_own_host_never_the_clients() {
     let mock = MockUpstream::start().await;
-    let call = send(&mock, builder(&mock).build(), &[("host", "gateway.example")]).await;
+    let call = send(
+        &mock,
+        builder(&mock).build(),
+        &[("host", "gateway.example")],
+    )
+    .await;
     let authority = mock.url().trim_start_matches("http://").to_owned();
     assert_eq!(values(&call.headers, "host"), [authority.as_str()]);
 }
