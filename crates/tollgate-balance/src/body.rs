@@ -144,7 +144,14 @@ fn usage_in_tail(tail: &[u8]) -> Option<Usage> {
     let at = memchr::memrchr_iter(b'"', tail).find(|&at| tail[at..].starts_with(key))?;
     let rest = &tail[at + key.len()..];
     let colon = rest.iter().position(|&b| b == b':')?;
-    let mut values = serde_json::Deserializer::from_slice(&rest[colon + 1..]).into_iter::<Usage>();
+    let value = &rest[colon + 1..];
+    // Checked as text once, up to any invalid byte after the object: read from a slice, serde
+    // would check each member name again.
+    let text = match std::str::from_utf8(value) {
+        Ok(text) => text,
+        Err(error) => std::str::from_utf8(&value[..error.valid_up_to()]).ok()?,
+    };
+    let mut values = serde_json::Deserializer::from_str(text).into_iter::<Usage>();
     values.next()?.ok()
 }
 
@@ -195,6 +202,14 @@ mod tests {
         assert!(matches!(whole, Tail::Frame(_)));
         assert_eq!(usage_in_tail(whole.bytes()), Some(Usage::new(12, 34)));
         assert_eq!(usage_in_tail(br#"{"choices":[]}"#), None);
+    }
+
+    #[test]
+    fn usage_is_read_up_to_bytes_that_are_not_text_after_it() {
+        let tail = b"\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\xff\xfe";
+        assert_eq!(usage_in_tail(tail), Some(Usage::new(3, 4)));
+        let cut = b"\"usage\":{\"prompt_tokens\":3,\xff\"completion_tokens\":4}}";
+        assert_eq!(usage_in_tail(cut), None);
     }
 }
 
