@@ -46,8 +46,8 @@ pub(crate) struct ChunkFacts {
 const MAX_DEPTH: usize = 64;
 
 /// The Responses API's events that end a stream badly.
-pub(crate) fn is_error_kind(kind: &str) -> bool {
-    matches!(kind, "error" | "response.failed")
+pub(crate) fn is_error_kind(kind: &[u8]) -> bool {
+    matches!(kind, b"error" | b"response.failed")
 }
 
 /// The Responses API's event whose `delta` is output text.
@@ -56,13 +56,18 @@ pub(crate) const TEXT_DELTA: &str = "response.output_text.delta";
 /// Reads `data`, appending its non-null finish reasons to `finish_reasons`; `None` (and maybe
 /// some reasons appended) when the serde view must decide.
 pub(crate) fn read(data: &str, finish_reasons: &mut Vec<String>) -> Option<ChunkFacts> {
-    let mut reader = Reader { text: data, at: 0 };
+    let mut reader = Reader {
+        text: data.as_bytes(),
+        at: 0,
+    };
     let facts = reader.chunk(finish_reasons)?;
     (reader.peek().is_none()).then_some(facts)
 }
 
+/// Reads bytes, not `str`: a `str` slice checks both ends for a character boundary, and
+/// every key and value read here is cut at an ASCII quote.
 struct Reader<'a> {
-    text: &'a str,
+    text: &'a [u8],
     at: usize,
 }
 
@@ -78,7 +83,7 @@ fn once(seen: &mut u8, bit: u8) -> Option<()> {
 
 impl<'a> Reader<'a> {
     fn byte(&self) -> Option<u8> {
-        self.text.as_bytes().get(self.at).copied()
+        self.text.get(self.at).copied()
     }
 
     /// The next byte that is not whitespace.
@@ -93,7 +98,7 @@ impl<'a> Reader<'a> {
         (self.peek()? == byte).then(|| self.at += 1)
     }
 
-    fn literal(&mut self, word: &str) -> Option<()> {
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
         self.text[self.at..]
             .starts_with(word)
             .then(|| self.at += word.len())
@@ -104,14 +109,14 @@ impl<'a> Reader<'a> {
         if self.peek()? != b'n' {
             return Some(false);
         }
-        self.literal("null").map(|()| true)
+        self.literal(b"null").map(|()| true)
     }
 
     /// A string: its text between the quotes, and how many escapes it holds (each one byte
     /// shorter decoded).
-    fn string(&mut self) -> Option<(&'a str, usize)> {
+    fn string(&mut self) -> Option<(&'a [u8], usize)> {
         self.eat(b'"')?;
-        let bytes = self.text.as_bytes();
+        let bytes = self.text;
         let start = self.at;
         let mut end = start;
         let mut escapes = 0;
@@ -145,11 +150,11 @@ impl<'a> Reader<'a> {
             }
         }
         self.at = end + 1;
-        Some((&self.text[start..end], escapes))
+        Some((&bytes[start..end], escapes))
     }
 
     /// A string without escapes.
-    fn plain_string(&mut self) -> Option<&'a str> {
+    fn plain_string(&mut self) -> Option<&'a [u8]> {
         let (text, escapes) = self.string()?;
         (escapes == 0).then_some(text)
     }
@@ -199,7 +204,7 @@ impl<'a> Reader<'a> {
     fn object(
         &mut self,
         depth: usize,
-        mut member: impl FnMut(&mut Self, &'a str) -> Option<()>,
+        mut member: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
     ) -> Option<()> {
         if depth > MAX_DEPTH {
             return None;
@@ -257,9 +262,9 @@ impl<'a> Reader<'a> {
             b'{' => self.object(depth + 1, |reader, _| reader.skip(depth + 1)),
             b'[' => self.array(depth + 1, |reader| reader.skip(depth + 1)),
             b'"' => self.string().map(drop),
-            b't' => self.literal("true"),
-            b'f' => self.literal("false"),
-            b'n' => self.literal("null"),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
             _ => self.number(),
         }
     }
@@ -269,7 +274,7 @@ impl<'a> Reader<'a> {
         self.peek()?;
         let start = self.at;
         self.skip(depth)?;
-        serde_json::from_str(&self.text[start..self.at]).ok()
+        serde_json::from_slice(&self.text[start..self.at]).ok()
     }
 
     /// The chunk: an object with `choices`, `usage`, `error`, and the Responses API's `type`,
@@ -282,7 +287,7 @@ impl<'a> Reader<'a> {
         let mut response_usage = None;
         self.object(0, |reader, key| {
             match key {
-                "choices" => {
+                b"choices" => {
                     once(&mut seen, 0)?;
                     if !reader.null()? {
                         reader.array(1, |reader| {
@@ -290,31 +295,31 @@ impl<'a> Reader<'a> {
                         })?;
                     }
                 }
-                "usage" => {
+                b"usage" => {
                     once(&mut seen, 1)?;
                     if !reader.null()? {
                         facts.usage = Some(reader.usage(1)?);
                     }
                 }
-                "error" => {
+                b"error" => {
                     once(&mut seen, 2)?;
                     if !reader.null()? {
                         facts.error = true;
                         reader.skip(1)?;
                     }
                 }
-                "type" => {
+                b"type" => {
                     once(&mut seen, 3)?;
                     if !reader.null()? {
                         kind = Some(reader.plain_string()?);
                     }
                 }
-                "response" => {
+                b"response" => {
                     once(&mut seen, 4)?;
                     if !reader.null()? {
                         let mut response_seen = 0;
                         reader.object(1, |reader, key| {
-                            if key != "usage" {
+                            if key != b"usage" {
                                 return reader.skip(1);
                             }
                             once(&mut response_seen, 0)?;
@@ -325,7 +330,7 @@ impl<'a> Reader<'a> {
                         })?;
                     }
                 }
-                "delta" => {
+                b"delta" => {
                     once(&mut seen, 5)?;
                     delta_bytes = reader.text_len()?;
                 }
@@ -335,7 +340,7 @@ impl<'a> Reader<'a> {
         })?;
         facts.usage = facts.usage.or(response_usage);
         facts.error |= kind.is_some_and(is_error_kind);
-        if kind == Some(TEXT_DELTA) {
+        if kind == Some(TEXT_DELTA.as_bytes()) {
             facts.content_bytes += delta_bytes;
         }
         Some(facts)
@@ -350,16 +355,18 @@ impl<'a> Reader<'a> {
         let mut seen = 0;
         self.object(2, |reader, key| {
             match key {
-                "delta" => {
+                b"delta" => {
                     once(&mut seen, 0)?;
                     if !reader.null()? {
                         reader.delta(content_bytes)?;
                     }
                 }
-                "finish_reason" => {
+                b"finish_reason" => {
                     once(&mut seen, 1)?;
                     if !reader.null()? {
-                        finish_reasons.push(reader.plain_string()?.to_owned());
+                        // Cut at quotes from a `str`: always text.
+                        let reason = std::str::from_utf8(reader.plain_string()?).ok()?;
+                        finish_reasons.push(reason.to_owned());
                     }
                 }
                 _ => reader.skip(2)?,
@@ -373,11 +380,11 @@ impl<'a> Reader<'a> {
         let mut seen = 0;
         self.object(3, |reader, key| {
             match key {
-                "content" => {
+                b"content" => {
                     once(&mut seen, 0)?;
                     *content_bytes += reader.text_len()?;
                 }
-                "tool_calls" => {
+                b"tool_calls" => {
                     once(&mut seen, 1)?;
                     if !reader.null()? {
                         reader.array(4, |reader| reader.tool_call(content_bytes))?;
@@ -393,7 +400,7 @@ impl<'a> Reader<'a> {
     fn tool_call(&mut self, content_bytes: &mut usize) -> Option<()> {
         let mut seen = 0;
         self.object(5, |reader, key| {
-            if key != "function" {
+            if key != b"function" {
                 return reader.skip(5);
             }
             once(&mut seen, 0)?;
@@ -402,7 +409,7 @@ impl<'a> Reader<'a> {
             }
             let mut function_seen = 0;
             reader.object(6, |reader, key| {
-                if key != "arguments" {
+                if key != b"arguments" {
                     return reader.skip(6);
                 }
                 once(&mut function_seen, 0)?;

@@ -184,7 +184,8 @@ pub(crate) fn parsed(data: &str, finish_reasons: &mut Vec<String>) -> Option<Chu
         usage: chunk
             .usage
             .or(chunk.response.and_then(|response| response.usage)),
-        error: chunk.error.is_some() || kind.is_some_and(chunk::is_error_kind),
+        error: chunk.error.is_some()
+            || kind.is_some_and(|kind| chunk::is_error_kind(kind.as_bytes())),
         content_bytes: 0,
     };
     if kind == Some(chunk::TEXT_DELTA) {
