@@ -21,9 +21,10 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
-/// Headers the upstream client writes itself: the HTTP client sets host and length, the
-/// provider key is `authorization`, and `accept-encoding` stays unset because a compressed
-/// answer would hide its usage from the gateway, which reads it from the bytes it forwards.
+/// Headers the upstream client writes itself: the host is the base URL's, the HTTP client sets
+/// the length, the provider key is `authorization`, and `accept-encoding` stays unset because a
+/// compressed answer would hide its usage from the gateway, which reads it from the bytes it
+/// forwards.
 const OWN: [HeaderName; 4] = [
     header::HOST,
     header::CONTENT_LENGTH,
