@@ -14,6 +14,8 @@ mod stack;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_openai::Client;
@@ -876,11 +878,7 @@ async fn client_credentials_stay_at_the_gateway_and_the_provider_key_at_the_prov
 /// covers ten reservations, a thousand concurrent requests admit at most ten.
 #[tokio::test]
 async fn a_thousand_concurrent_embeddings_admit_only_what_the_balance_covers() {
-    // Every admitted request stays open until all have been decided.
-    let upstream = MockUpstream::builder()
-        .first_byte_delay(Duration::from_millis(1_500))
-        .start()
-        .await;
+    let upstream = MockUpstream::start().await;
     let mut config = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
     config.limits.requests_per_minute = Some(1_000_000);
     config.limits.model_requests_per_minute = Some(1_000_000);
@@ -916,12 +914,26 @@ async fn a_thousand_concurrent_embeddings_admit_only_what_the_balance_covers() {
         .top_up("acct_broke", 11 * reservation - 1)
         .await
         .unwrap();
+    // Every admitted request stays open until all have been decided.
+    let held = upstream.hold().await;
+    let answered = Arc::new(AtomicUsize::new(0));
     let tasks: Vec<_> = (0..1_000)
         .map(|_| {
             let call = tower::ServiceExt::oneshot(gateway.clone(), request(BROKE));
-            tokio::spawn(async move { call.await.unwrap().status().as_u16() })
+            let answered = answered.clone();
+            tokio::spawn(async move {
+                let status = call.await.unwrap().status().as_u16();
+                answered.fetch_add(1, Ordering::Relaxed);
+                status
+            })
         })
         .collect();
+    let since = std::time::Instant::now();
+    while answered.load(Ordering::Relaxed) + upstream.calls().len() < 1 + 1_000 {
+        assert!(since.elapsed() < Duration::from_secs(60), "undecided");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(held);
     let mut statuses = Vec::new();
     for task in tasks {
         statuses.push(task.await.unwrap());

@@ -18,8 +18,8 @@ mod stack;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http::Request;
@@ -100,6 +100,49 @@ async fn spread(replicas: &[Replica], n: usize) -> Vec<(u16, Option<String>, Val
     futures_util::future::join_all(calls).await
 }
 
+/// `n` requests at once, spread over the replicas in turn, with `upstream` holding every
+/// response until each request is either refused or has reached it: no admitted request ends,
+/// and so settles, before the last is decided, however slow the machine.
+async fn spread_held(
+    replicas: &[Replica],
+    upstream: &MockUpstream,
+    n: usize,
+) -> Vec<(u16, Option<String>, Value)> {
+    let reached_before = upstream.calls().len();
+    let held = upstream.hold().await;
+    let answered = Arc::new(AtomicUsize::new(0));
+    let calls: Vec<_> = (0..n)
+        .map(|i| {
+            let addr = replicas[i % replicas.len()].server.addr();
+            let answered = answered.clone();
+            tokio::spawn(async move {
+                let result = complete(addr, DEMO).await;
+                answered.fetch_add(1, Ordering::Relaxed);
+                result
+            })
+        })
+        .collect();
+    let since = Instant::now();
+    loop {
+        let reached = upstream.calls().len() - reached_before;
+        if answered.load(Ordering::Relaxed) + reached == n {
+            break;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "{reached} reached the upstream and {} were answered, of {n}",
+            answered.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    drop(held);
+    let mut results = Vec::with_capacity(n);
+    for call in calls {
+        results.push(call.await.unwrap());
+    }
+    results
+}
+
 fn statuses(results: &[(u16, Option<String>, Value)], status: u16) -> usize {
     results.iter().filter(|(s, _, _)| *s == status).count()
 }
@@ -152,11 +195,7 @@ async fn a_balance_covering_ten_admits_at_most_ten(target: Target<'_>, redis_cli
     let mut config = config(&target, "");
     // Only the balance refuses.
     config.limits.requests_per_minute = Some(1_000);
-    // The upstream holds each request, so all 100 are in flight together.
-    let upstream = MockUpstream::builder()
-        .first_byte_delay(Duration::from_millis(500))
-        .start()
-        .await;
+    let upstream = MockUpstream::start().await;
     let replicas = replicas(&config, &upstream, 3).await;
     // The worst case of one request, from a broke account's 402.
     let (status, _, refused) = complete(replicas[0].server.addr(), BROKE).await;
@@ -169,7 +208,7 @@ async fn a_balance_covering_ten_admits_at_most_ten(target: Target<'_>, redis_cli
         .cli(&["-c", "set", key, &start.to_string()])
         .unwrap();
 
-    let results = spread(&replicas, 100).await;
+    let results = spread_held(&replicas, &upstream, 100).await;
     let served: Vec<_> = results.iter().filter(|(s, _, _)| *s == 200).collect();
     assert!(
         served.len() <= 10,
@@ -556,10 +595,7 @@ async fn keys_and_money_managed_through_the_admin_api_hold_on_every_replica() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_monthly_cap_for_ten_admits_at_most_ten_of_a_thousand_across_replicas() {
     // One request's worst case, from a broke account's 402 on an in-memory stack.
-    let upstream = MockUpstream::builder()
-        .first_byte_delay(Duration::from_millis(1_500))
-        .start()
-        .await;
+    let upstream = MockUpstream::start().await;
     let plain = config::Config::parse(config::DEFAULT_CONFIG).unwrap();
     let probe = replicas(&plain, &upstream, 1).await;
     let (status, _, refused) = complete(probe[0].server.addr(), BROKE).await;
@@ -579,7 +615,7 @@ async fn a_monthly_cap_for_ten_admits_at_most_ten_of_a_thousand_across_replicas(
     demo.spend_caps = Some(vec![format!("{}/month", 10 * worst)]);
     let replicas = replicas(&config, &upstream, 3).await;
 
-    let results = spread(&replicas, 1_000).await;
+    let results = spread_held(&replicas, &upstream, 1_000).await;
     let served = statuses(&results, 200);
     assert!(served <= 10, "{served} admitted on a monthly cap for 10");
     assert!(
@@ -597,5 +633,28 @@ async fn a_monthly_cap_for_ten_admits_at_most_ten_of_a_thousand_across_replicas(
         1_000 - served,
         "every other request is refused"
     );
+    // What the admitted requests cost is what the month counts, on one Redis for all three.
+    let cap = 10 * worst;
+    let spent: u64 = results
+        .iter()
+        .filter(|(status, _, _)| *status == 200)
+        .map(|(_, _, body)| cost(&replicas[0], body))
+        .sum();
+    assert!(spent <= cap, "{spent} spent on a cap of {cap}");
+    let month = tollgate::core::SpendCap::monthly(cap)
+        .unwrap()
+        .period()
+        .window(SystemTime::now())
+        .unwrap();
+    let counted = format!("tollgate:cap:{{k:key_demo}}:month:{month}");
+    let since = Instant::now();
+    while redis.cli(&["get", &counted]).unwrap().trim() != spent.to_string() {
+        assert!(
+            since.elapsed() < Duration::from_secs(2),
+            "the month counts {}, not {spent}",
+            redis.cli(&["get", &counted]).unwrap().trim()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     println!("{served} of 1,000 admitted on a monthly cap for 10 worst cases");
 }

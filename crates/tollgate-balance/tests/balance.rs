@@ -18,6 +18,9 @@ use tollgate_core::{Body, ChatRequest, Endpoint, ModelInfo, Prices, Principal};
 use tollgate_testkit::{Forward, MockUpstream, body_text, prompt_tokens};
 use tower::{ServiceBuilder, ServiceExt};
 
+mod support;
+use support::decided;
+
 /// $1 per million input tokens, $2 per million output tokens.
 const PRICES: Prices = Prices::new(1_000_000, 2_000_000);
 
@@ -90,7 +93,7 @@ async fn a_thousand_concurrent_requests_never_overspend() {
     let tasks: Vec<_> = (0..1_000)
         .map(|_| tokio::spawn(service.clone().oneshot(chat_request(body.clone()))))
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    decided(&tasks, 990).await;
     assert_eq!(
         ledger.balance("acct_1").await.unwrap(),
         0,

@@ -20,6 +20,9 @@ use tollgate_core::spend::from_unix_millis;
 use tollgate_core::{Body, ChatRequest, Endpoint, ModelInfo, Prices, Principal, SpendCap};
 use tower::{ServiceBuilder, ServiceExt};
 
+mod support;
+use support::decided;
+
 /// $1 per million input tokens, $2 per million output tokens.
 const PRICES: Prices = Prices::new(1_000_000, 2_000_000);
 
@@ -234,7 +237,7 @@ async fn a_thousand_concurrent_requests_against_a_monthly_cap_for_ten_admit_ten(
     let tasks: Vec<_> = (0..1_000)
         .map(|_| tokio::spawn(service.clone().oneshot(request(&monthly))))
         .collect();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    decided(&tasks, 990).await;
     let held = caps.usage("key_1", &monthly, clock.now()).await.unwrap();
     assert_eq!(held[0].reserved, 10 * ESTIMATE, "the cap is held, no more");
     gate.add_permits(1_000);

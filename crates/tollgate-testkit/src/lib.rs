@@ -120,6 +120,13 @@ pub struct MockUpstream {
     task: JoinHandle<()>,
 }
 
+/// Responses of a [`MockUpstream`] held by [`MockUpstream::hold`]; dropping it lets them go.
+#[derive(Debug)]
+#[must_use = "responses are held only while this guard lives"]
+pub struct HeldResponses {
+    _write: tokio::sync::OwnedRwLockWriteGuard<()>,
+}
+
 /// Configures a [`MockUpstream`].
 #[derive(Debug)]
 pub struct MockUpstreamBuilder {
@@ -185,6 +192,34 @@ impl MockUpstream {
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// Holds every response before its head until the returned guard is dropped; calls are
+    /// still recorded as they arrive. A test decides all of a burst's requests while none of
+    /// them has finished, whatever the machine's speed: no admitted request settles, nor frees
+    /// what it holds, until the guard goes.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use tollgate_testkit::{MockUpstream, send};
+    ///
+    /// # tokio_test::block_on(async {
+    /// let upstream = MockUpstream::start().await;
+    /// let held = upstream.hold().await;
+    /// let request = http::Request::get("/v1/models").header("host", "mock").body(Full::new(Bytes::new())).unwrap();
+    /// let response = tokio::spawn(send(upstream.addr(), request));
+    /// assert!(upstream.wait_for_call(Duration::from_secs(5)).await.is_some());
+    /// assert!(!response.is_finished());
+    /// drop(held);
+    /// assert_eq!(response.await.unwrap().unwrap().status(), 200);
+    /// # });
+    /// ```
+    pub async fn hold(&self) -> HeldResponses {
+        HeldResponses {
+            _write: self.state.hold.clone().write_owned().await,
         }
     }
 
@@ -300,6 +335,7 @@ impl MockUpstreamBuilder {
             calls: Mutex::new(Vec::new()),
             record_calls: self.record_calls,
             next_id: AtomicU64::new(1),
+            hold: Arc::default(),
         });
         let task = tokio::spawn(server::serve(listener, state.clone()));
         MockUpstream { addr, state, task }

@@ -45,6 +45,9 @@ pub(crate) struct State {
     pub(crate) calls: Mutex<Vec<Call>>,
     pub(crate) record_calls: bool,
     pub(crate) next_id: AtomicU64,
+    /// Write-locked while a [`HeldResponses`](crate::HeldResponses) is alive: every response
+    /// waits for a read lock before its head.
+    pub(crate) hold: Arc<tokio::sync::RwLock<()>>,
 }
 
 pub(crate) async fn serve(listener: TcpListener, state: Arc<State>) {
@@ -116,6 +119,8 @@ async fn handle(
         calls.push(call.clone());
     }
     let guard = HangUpGuard(progress.clone());
+    // Recorded first: a test sees the call arrive while its response is held.
+    drop(state.hold.read().await);
 
     let header = parts.headers.get("x-mock").and_then(|v| v.to_str().ok());
     let requested = match header.map(Behavior::parse).transpose() {
