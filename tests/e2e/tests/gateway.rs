@@ -3,13 +3,13 @@
 
 // The example's own configuration and stack; the tests use most, not all, of what they expose.
 #[allow(dead_code)]
-#[path = "../examples/gateway/backends.rs"]
+#[path = "../../../examples/gateway/backends.rs"]
 mod backends;
 #[allow(dead_code)]
-#[path = "../examples/gateway/config.rs"]
+#[path = "../../../examples/gateway/config.rs"]
 mod config;
 #[allow(dead_code)]
-#[path = "../examples/gateway/stack.rs"]
+#[path = "../../../examples/gateway/stack.rs"]
 mod stack;
 
 use std::convert::Infallible;
