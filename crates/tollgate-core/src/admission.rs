@@ -330,27 +330,34 @@ where
     /// takes `inner` along and leaves a clone of it in its place (the ready service serves
     /// this request, the clone the next).
     pub fn new(admission: &A, inner: &mut S, mut request: Request<B>) -> Self {
-        let state = match admission.start(&mut request) {
-            Start::Decided(Verdict::Admit(ticket)) => State::Inner {
-                future: inner.call(request),
-                ticket: Some(ticket),
+        // Each arm builds the whole future in place: a state made first and then moved into
+        // `Self` would copy the inner future once more on every layer.
+        match admission.start(&mut request) {
+            Start::Decided(Verdict::Admit(ticket)) => AdmissionFuture {
+                state: State::Inner {
+                    future: inner.call(request),
+                    ticket: Some(ticket),
+                },
             },
-            Start::Decided(Verdict::Reject(error, ticket)) => State::Rejected {
-                rejection: Some((error, ticket)),
+            Start::Decided(Verdict::Reject(error, ticket)) => AdmissionFuture {
+                state: State::Rejected {
+                    rejection: Some((error, ticket)),
+                },
             },
             Start::Waiting(pending) => {
                 let clone = inner.clone();
-                State::Waiting {
-                    waiting: Box::pin(Waiting {
-                        pending,
-                        request: Some(request),
-                        admission: admission.clone(),
-                        inner: std::mem::replace(inner, clone),
-                    }),
+                AdmissionFuture {
+                    state: State::Waiting {
+                        waiting: Box::pin(Waiting {
+                            pending,
+                            request: Some(request),
+                            admission: admission.clone(),
+                            inner: std::mem::replace(inner, clone),
+                        }),
+                    },
                 }
             }
-        };
-        AdmissionFuture { state }
+        }
     }
 }
 
