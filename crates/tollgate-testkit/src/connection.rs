@@ -2,12 +2,13 @@
 //! request head or stays idle too long, the way it ends at shutdown, and the refusal a client
 //! gets when the server is full.
 
+use std::cell::RefCell;
 use std::convert::Infallible;
 use std::future::poll_fn;
 use std::io;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,7 +17,6 @@ use http::{Request, Response};
 use http_body::{Frame, SizeHint};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use hyper_util::service::TowerToHyperService;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -203,8 +203,46 @@ impl Drop for FinishesResponse {
     }
 }
 
+/// A response future, pinned on the heap.
+type BoxedFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// The service as hyper calls it, one instance per connection. HTTP/1.1 serves a connection's
+/// requests one at a time, so that instance serves every request it is ready for at once;
+/// hyper-util's adapter clones the whole stack for each request instead (an allocation, and a
+/// reference count taken and given back per layer, from whichever core runs the request).
+struct PerConnection<S>(RefCell<S>);
+
+impl<S, R, T> hyper::service::Service<R> for PerConnection<S>
+where
+    S: tower::Service<
+            R,
+            Response = T,
+            Error = Infallible,
+            Future = BoxedFuture<Result<T, Infallible>>,
+        > + Clone
+        + Send
+        + 'static,
+    R: Send + 'static,
+    T: 'static,
+{
+    type Response = T;
+    type Error = Infallible;
+    type Future = S::Future;
+
+    fn call(&self, request: R) -> S::Future {
+        // hyper calls one request at a time and never from within a call: the borrow is free.
+        let mut service = self.0.borrow_mut();
+        match service.poll_ready(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(Ok(())) => service.call(request),
+            // A stack that is not ready at once (a concurrency limit at its cap, say): a clone
+            // waits for readiness with the connection's waker, as hyper-util's adapter does.
+            Poll::Pending => boxed(service.clone().oneshot(request)),
+        }
+    }
+}
+
 /// `future`, pinned on the heap.
-fn boxed<F>(future: F) -> Pin<Box<dyn Future<Output = F::Output> + Send>>
+fn boxed<F>(future: F) -> BoxedFuture<F::Output>
 where
     F: Future + Send + 'static,
 {
@@ -276,7 +314,7 @@ pub(crate) async fn serve_connection<S, B>(
     let started = activity.clone();
     let finished = activity.clone();
     // The response future boxed so that the connection is `Unpin` and gives its socket back
-    // when done; the service is not, as hyper's adapter clones it for every request.
+    // when done; the service is not, as the connection keeps one instance of it.
     let service = service
         .map_request(move |request: Request<Incoming>| {
             started.request_started();
@@ -294,7 +332,7 @@ pub(crate) async fn serve_connection<S, B>(
         // The connection's own clock (see `WatchedStream`) times the head instead.
         .header_read_timeout(None)
         .max_header_size(MAX_HEAD_BYTES)
-        .serve_connection(io, TowerToHyperService::new(service));
+        .serve_connection(io, PerConnection(RefCell::new(service)));
     let self_wake = SelfWake::new();
     let mut serving = poll_fn(|cx| self_wake.poll(cx, |cx| connection.poll_without_shutdown(cx)));
     let stopped = tokio::select! {

@@ -385,4 +385,70 @@ mod tests {
         let attempts = attempts.load(Ordering::Relaxed);
         assert!((5..=8).contains(&attempts), "{attempts} attempts");
     }
+
+    /// Ready on its second poll after each call (waking its task on the first), for one call;
+    /// a clone starts unpolled. So the connection's instance serves every other request
+    /// itself, and for the others a clone waits and serves.
+    #[derive(Default)]
+    struct ReadyOnSecondPoll {
+        polled: bool,
+        ready: bool,
+    }
+
+    impl Clone for ReadyOnSecondPoll {
+        fn clone(&self) -> Self {
+            ReadyOnSecondPoll::default()
+        }
+    }
+
+    impl tower::Service<Request<Body>> for ReadyOnSecondPoll {
+        type Response = Response<Body>;
+        type Error = Infallible;
+        type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+
+        fn poll_ready(
+            &mut self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Result<(), Infallible>> {
+            self.ready = std::mem::replace(&mut self.polled, true);
+            if self.ready {
+                return std::task::Poll::Ready(Ok(()));
+            }
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+
+        fn call(&mut self, _: Request<Body>) -> Self::Future {
+            assert!(self.ready, "called before it was ready");
+            (self.polled, self.ready) = (false, false);
+            std::future::ready(Ok(Response::new(Body::from("served"))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_service_not_ready_at_once_still_serves_every_request_of_a_connection() {
+        use http_body_util::{BodyExt, Full};
+
+        let server = TestServer::start(ReadyOnSecondPoll::default()).await;
+        let stream = TcpStream::connect(server.addr()).await.unwrap();
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .unwrap();
+        tokio::spawn(connection);
+        for _ in 0..3 {
+            let request = Request::get("/")
+                .header("host", "test")
+                .body(Full::new(Bytes::new()));
+            let response = tokio::time::timeout(
+                Duration::from_secs(5),
+                sender.send_request(request.unwrap()),
+            )
+            .await
+            .expect("answered")
+            .unwrap();
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(body, "served");
+        }
+    }
 }
