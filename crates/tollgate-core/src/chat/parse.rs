@@ -39,13 +39,18 @@ impl ChatRequest {
         // From the checked text: serde then reads its strings and raw values without checking
         // their UTF-8 again.
         let mut deserializer = serde_json::Deserializer::from_str(text);
-        let top = TopVisitor { base, body: &body };
-        let parsed = de::Deserializer::deserialize_any(&mut deserializer, top)
-            .and_then(|fields| deserializer.end().map(|()| fields));
-        let mut fields = match parsed {
-            Ok(fields) => fields,
-            Err(error) => return Err(parse_error(&body, &error)),
+        // Filled in place: returned through serde's calls, the fields would be copied at each.
+        let mut fields = Fields::default();
+        let top = TopVisitor {
+            base,
+            body: &body,
+            fields: &mut fields,
         };
+        let parsed = de::Deserializer::deserialize_any(&mut deserializer, top)
+            .and_then(|()| deserializer.end());
+        if let Err(error) = parsed {
+            return Err(parse_error(&body, &error));
+        }
         fields.object_end = body.iter().rposition(|&b| b == b'}').unwrap_or(body.len());
         if let Field::Value(model) = fields.model
             && model.escaped
@@ -324,9 +329,10 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
-struct TopVisitor<'de> {
+struct TopVisitor<'de, 'f> {
     base: usize,
     body: &'de [u8],
+    fields: &'f mut Fields,
 }
 
 /// The top-level members the parse reads: chat completions' first ([`CHAT_READ`] of them),
@@ -362,16 +368,16 @@ const CHAT_READ: u32 = 13;
 // One bit each in a `u32` (`Seen::read`) and a `u64` (`Fields::chat_members`).
 const _: () = assert!(READ_FIELDS.len() <= 32 && KNOWN_FIELDS.len() <= 64);
 
-impl<'de> Visitor<'de> for TopVisitor<'de> {
-    type Value = Fields;
+impl<'de> Visitor<'de> for TopVisitor<'de, '_> {
+    type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         let base = self.base;
-        let mut fields = Fields::default();
+        let fields = self.fields;
         let mut seen = Seen::default();
         while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
             fields.members += 1;
@@ -478,7 +484,7 @@ impl<'de> Visitor<'de> for TopVisitor<'de> {
             }
         }
         fields.read_members = seen.read;
-        Ok(fields)
+        Ok(())
     }
 }
 
