@@ -21,8 +21,10 @@ pin_project! {
     pub struct UpstreamBody {
         #[pin]
         inner: Incoming,
-        #[pin]
-        deadline: Sleep,
+        deadline: Instant,
+        // Armed when the body first waits: one that is there at once, as most JSON answers
+        // are, sets no timer, and the responses that carry it through the layers stay small.
+        timer: Option<Pin<Box<Sleep>>>,
         total: Duration,
         timed_out: bool,
     }
@@ -32,7 +34,8 @@ impl UpstreamBody {
     pub(crate) fn new(inner: Incoming, deadline: Instant, total: Duration) -> Self {
         UpstreamBody {
             inner,
-            deadline: tokio::time::sleep_until(deadline),
+            deadline,
+            timer: None,
             total,
             timed_out: false,
         }
@@ -60,7 +63,11 @@ impl Body for UpstreamBody {
         match this.inner.poll_frame(cx) {
             Poll::Ready(frame) => Poll::Ready(frame.map(|frame| frame.map_err(Into::into))),
             Poll::Pending => {
-                if this.deadline.poll(cx).is_pending() {
+                let deadline = *this.deadline;
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+                if timer.as_mut().poll(cx).is_pending() {
                     return Poll::Pending;
                 }
                 *this.timed_out = true;
