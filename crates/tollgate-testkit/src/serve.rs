@@ -174,6 +174,9 @@ pub struct Shutdown {
 /// lets the requests in flight finish within the shutdown grace, closes what is left, and
 /// says how many it cut off.
 ///
+/// Each connection serves its requests, one at a time, with its own clone of `service`, called
+/// as soon as it is ready (a clone per request only when it is not ready at once).
+///
 /// Request bodies are boxed as [`tollgate_core::Body`]. A client that shuts down its write side
 /// after sending its request still gets its answer (hyper's half-close): so a client that
 /// hangs up before the response head does not cancel its request until the answer is written.
