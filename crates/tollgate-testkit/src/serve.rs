@@ -368,6 +368,9 @@ impl Drop for TestServer {
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+
+    use http_body_util::{BodyExt, Full};
 
     use super::*;
 
@@ -409,16 +412,13 @@ mod tests {
         type Error = Infallible;
         type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
 
-        fn poll_ready(
-            &mut self,
-            cx: &mut std::task::Context<'_>,
-        ) -> std::task::Poll<Result<(), Infallible>> {
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
             self.ready = std::mem::replace(&mut self.polled, true);
             if self.ready {
-                return std::task::Poll::Ready(Ok(()));
+                return Poll::Ready(Ok(()));
             }
             cx.waker().wake_by_ref();
-            std::task::Poll::Pending
+            Poll::Pending
         }
 
         fn call(&mut self, _: Request<Body>) -> Self::Future {
@@ -430,8 +430,6 @@ mod tests {
 
     #[tokio::test]
     async fn a_service_not_ready_at_once_still_serves_every_request_of_a_connection() {
-        use http_body_util::{BodyExt, Full};
-
         let server = TestServer::start(ReadyOnSecondPoll::default()).await;
         let stream = TcpStream::connect(server.addr()).await.unwrap();
         let (mut sender, connection) =
