@@ -1,16 +1,16 @@
 //! The passthrough response body.
 
 use std::fmt;
-use std::future::Future as _;
 use std::pin::Pin;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
+use tollgate_core::timer::BodyTimer;
 use tollgate_core::{BoxError, Endpoint, ErrorKind, GatewayError, Telemetry};
 
 use crate::observer::is_usage_only;
@@ -82,10 +82,7 @@ pub(crate) struct Stream<B> {
 struct KeepAlive {
     period: Duration,
     last_frame: Instant,
-    sleep: Pin<Box<Sleep>>,
-    /// The task the timer wakes, once polled: until the timer fires or moves, polling it again
-    /// from the same task (on every frame's wait) would only register the same task again.
-    registered: Option<Waker>,
+    timer: BodyTimer,
 }
 
 type DrainFn<B> = fn(Pin<Box<B>>, Option<SseParser>, Vec<Box<dyn SseObserver>>);
@@ -124,11 +121,13 @@ impl<B> SseBody<B> {
                     strip_usage,
                     pending: BytesMut::new(),
                     cut_lf: false,
-                    keep_alive: keep_alive.map(|period| KeepAlive {
-                        period,
-                        last_frame: Instant::now(),
-                        sleep: Box::pin(tokio::time::sleep(period)),
-                        registered: None,
+                    keep_alive: keep_alive.map(|period| {
+                        let now = Instant::now();
+                        KeepAlive {
+                            period,
+                            last_frame: now,
+                            timer: BodyTimer::at(now + period),
+                        }
                     }),
                     tail: *b"\n\n\n\n",
                     terminal: None,
@@ -401,26 +400,18 @@ where
             return Poll::Pending;
         };
         loop {
-            let waker = cx.waker();
-            if !keep_alive.sleep.is_elapsed()
-                && (keep_alive.registered.as_ref()).is_some_and(|task| task.will_wake(waker))
-            {
+            if keep_alive.timer.poll_expired(cx).is_pending() {
                 return Poll::Pending;
             }
-            if keep_alive.sleep.as_mut().poll(cx).is_pending() {
-                keep_alive.registered = Some(waker.clone());
-                return Poll::Pending;
-            }
-            keep_alive.registered = None;
             let quiet_until = keep_alive.last_frame + keep_alive.period;
             let now = Instant::now();
             if quiet_until > now {
                 // A frame came since the timer was set: wait out the period from that frame.
-                keep_alive.sleep.as_mut().reset(quiet_until);
+                keep_alive.timer.reset(quiet_until);
                 continue;
             }
             keep_alive.last_frame = now;
-            keep_alive.sleep.as_mut().reset(now + keep_alive.period);
+            keep_alive.timer.reset(now + keep_alive.period);
             if at_boundary {
                 return Poll::Ready(Some(Frame::data(Bytes::from_static(KEEP_ALIVE))));
             }
@@ -535,7 +526,58 @@ fn drain<B>(
 
 #[cfg(test)]
 mod tests {
-    use super::sequence_number;
+    use std::convert::Infallible;
+    use std::future::poll_fn;
+    use std::pin::{Pin, pin};
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use http_body::{Body as _, Frame};
+    use http_body_util::BodyExt;
+
+    use super::{KEEP_ALIVE, SseBody, sequence_number};
+
+    /// An upstream that never sends.
+    struct Quiet;
+
+    impl http_body::Body for Quiet {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Pending
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keep_alive_comes_when_the_first_wait_was_turned_away_by_the_budget() {
+        let period = Duration::from_secs(10);
+        let mut body = pin!(SseBody::stream(
+            Quiet,
+            Vec::new(),
+            Some(period),
+            false,
+            None
+        ));
+        // The connection task spent its budget (many frames written in one poll) before the
+        // stream's first wait.
+        poll_fn(|cx| {
+            while tokio::task::coop::has_budget_remaining() {
+                let _ = pin!(tokio::task::coop::consume_budget()).poll(cx);
+            }
+            assert!(body.as_mut().poll_frame(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        let frame = tokio::time::timeout(period * 2, body.frame()).await;
+        let data = frame.expect("a keep-alive within the period");
+        let data = data.and_then(|frame| frame.ok()?.into_data().ok());
+        assert_eq!(data.as_deref(), Some(KEEP_ALIVE));
+    }
 
     #[test]
     fn the_sequence_number_is_the_top_level_ones() {

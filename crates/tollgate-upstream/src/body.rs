@@ -8,8 +8,9 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
 use pin_project_lite::pin_project;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tollgate_core::BoxError;
+use tollgate_core::timer::BodyTimer;
 
 use crate::errors;
 
@@ -24,7 +25,7 @@ pin_project! {
         deadline: Instant,
         // Armed when the body first waits: one that is there at once, as most JSON answers
         // are, sets no timer, and the responses that carry it through the layers stay small.
-        timer: Option<Pin<Box<Sleep>>>,
+        timer: Option<BodyTimer>,
         total: Duration,
         timed_out: bool,
     }
@@ -64,10 +65,8 @@ impl Body for UpstreamBody {
             Poll::Ready(frame) => Poll::Ready(frame.map(|frame| frame.map_err(Into::into))),
             Poll::Pending => {
                 let deadline = *this.deadline;
-                let timer = this
-                    .timer
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-                if timer.as_mut().poll(cx).is_pending() {
+                let timer = this.timer.get_or_insert_with(|| BodyTimer::at(deadline));
+                if timer.poll_expired(cx).is_pending() {
                     return Poll::Pending;
                 }
                 *this.timed_out = true;
