@@ -87,7 +87,18 @@ impl<'a> Reader<'a> {
     }
 
     /// The next byte that is not whitespace.
+    #[inline(always)]
     fn peek(&mut self) -> Option<u8> {
+        // Providers write chunks without whitespace: one look at the byte here nearly always
+        // settles it.
+        match self.byte() {
+            Some(byte) if byte > b' ' => Some(byte),
+            _ => self.skip_whitespace(),
+        }
+    }
+
+    #[cold]
+    fn skip_whitespace(&mut self) -> Option<u8> {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.byte() {
             self.at += 1;
         }
@@ -114,6 +125,7 @@ impl<'a> Reader<'a> {
 
     /// A string: its text between the quotes, and how many escapes it holds (each one byte
     /// shorter decoded).
+    #[inline(always)]
     fn string(&mut self) -> Option<(&'a [u8], usize)> {
         self.eat(b'"')?;
         let bytes = self.text;
@@ -154,6 +166,7 @@ impl<'a> Reader<'a> {
     }
 
     /// A string without escapes.
+    #[inline(always)]
     fn plain_string(&mut self) -> Option<&'a [u8]> {
         let (text, escapes) = self.string()?;
         (escapes == 0).then_some(text)
@@ -518,8 +531,9 @@ mod tests {
         assert!(serde(&deep).is_some());
     }
 
-    /// Characters that change a JSON text's meaning, for the edits below.
-    const EDITS: &[u8] = br#"{}[]",:\ 0-.eEnu"#;
+    /// Characters that change a JSON text's meaning (or are whitespace, or a control character
+    /// that is not), for the edits below.
+    const EDITS: &[u8] = b"{}[]\",:\\ \t\n\r\x010-.eEnu";
 
     proptest! {
         /// Any edit of a real chunk is either left to serde or read as serde reads it.
