@@ -371,21 +371,13 @@ where
     }
 
     fn remember_tail(&mut self, out: &[u8]) {
-        let new = out.len().min(self.tail.len());
-        self.tail.copy_within(new.., 0);
-        let kept = self.tail.len() - new;
-        self.tail[kept..].copy_from_slice(&out[out.len() - new..]);
-    }
-
-    /// Whether what the client received so far ends with a blank line: its last line ending
-    /// follows another one. Nothing may be held back either.
-    fn client_at_boundary(&self) -> bool {
-        let before_last_ending = match self.tail {
-            [a, b, b'\r', b'\n'] => [a, b],
-            [_, a, b, b'\n' | b'\r'] => [a, b],
-            _ => return false,
-        };
-        self.pending.is_empty() && matches!(before_last_ending[1], b'\n' | b'\r')
+        if let Some(last) = out.last_chunk() {
+            self.tail = *last;
+            return;
+        }
+        for &byte in out {
+            self.tail = [self.tail[1], self.tail[2], self.tail[3], byte];
+        }
     }
 
     fn quiet_from_now(&mut self) {
@@ -395,7 +387,6 @@ where
     }
 
     fn poll_keep_alive(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame<Bytes>>> {
-        let at_boundary = self.client_at_boundary();
         let Some(keep_alive) = &mut self.keep_alive else {
             return Poll::Pending;
         };
@@ -412,7 +403,7 @@ where
             }
             keep_alive.last_frame = now;
             keep_alive.timer.reset(now + keep_alive.period);
-            if at_boundary {
+            if client_at_boundary(self.tail, &self.pending) {
                 return Poll::Ready(Some(Frame::data(Bytes::from_static(KEEP_ALIVE))));
             }
             // A comment inside a partial event would corrupt it: wait for the next period (the
@@ -434,7 +425,7 @@ where
             telemetry.set_stream_error(error.kind);
         }
         let mut event = BytesMut::new();
-        if !self.client_at_boundary() {
+        if !client_at_boundary(self.tail, &self.pending) {
             event.extend_from_slice(b"\n\n");
         }
         if self.responses {
@@ -456,6 +447,17 @@ where
             self.observers.iter_mut().for_each(|o| o.on_end(end));
         }
     }
+}
+
+/// Whether what the client received so far (ending with `tail`) ends with a blank line: its
+/// last line ending follows another one. Nothing may be held back (`pending`) either.
+fn client_at_boundary(tail: [u8; 4], pending: &BytesMut) -> bool {
+    let before_last_ending = match tail {
+        [a, b, b'\r', b'\n'] => [a, b],
+        [_, a, b, b'\n' | b'\r'] => [a, b],
+        _ => return false,
+    };
+    pending.is_empty() && matches!(before_last_ending[1], b'\n' | b'\r')
 }
 
 /// The top-level `sequence_number` of a Responses API event's data, found without parsing the
@@ -526,8 +528,10 @@ fn drain<B>(
 
 #[cfg(test)]
 mod tests {
+    use std::collections::VecDeque;
     use std::convert::Infallible;
     use std::future::poll_fn;
+    use std::io;
     use std::pin::{Pin, pin};
     use std::task::{Context, Poll};
     use std::time::Duration;
@@ -550,6 +554,51 @@ mod tests {
             _cx: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
             Poll::Pending
+        }
+    }
+
+    /// An upstream that sends its frames, then fails.
+    struct FailsAfter(VecDeque<Bytes>);
+
+    impl http_body::Body for FailsAfter {
+        type Data = Bytes;
+        type Error = io::Error;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+            Poll::Ready(Some(match self.0.pop_front() {
+                Some(data) => Ok(Frame::data(data)),
+                None => Err(io::Error::other("connection reset")),
+            }))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_terminal_event_starts_an_event_of_its_own_however_the_frames_were_cut() {
+        for (sent, ends_an_event) in [
+            ("data: a\n\n", true),
+            ("data: a\r\n\r\n", true),
+            (": hi\r\r", true),
+            ("data: a\n", false),
+            ("data: a\n\ndata: b", false),
+            ("data: a\r\n", false),
+        ] {
+            for size in 1..=sent.len() {
+                let frames = sent.as_bytes().chunks(size).map(Bytes::copy_from_slice);
+                let body =
+                    SseBody::stream(FailsAfter(frames.collect()), Vec::new(), None, false, None);
+                let received = body.collect().await.unwrap().to_bytes();
+                let received = std::str::from_utf8(&received).unwrap();
+                let terminal = received.strip_prefix(sent).unwrap();
+                let context = format!("{sent:?} in frames of {size}: {terminal:?}");
+                assert_eq!(terminal.starts_with("\n\n"), !ends_an_event, "{context}");
+                assert!(
+                    terminal.trim_start().starts_with("data: {\"error\""),
+                    "{context}"
+                );
+            }
         }
     }
 
