@@ -16,8 +16,36 @@ pub(crate) fn go_duration(duration: Duration) -> String {
     GoDuration(duration).to_string()
 }
 
-/// [`go_duration`] as a header value, rendered on the stack (one allocation, the value's).
+/// Header values of the resets under a second (`0s`, `1ms` to `999ms`), made once: a
+/// request quota's reset is nearly always one of them, and a clone is a reference count where
+/// rendering allocates. Index 0 is a zero duration, index `n` is `n` milliseconds.
+static SUB_SECOND_RESETS: LazyLock<Vec<HeaderValue>> = LazyLock::new(|| {
+    // All of them or none (then every reset is rendered): an index must mean its duration.
+    (0..1000)
+        .map(|millis| render_go_duration(Duration::from_millis(millis)))
+        .collect::<Option<_>>()
+        .unwrap_or_default()
+});
+
+/// [`go_duration`] as a header value.
 fn go_duration_header(duration: Duration) -> Option<HeaderValue> {
+    // A duration under a millisecond but not zero is written `1ms`.
+    let index = if duration.is_zero() {
+        0
+    } else {
+        duration.as_millis().max(1)
+    };
+    match usize::try_from(index)
+        .ok()
+        .and_then(|index| SUB_SECOND_RESETS.get(index))
+    {
+        Some(value) => Some(value.clone()),
+        None => render_go_duration(duration),
+    }
+}
+
+/// [`go_duration`] as a header value, rendered on the stack (one allocation, the value's).
+fn render_go_duration(duration: Duration) -> Option<HeaderValue> {
     use std::io::Write as _;
     // The longest, `5124095576030431h0m15s` (`Duration::MAX`), is 22 bytes.
     let mut buffer = [0; 32];
@@ -305,9 +333,17 @@ mod tests {
         assert_eq!(go_duration(Duration::from_millis(1250)), "1.25s");
         assert_eq!(go_duration(Duration::from_millis(59_001)), "59.001s");
         assert_eq!(go_duration(Duration::from_millis(61_500)), "1m1s");
-        for duration in [Duration::from_millis(1250), Duration::MAX] {
+        let durations = (0..1100)
+            .map(Duration::from_millis)
+            .chain([Duration::from_micros(10), Duration::from_micros(999_999)])
+            .chain([Duration::from_millis(1250), Duration::MAX]);
+        for duration in durations {
             let header = go_duration_header(duration).unwrap();
-            assert_eq!(header.to_str().unwrap(), go_duration(duration));
+            assert_eq!(
+                header.to_str().unwrap(),
+                go_duration(duration),
+                "{duration:?}"
+            );
         }
     }
 }
