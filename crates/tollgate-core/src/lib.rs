@@ -15,7 +15,7 @@
 //! - [`Telemetry`]: what the layers learn about one request, for a metrics layer to report,
 //!   and its W3C [`TraceContext`].
 //! - [`Body`] and [`ResponseBody`]: body types shared by the layers.
-//! - [`timer::BodyTimer`]: the deadline a streaming body checks on each of its waits.
+//! - [`timer::WaitTimer`]: the deadline a streamed body checks on each of its waits.
 //!
 //! Layers talk to each other only through these types in the request and response extensions.
 //!

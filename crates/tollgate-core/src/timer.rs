@@ -1,4 +1,4 @@
-//! A deadline that a response body checks each time it waits.
+//! A deadline that a body or a connection checks each time it waits.
 
 use std::fmt;
 use std::future::Future;
@@ -8,31 +8,32 @@ use std::task::{Context, Poll, Waker};
 use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep};
 
-/// A Tokio timer for a body that waits many times (a stream waits once per chunk or more).
+/// A Tokio timer for something that waits many times: a streamed body waits once per chunk
+/// or more, a connection's reads once per request.
 ///
 /// Polling a Tokio timer takes its waker lock even when the same task is registered already:
 /// about a hundred instructions a wait, a few thousand per stream. This one remembers the task
 /// it registered and is not polled again from that task until it fires or moves. A poll that
 /// Tokio's cooperative budget turned away registered nothing, so it is not remembered.
 ///
-/// Boxed: a body that holds one carries a pointer, and `Option<BodyTimer>` too.
+/// Boxed: what holds one carries a pointer, and `Option<WaitTimer>` too.
 ///
 /// ```
 /// use std::future::poll_fn;
 /// use std::task::Poll;
 /// use std::time::Duration;
 /// use tokio::time::Instant;
-/// use tollgate_core::timer::BodyTimer;
+/// use tollgate_core::timer::WaitTimer;
 ///
 /// # tokio_test::block_on(async {
-/// let mut timer = BodyTimer::at(Instant::now() + Duration::from_millis(5));
+/// let mut timer = WaitTimer::at(Instant::now() + Duration::from_millis(5));
 /// // A body with nothing to read yet checks its deadline, and its task is woken at it.
 /// let expired = poll_fn(|cx| Poll::Ready(timer.poll_expired(cx).is_ready())).await;
 /// assert!(!expired);
 /// poll_fn(|cx| timer.poll_expired(cx)).await;
 /// # });
 /// ```
-pub struct BodyTimer {
+pub struct WaitTimer {
     armed: Pin<Box<Armed>>,
 }
 
@@ -45,10 +46,10 @@ pin_project! {
     }
 }
 
-impl BodyTimer {
+impl WaitTimer {
     /// A timer that fires at `deadline` (it needs a Tokio runtime with the time driver).
     pub fn at(deadline: Instant) -> Self {
-        BodyTimer {
+        WaitTimer {
             armed: Box::pin(Armed {
                 sleep: tokio::time::sleep_until(deadline),
                 registered: None,
@@ -61,10 +62,10 @@ impl BodyTimer {
     /// ```
     /// use std::time::Duration;
     /// use tokio::time::Instant;
-    /// use tollgate_core::timer::BodyTimer;
+    /// use tollgate_core::timer::WaitTimer;
     ///
     /// # tokio_test::block_on(async {
-    /// let mut timer = BodyTimer::at(Instant::now());
+    /// let mut timer = WaitTimer::at(Instant::now());
     /// let later = Instant::now() + Duration::from_secs(1);
     /// timer.reset(later);
     /// assert_eq!(timer.deadline(), later);
@@ -80,11 +81,11 @@ impl BodyTimer {
     ///
     /// ```
     /// use tokio::time::Instant;
-    /// use tollgate_core::timer::BodyTimer;
+    /// use tollgate_core::timer::WaitTimer;
     ///
     /// # tokio_test::block_on(async {
     /// let deadline = Instant::now();
-    /// assert_eq!(BodyTimer::at(deadline).deadline(), deadline);
+    /// assert_eq!(WaitTimer::at(deadline).deadline(), deadline);
     /// # });
     /// ```
     pub fn deadline(&self) -> Instant {
@@ -97,10 +98,10 @@ impl BodyTimer {
     /// use std::future::poll_fn;
     /// use std::task::Poll;
     /// use tokio::time::Instant;
-    /// use tollgate_core::timer::BodyTimer;
+    /// use tollgate_core::timer::WaitTimer;
     ///
     /// # tokio_test::block_on(async {
-    /// let mut timer = BodyTimer::at(Instant::now());
+    /// let mut timer = WaitTimer::at(Instant::now());
     /// poll_fn(|cx| timer.poll_expired(cx)).await;
     /// # });
     /// ```
@@ -127,9 +128,9 @@ impl BodyTimer {
     }
 }
 
-impl fmt::Debug for BodyTimer {
+impl fmt::Debug for WaitTimer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BodyTimer")
+        f.debug_struct("WaitTimer")
             .field("deadline", &self.deadline())
             .finish_non_exhaustive()
     }
@@ -144,12 +145,12 @@ mod tests {
 
     use tokio::time::Instant;
 
-    use super::BodyTimer;
+    use super::WaitTimer;
 
     #[tokio::test(start_paused = true)]
     async fn a_wait_turned_away_by_the_budget_still_fires_at_the_deadline() {
         let deadline = Instant::now() + Duration::from_millis(10);
-        let mut timer = BodyTimer::at(deadline);
+        let mut timer = WaitTimer::at(deadline);
         // Spend the task's whole budget, as a connection task that wrote many frames in one
         // poll has, then wait: Tokio turns the timer's poll away.
         poll_fn(|cx| {
@@ -172,7 +173,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_reset_timer_fires_at_its_new_deadline() {
         let start = Instant::now();
-        let mut timer = BodyTimer::at(start + Duration::from_millis(10));
+        let mut timer = WaitTimer::at(start + Duration::from_millis(10));
         assert!(
             poll_fn(|cx| Poll::Ready(timer.poll_expired(cx)))
                 .await

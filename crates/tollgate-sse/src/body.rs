@@ -10,7 +10,7 @@ use http::HeaderValue;
 use http_body::{Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
-use tollgate_core::timer::BodyTimer;
+use tollgate_core::timer::WaitTimer;
 use tollgate_core::{BoxError, Endpoint, ErrorKind, GatewayError, Telemetry};
 
 use crate::observer::is_usage_only;
@@ -82,7 +82,7 @@ pub(crate) struct Stream<B> {
 struct KeepAlive {
     period: Duration,
     last_frame: Instant,
-    timer: BodyTimer,
+    timer: WaitTimer,
 }
 
 type DrainFn<B> = fn(Pin<Box<B>>, Option<SseParser>, Vec<Box<dyn SseObserver>>);
@@ -126,7 +126,7 @@ impl<B> SseBody<B> {
                         KeepAlive {
                             period,
                             last_frame: now,
-                            timer: BodyTimer::at(now + period),
+                            timer: WaitTimer::at(now + period),
                         }
                     }),
                     tail: *b"\n\n\n\n",

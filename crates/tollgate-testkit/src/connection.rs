@@ -21,8 +21,9 @@ use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tollgate_core::request_id::X_REQUEST_ID;
+use tollgate_core::timer::WaitTimer;
 use tollgate_core::{Body, BoxError, ErrorKind, GatewayError};
 use tower::ServiceExt;
 
@@ -103,8 +104,9 @@ struct WatchedStream {
     stream: TcpStream,
     activity: Arc<Activity>,
     limits: ConnectionLimits,
-    timer: Pin<Box<Sleep>>,
-    armed_for: Option<Instant>,
+    /// Set for the phase's deadline, or an earlier one: a later deadline (each request moves
+    /// it) waits until the timer fires, so that the timer wheel is not locked per request.
+    timer: Option<WaitTimer>,
     /// The clock closed the connection.
     timed_out: bool,
 }
@@ -115,8 +117,7 @@ impl WatchedStream {
             stream,
             activity,
             limits,
-            timer: Box::pin(tokio::time::sleep(Duration::ZERO)),
-            armed_for: None,
+            timer: None,
             timed_out: false,
         }
     }
@@ -126,11 +127,18 @@ impl WatchedStream {
         let Some(deadline) = self.activity.deadline(&self.limits) else {
             return false;
         };
-        if self.armed_for != Some(deadline) {
-            self.timer.as_mut().reset(deadline);
-            self.armed_for = Some(deadline);
+        let timer = self.timer.get_or_insert_with(|| WaitTimer::at(deadline));
+        if timer.deadline() > deadline {
+            timer.reset(deadline);
         }
-        self.timer.as_mut().poll(cx).is_ready()
+        while timer.poll_expired(cx).is_ready() {
+            if timer.deadline() >= deadline {
+                return true;
+            }
+            // Fired for an earlier phase: wait out this one's deadline.
+            timer.reset(deadline);
+        }
+        false
     }
 }
 

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use tokio::time::Instant;
 use tollgate_core::BoxError;
-use tollgate_core::timer::BodyTimer;
+use tollgate_core::timer::WaitTimer;
 
 use crate::errors;
 
@@ -25,7 +25,7 @@ pin_project! {
         deadline: Instant,
         // Armed when the body first waits: one that is there at once, as most JSON answers
         // are, sets no timer, and the responses that carry it through the layers stay small.
-        timer: Option<BodyTimer>,
+        timer: Option<WaitTimer>,
         total: Duration,
         timed_out: bool,
     }
@@ -65,7 +65,7 @@ impl Body for UpstreamBody {
             Poll::Ready(frame) => Poll::Ready(frame.map(|frame| frame.map_err(Into::into))),
             Poll::Pending => {
                 let deadline = *this.deadline;
-                let timer = this.timer.get_or_insert_with(|| BodyTimer::at(deadline));
+                let timer = this.timer.get_or_insert_with(|| WaitTimer::at(deadline));
                 if timer.poll_expired(cx).is_pending() {
                     return Poll::Pending;
                 }
