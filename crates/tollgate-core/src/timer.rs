@@ -48,6 +48,17 @@ pin_project! {
 
 impl WaitTimer {
     /// A timer that fires at `deadline` (it needs a Tokio runtime with the time driver).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use tokio::time::Instant;
+    /// use tollgate_core::timer::WaitTimer;
+    ///
+    /// # tokio_test::block_on(async {
+    /// let timer = WaitTimer::at(Instant::now() + Duration::from_secs(30));
+    /// assert!(timer.deadline() > Instant::now());
+    /// # });
+    /// ```
     pub fn at(deadline: Instant) -> Self {
         WaitTimer {
             armed: Box::pin(Armed {
@@ -96,7 +107,6 @@ impl WaitTimer {
     ///
     /// ```
     /// use std::future::poll_fn;
-    /// use std::task::Poll;
     /// use tokio::time::Instant;
     /// use tollgate_core::timer::WaitTimer;
     ///
