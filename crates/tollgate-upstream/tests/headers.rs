@@ -298,3 +298,15 @@ async fn the_providers_account_headers_never_reach_the_client() {
     assert_eq!(headers["x-upstream-request-id"], "req_provider");
     assert_eq!(headers["openai-processing-ms"], "12", "other headers pass");
 }
+
+#[tokio::test]
+async fn the_provider_gets_the_length_of_the_body_it_is_sent_whatever_the_client_said() {
+    let mock = MockUpstream::start().await;
+    let body_len = send(&mock, builder(&mock).build(), &[]).await.body.len();
+    let exact = body_len.to_string();
+    for said in [exact.clone(), format!("0{exact}"), "7".to_owned()] {
+        let call = send(&mock, builder(&mock).build(), &[("content-length", &said)]).await;
+        assert_eq!(call.body.len(), body_len);
+        assert_eq!(values(&call.headers, "content-length"), [&*exact], "{said}");
+    }
+}
