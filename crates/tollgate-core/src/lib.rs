@@ -15,7 +15,8 @@
 //! - [`Telemetry`]: what the layers learn about one request, for a metrics layer to report,
 //!   and its W3C [`TraceContext`].
 //! - [`Body`] and [`ResponseBody`]: body types shared by the layers.
-//! - [`timer::WaitTimer`]: the deadline a streamed body checks on each of its waits.
+//! - [`timer::WaitTimer`]: a deadline checked on each of many waits (a streamed body's, a
+//!   connection's reads).
 //!
 //! Layers talk to each other only through these types in the request and response extensions.
 //!
