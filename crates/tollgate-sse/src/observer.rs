@@ -233,15 +233,21 @@ pub(crate) fn is_usage_only(data: &str) -> bool {
 /// Whether `data` has a `"usage"` member whose value is not `null` (or text that looks like
 /// one): what a chunk with usage must have.
 fn names_a_usage(data: &str) -> bool {
-    const KEY: &str = "\"usage\"";
+    const KEY: &[u8] = b"\"usage\"";
     // Built once: a substring search's setup costs more than the search in a short event.
+    // `find` borrows it; `find_iter` would copy it per event.
     static FINDER: LazyLock<memmem::Finder<'static>> = LazyLock::new(|| memmem::Finder::new(KEY));
-    FINDER.find_iter(data.as_bytes()).any(|at| {
-        data[at + KEY.len()..]
-            .trim_start()
-            .strip_prefix(':')
-            .is_some_and(|value| !value.trim_start().starts_with("null"))
-    })
+    let mut rest = data.as_bytes();
+    while let Some(at) = FINDER.find(rest) {
+        rest = &rest[at + KEY.len()..];
+        // JSON's whitespace is ASCII: no need to decode characters to skip it.
+        if let [b':', value @ ..] = rest.trim_ascii_start()
+            && !value.trim_ascii_start().starts_with(b"null")
+        {
+            return true;
+        }
+    }
+    false
 }
 
 #[derive(Deserialize)]
@@ -308,6 +314,10 @@ mod tests {
         assert!(is_usage_only(&format!(
             r#"{{"choices": [ ], "usage" :
  {usage}}}"#
+        )));
+        // A `"usage":null` met first does not hide the usage after it.
+        assert!(is_usage_only(&format!(
+            r#"{{"meta":{{"usage":null}},"choices":[],"usage":{usage}}}"#
         )));
         // Every chunk carries `"usage":null` once the client asked for usage.
         assert!(!is_usage_only(r#"{"choices":[],"usage":null}"#));
